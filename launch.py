@@ -1,0 +1,104 @@
+"""Trains, evaluates, benchmarks or queries one experiment.
+
+  python launch.py --config=configs/NAME.py[:preset] [--workdir=DIR] [--config.key=value ...]
+                   [--mode=train|eval|predict|benchmark]
+"""
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+DEFAULT_CONFIG = 'configs/dates.py'
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Experiment config file[:preset].',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Run directory (default: runs/<config>[-<preset>]).')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'benchmark'], 'What to do.')
+flags.DEFINE_string('input', None, 'predict: read lines from this file instead of stdin.')
+
+
+def _fail(message: str, code: int = 2):
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+def _config_arg(argv) -> str:
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      return arg.split('=', 1)[1]
+    if arg == '--config' and i + 1 < len(argv):
+      return argv[i + 1]
+  return DEFAULT_CONFIG
+
+
+def parse_flags(argv):
+  """Checks --config and its overrides first, so each mistake is one line."""
+  from research import config as config_lib
+  from research.errors import UserError
+  path, _, preset = _config_arg(argv).partition(':')
+  try:
+    config = config_lib.load_config_file(path, preset or None)
+  except UserError as e:
+    _fail(str(e))
+  except Exception as e:  # pylint: disable=broad-except
+    _fail(f'could not load config {path}{":" + preset if preset else ""}: {e}')
+  for arg in argv[1:]:
+    if arg.startswith('--config.'):
+      key = arg[len('--config.'):].split('=', 1)[0]
+      if key not in config_lib.flat_keys(config):
+        _fail(config_lib.unknown_key_message(key, config))
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _fail(str(e).strip().splitlines()[0])
+
+
+def config_name(spec: str) -> str:
+  path, _, preset = spec.partition(':')
+  name = os.path.splitext(os.path.basename(path))[0]
+  return f'{name}-{preset}' if preset else name
+
+
+class _OnlyOurInfo:
+  """Lets library INFO records (orbax logs every save in detail) through only as warnings."""
+
+  def filter(self, record):
+    return record.levelno >= 30 or '/research/' in record.pathname or 'launch.py' in record.pathname
+
+
+def main(argv):
+  del argv
+  from research import train
+  from research.errors import NonFiniteError, UserError
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_OnlyOurInfo())
+  config = FLAGS.config
+  config.name = config_name(_config_arg(sys.argv))
+  workdir = FLAGS.workdir or os.path.join('runs', config.name)
+  try:
+    if FLAGS.mode == 'train':
+      train.train_and_evaluate(config, workdir, resume_command=' '.join(sys.argv))
+    elif FLAGS.mode == 'eval':
+      train.evaluate(config, workdir)
+    elif FLAGS.mode == 'predict':
+      if FLAGS.input:
+        if not os.path.isfile(FLAGS.input):
+          raise UserError(f'--input file {FLAGS.input!r} not found')
+        lines = open(FLAGS.input, encoding='utf-8', errors='replace').read().splitlines()
+      else:
+        lines = sys.stdin.read().splitlines()
+      for line in train.predict(config, workdir, lines):
+        print(line, flush=True)
+    elif FLAGS.mode == 'benchmark':
+      print(json.dumps(train.benchmark(config)), flush=True)
+  except NonFiniteError as e:
+    _fail(str(e), code=1)
+  except UserError as e:
+    _fail(str(e), code=2)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,1 @@
+"""seqlab: a JAX functional research framework for sequence models."""

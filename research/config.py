@@ -1,0 +1,104 @@
+"""The config schema every experiment shares, and helpers to check overrides.
+
+Sweeps and tools address any experiment through the same keys: `seed`,
+`data.*`, `model.*`, `optimizer.*`, `train.steps`, `train.batch_size`,
+`eval.every`, `checkpoint.every`, `parallel`.
+"""
+import difflib
+import importlib.util
+import os
+
+import ml_collections
+
+from research.errors import UserError
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Returns the shared schema with defaults; experiment configs fill it in."""
+  c = ml_collections.ConfigDict()
+  c.name = ''                    # config name, filled by launch.py for reports.
+  c.seed = 0                     # init, data order and dropout keys derive from it.
+  c.task = 'translation'         # which research.tasks entry runs the experiment.
+  c.parallel = 'mesh'            # 'mesh' (jit over a device Mesh) or 'pmap'.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = ''
+  c.data.path = ''               # local copy of the dataset, for offline use.
+  c.data.seed = 0                # fixes the dataset itself (e.g. splits).
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = ''
+  c.model.dropout = 0.0
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = 'adam'      # adam | adamw | sgd
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.schedule = 'cosine'  # constant | cosine | linear | rsqrt
+  c.optimizer.warmup_steps = 0
+  c.optimizer.final_lr_fraction = 0.0
+  c.optimizer.weight_decay = 0.0
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.eps = 1e-8
+  c.optimizer.momentum = 0.9     # for sgd.
+  c.optimizer.grad_clip_norm = 1.0  # 0 disables clipping.
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 1000
+  c.train.batch_size = 128       # global batch, split over all devices.
+  c.train.log_every = 50
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every = 500
+  c.eval.batch_size = 512
+  c.eval.num_samples = 5         # sample predictions printed at each eval.
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every = 500
+  c.checkpoint.keep = 3
+
+  c.bench = ml_collections.ConfigDict()
+  c.bench.warmup_steps = 5
+  c.bench.steps = 50
+  return c
+
+
+def load_config_file(path: str, preset: str | None):
+  """Imports `path` and returns its get_config(preset) (for error checking)."""
+  if not os.path.isfile(path):
+    configs_dir = os.path.dirname(path) or 'configs'
+    available = sorted(
+        os.path.join(configs_dir, f) for f in os.listdir(configs_dir)
+        if f.endswith('.py') and not f.startswith('_')
+    ) if os.path.isdir(configs_dir) else []
+    raise UserError(
+        f'config file {path!r} not found; available: {", ".join(available) or "none"}')
+  spec = importlib.util.spec_from_file_location('_seqlab_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(preset) if preset else module.get_config()
+
+
+def flat_keys(config, prefix='') -> list[str]:
+  keys = []
+  for key, value in config.items():
+    name = f'{prefix}{key}'
+    if isinstance(value, ml_collections.ConfigDict):
+      keys.extend(flat_keys(value, name + '.'))
+    else:
+      keys.append(name)
+  return keys
+
+
+def unknown_key_message(key: str, config) -> str:
+  valid = flat_keys(config)
+  close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+  if not close:  # fall back to the keys of the same section.
+    section = key.rsplit('.', 1)[0] + '.' if '.' in key else ''
+    close = [k for k in valid if k.startswith(section)][:6] if section else []
+  hint = f'; did you mean {", ".join(close)}?' if close else ''
+  return f'unknown config key {key!r}{hint}'
+
+
+def to_dict(config) -> dict:
+  return config.to_dict() if hasattr(config, 'to_dict') else dict(config)

@@ -1,0 +1,146 @@
+"""Sequence-to-sequence translation: source text in, target text out.
+
+Serves the character-level dates experiment; tokenizers and corpora for real
+translation plug in through `_load_pairs` and the vocabularies.
+"""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from research import plots
+from research.data import dates, pipeline
+from research.data.vocab import BOS, PAD, CharVocab
+from research.errors import UserError
+from research.models import MODELS
+
+
+def _load_pairs(cfg):
+  if cfg.name == 'dates':
+    return dates.load(cfg.seed, cfg.train_size, cfg.validation_size, cfg.test_size)
+  raise UserError(f'unknown dataset {cfg.name!r} for translation; known: dates')
+
+
+class TranslationTask:
+
+  def __init__(self, config, runtime):
+    self.config = config
+    self.runtime = runtime
+    d = config.data
+    self.splits = _load_pairs(d)
+    train = self.splits['train']
+    if not train.sources:
+      raise UserError(f'dataset {d.name!r} has an empty train split')
+    self.src_vocab = CharVocab.from_texts(train.sources)
+    self.tgt_vocab = CharVocab.from_texts(train.targets)
+    self.max_src, self.max_tgt = d.max_source_len, d.max_target_len
+    self.arrays = {name: self._encode(split) for name, split in self.splits.items()}
+    self.truncated = {name: a['truncated'] for name, a in self.arrays.items()}
+    if config.model.name not in MODELS:
+      raise UserError(f'unknown model {config.model.name!r}; known: {", ".join(sorted(MODELS))}')
+    self.model = MODELS[config.model.name].from_config(
+        config.model, len(self.src_vocab), len(self.tgt_vocab))
+    self._decode = runtime.jit_data_parallel(
+        lambda params, src: self.model.greedy_decode(params, src, self.max_tgt))
+
+  def _encode(self, split):
+    src, t1 = self.src_vocab.encode_batch(split.sources, self.max_src, add_eos=False)
+    tgt, t2 = self.tgt_vocab.encode_batch(split.targets, self.max_tgt, add_eos=True)
+    return {'src': src, 'tgt': tgt, 'truncated': t1 + t2}
+
+  # --- training -------------------------------------------------------------
+
+  def init(self, rng):
+    src = jnp.zeros((2, self.max_src), jnp.int32)
+    return self.model.init(rng, src, jnp.zeros((2, self.max_tgt), jnp.int32))
+
+  @staticmethod
+  def teacher_inputs(tgt):
+    return np.concatenate([np.full_like(tgt[:, :1], BOS), tgt[:, :-1]], axis=1)
+
+  def train_batch(self, step: int):
+    train = self.arrays['train']
+    idx = pipeline.batch_indices(len(train['src']), self.config.train.batch_size,
+                                 self.config.seed, step)
+    idx = idx[pipeline.process_slice(len(idx))]
+    tgt = train['tgt'][idx]
+    return {'src': train['src'][idx], 'tgt_in': self.teacher_inputs(tgt), 'tgt_out': tgt}
+
+  def loss(self, params, batch, rng):
+    logits, _ = self.model.forward(params, batch['src'], batch['tgt_in'], rng=rng, train=True)
+    return sequence_loss(logits, batch['tgt_out'], self.config.model.label_smoothing)
+
+  def units(self, batch):
+    return {'examples': len(batch['src']), 'tokens': int((batch['tgt_out'] != PAD).sum())}
+
+  # --- evaluation -------------------------------------------------------------
+
+  def translate_ids(self, params, src):
+    """Greedy decoding of an [N, S] id array, batched over all devices."""
+    tokens, weights = [], []
+    bs = self.config.eval.batch_size
+    for start in range(0, len(src), bs):
+      t, w = self.runtime.run_batched(self._decode, params, src[start:start + bs])
+      tokens.append(t)
+      weights.append(w)
+    return np.concatenate(tokens), np.concatenate(weights)
+
+  def evaluate(self, params, split: str):
+    arrays, data = self.arrays[split], self.splits[split]
+    tokens, _ = self.translate_ids(params, arrays['src'])
+    hyps = [self.tgt_vocab.decode(t) for t in tokens]
+    exact = np.mean([h == r for h, r in zip(hyps, data.targets)])
+    # Character accuracy over reference positions (incl. the end-of-sequence).
+    ref = arrays['tgt']
+    mask = ref != PAD
+    char_acc = float(((tokens == ref) & mask).sum() / mask.sum())
+    return {'exact_match': float(exact), 'char_accuracy': char_acc,
+            'truncated': int(self.truncated[split])}
+
+  def samples(self, params, split: str, n: int):
+    data = self.splits[split]
+    hyps = self.predict(params, data.sources[:n])
+    return [(s, h, r) for s, h, r in zip(data.sources[:n], hyps, data.targets[:n])]
+
+  def predict(self, params, lines):
+    if not lines:
+      return []
+    src, truncated = self.src_vocab.encode_batch(lines, self.max_src, add_eos=False)
+    if truncated:
+      print(f'warning: {truncated} input line(s) longer than {self.max_src} characters '
+            'were truncated', flush=True)
+    tokens, _ = self.translate_ids(params, src)
+    return [self.tgt_vocab.decode(t) for t in tokens]
+
+  def write_artifacts(self, params, workdir: str, num_heatmaps: int = 4):
+    """Attention heatmaps (input chars x output chars) for a few test examples."""
+    data = self.splits['test']
+    src = self.arrays['test']['src'][:num_heatmaps]
+    tokens, weights = self.translate_ids(params, src)
+    paths = []
+    for i in range(len(src)):
+      out = self.tgt_vocab.decode(tokens[i])
+      n_out = min(len(out) + 1, weights.shape[1])  # include the end-of-sequence step.
+      n_in = int((src[i] != PAD).sum())
+      path = os.path.join(workdir, 'plots', f'attention_test_{i}.png')
+      plots.attention_heatmap(
+          weights[i, :n_out, :n_in], list(data.sources[i][:n_in]), list(out) + ['</s>'],
+          path, title=f'{data.sources[i]!r} -> {out!r}')
+      paths.append(path)
+    return paths
+
+
+def sequence_loss(logits, targets, label_smoothing=0.0):
+  """Cross entropy summed over non-padding target tokens.
+
+  Returns (loss_sum, token_count, metric sums); the loop divides by the global
+  count, so any split of the batch over devices gives the same gradients.
+  """
+  mask = (targets != PAD).astype(jnp.float32)
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+  nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+  if label_smoothing:
+    nll = (1.0 - label_smoothing) * nll - label_smoothing * logp.mean(-1)
+  correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
+  return (nll * mask).sum(), mask.sum(), {'token_accuracy': (correct * mask).sum()}

@@ -1,0 +1,328 @@
+"""The one training loop every model shares, and the other modes of launch.py.
+
+The train step is a pure function (state, batch) -> (state, metrics). Data
+order comes from (seed, step) and dropout keys from fold_in(key(seed), step),
+so a run stopped anywhere and resumed ends with bit-identical parameters.
+"""
+import hashlib
+import json
+import os
+import resource
+import signal
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from research import checkpoint, config as config_lib, metrics as metrics_lib, plots, tasks
+from research.errors import NonFiniteError, UserError
+from research.parallel import Runtime
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array  # raw uint32 key; per-step keys are fold_in(rng, step).
+
+
+# --- optimizer ------------------------------------------------------------------
+
+
+def make_schedule(cfg, total_steps: int):
+  lr, warmup = cfg.learning_rate, cfg.warmup_steps
+  if cfg.schedule == 'constant':
+    main = optax.constant_schedule(lr)
+  elif cfg.schedule == 'cosine':
+    main = optax.cosine_decay_schedule(lr, max(1, total_steps - warmup), cfg.final_lr_fraction)
+  elif cfg.schedule == 'linear':
+    main = optax.linear_schedule(lr, lr * cfg.final_lr_fraction, max(1, total_steps - warmup))
+  elif cfg.schedule == 'rsqrt':  # Vaswani et al. 2017, peaking at `lr` after warmup.
+    main = lambda s: lr * jnp.sqrt(max(1, warmup) / jnp.maximum(s + warmup, 1))
+  else:
+    raise UserError(f'unknown optimizer.schedule {cfg.schedule!r}; '
+                    'use constant, cosine, linear or rsqrt')
+  if warmup <= 0:
+    return main
+  return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+
+
+def make_optimizer(cfg, total_steps: int):
+  schedule = make_schedule(cfg, total_steps)
+  if cfg.name == 'adam':
+    opt = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+  elif cfg.name == 'adamw':
+    opt = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+  elif cfg.name == 'sgd':
+    opt = optax.sgd(schedule, momentum=cfg.momentum or None)
+  else:
+    raise UserError(f'unknown optimizer.name {cfg.name!r}; use adam, adamw or sgd')
+  if cfg.grad_clip_norm:
+    opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), opt)
+  return opt, schedule
+
+
+# --- the train step -----------------------------------------------------------------
+
+
+def train_step(state: TrainState, batch, *, loss_fn, tx, schedule, axis_name=None):
+  """One update. Gradients are of the loss summed over the global batch,
+  divided by the global weight (token count), so sharding does not matter."""
+  rng = jax.random.fold_in(state.rng, state.step)
+  if axis_name is not None:  # pmap: each device draws its own dropout masks.
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+
+  def objective(params):
+    loss_sum, weight, sums = loss_fn(params, batch, rng)
+    return loss_sum, (weight, sums)
+
+  (loss_sum, (weight, sums)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  if axis_name is not None:
+    grads, loss_sum, weight, sums = jax.lax.psum((grads, loss_sum, weight, sums), axis_name)
+  grads = jax.tree.map(lambda g: g / weight, grads)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {'loss': loss_sum / weight, 'grad_norm': optax.global_norm(grads),
+             'learning_rate': schedule(state.step),
+             **{k: v / weight for k, v in sums.items()}}
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def init_state(task, tx, seed: int) -> TrainState:
+  params = jax.jit(task.init)(jax.random.PRNGKey(seed))
+  return TrainState(step=jnp.array(0, jnp.int32), params=params, opt_state=tx.init(params),
+                    rng=jax.random.fold_in(jax.random.PRNGKey(seed), 1))
+
+
+def params_sha256(params) -> str:
+  """A fingerprint of the parameters: names, shapes, dtypes and exact bytes."""
+  h = hashlib.sha256()
+  for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(params),
+                           key=lambda kv: jax.tree_util.keystr(kv[0])):
+    leaf = np.asarray(jax.device_get(leaf))
+    h.update(f'{jax.tree_util.keystr(path)}:{leaf.dtype}:{leaf.shape};'.encode())
+    h.update(np.ascontiguousarray(leaf).tobytes())
+  return h.hexdigest()
+
+
+# --- setup shared by the modes ------------------------------------------------------
+
+
+class Experiment:
+  """The task, runtime, optimizer and (possibly restored) state of one workdir."""
+
+  def __init__(self, config, workdir: str, devices=None):
+    self.config, self.workdir = config, workdir
+    self.runtime = Runtime.create(config.parallel, devices)
+    self.runtime.check_batch_size(config.train.batch_size)
+    self.task = tasks.build(config, self.runtime)
+    self.tx, self.schedule = make_optimizer(config.optimizer, config.train.steps)
+    self.checkpointer = None
+
+  def fresh_state(self) -> TrainState:
+    return jax.device_put(init_state(self.task, self.tx, self.config.seed),
+                          self.runtime.replicated)
+
+  def restore(self, required: bool = False):
+    """(state, step): the latest checkpoint of the workdir, else a fresh state."""
+    self.checkpointer = checkpoint.Checkpointer(
+        os.path.join(self.workdir, 'checkpoints'), self.config.checkpoint.keep)
+    fresh = self.fresh_state()
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), fresh)
+    state, step = self.checkpointer.restore_latest(abstract)
+    if state is None:
+      if required:
+        raise UserError(f'no checkpoint found in {self.workdir}/checkpoints; train first')
+      return fresh, 0
+    logging.info('restored checkpoint at step %d from %s', step, self.workdir)
+    return state, step
+
+  def evaluate(self, params, split: str) -> dict:
+    return {f'{split}/{k}': v for k, v in self.task.evaluate(params, split).items()}
+
+
+def _is_main() -> bool:
+  return jax.process_index() == 0
+
+
+def _write_json(path: str, obj):
+  if _is_main():
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+      json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+class _StopRequest:
+  """Turns SIGTERM/SIGINT into a flag the loop checks after each step."""
+
+  def __init__(self):
+    self.signal = None
+
+  def __enter__(self):
+    self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for s, handler in self._old.items():
+      signal.signal(s, handler)
+
+
+def _fmt_time(seconds: float) -> str:
+  seconds = int(seconds)
+  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+# --- modes ----------------------------------------------------------------------------
+
+
+def train_and_evaluate(config, workdir: str, devices=None, resume_command: str = '') -> dict:
+  """Trains with periodic eval and checkpoints, then tests; returns results."""
+  t_start = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  exp = Experiment(config, workdir, devices)
+  runtime, task, cfg = exp.runtime, exp.task, config
+  state, start_step = exp.restore()
+  _write_json(os.path.join(workdir, 'config.json'), config_lib.to_dict(config))
+  writer = metrics_lib.MetricWriter(workdir, start_step)
+  total = cfg.train.steps
+  step_fn = runtime.compile_train_step(
+      lambda s, b, axis_name=None: train_step(
+          s, b, loss_fn=task.loss, tx=exp.tx, schedule=exp.schedule, axis_name=axis_name))
+  logging.info('training %s on %d %s device(s) (%s), steps %d -> %d, workdir %s',
+               cfg.name, runtime.num_devices, jax.devices()[0].platform, cfg.parallel,
+               start_step, total, workdir)
+
+  state = runtime.put_state(state)
+  last_saved = start_step
+  window, window_start, t_window, eval_seconds = [], start_step, time.time(), 0.0
+  with _StopRequest() as stop:
+    for step in range(start_step, total):
+      batch = runtime.put_batch(task.train_batch(step))
+      state, metrics = step_fn(state, batch)
+      metrics = jax.device_get(metrics)
+      done = step + 1
+      if not (np.isfinite(metrics['loss']) and np.isfinite(metrics['grad_norm'])):
+        exp.checkpointer.close()
+        writer.close()
+        raise NonFiniteError(
+            f'non-finite {"loss" if not np.isfinite(metrics["loss"]) else "gradient"} '
+            f'at step {done} (loss={metrics["loss"]}, grad_norm={metrics["grad_norm"]}); '
+            f'stopped, the last good checkpoint (step {last_saved}) is kept')
+      window.append(metrics)
+
+      if done % cfg.train.log_every == 0 or done == total:
+        elapsed = time.time() - t_window - eval_seconds
+        rate = (done - window_start) / max(elapsed, 1e-9)
+        mean = {f'train/{k}': float(np.mean([m[k] for m in window])) for k in window[0]}
+        mean['train/steps_per_second'] = rate
+        writer.write(done, mean)
+        logging.info('step %d/%d  loss %.4f  %.1f steps/s  ETA %s', done, total,
+                     mean['train/loss'], rate, _fmt_time((total - done) / max(rate, 1e-9)))
+        window, window_start, t_window, eval_seconds = [], done, time.time(), 0.0
+
+      if done % cfg.eval.every == 0 or done == total:
+        t_eval = time.time()
+        params = runtime.global_state(state).params
+        ev = exp.evaluate(params, 'validation')
+        writer.write(done, ev)
+        logging.info('step %d eval: %s', done, _fmt_metrics(ev))
+        for src, hyp, ref in task.samples(params, 'validation', cfg.eval.num_samples):
+          logging.info('  %-32r -> %-14r %s', src, hyp, '✓' if hyp == ref else f'(want {ref!r})')
+        eval_seconds += time.time() - t_eval  # keep eval time out of steps/s.
+
+      if done % cfg.checkpoint.every == 0 or done == total or stop.signal:
+        exp.checkpointer.save(done, runtime.global_state(state), wait=bool(stop.signal))
+        last_saved = done
+      if stop.signal and done < total:
+        exp.checkpointer.close()
+        writer.close()
+        msg = (f'{stop.signal} received: saved a checkpoint at step {done}/{total} in '
+               f'{workdir}. Run the same command again to resume'
+               + (f':\n  {resume_command}' if resume_command else '.'))
+        print(msg, flush=True)
+        return {'interrupted_at_step': done}
+
+  exp.checkpointer.close()
+  state = runtime.global_state(state)
+  results = {'step': int(state.step)}
+  for split in ('validation', 'test'):
+    results.update(exp.evaluate(state.params, split))
+  writer.write(int(state.step), {k: v for k, v in results.items() if k != 'step'})
+  writer.close()
+  results['params_sha256'] = params_sha256(state.params)
+  results['wall_seconds'] = time.time() - t_start
+  _write_json(os.path.join(workdir, 'results.json'), results)
+  if _is_main():
+    task.write_artifacts(state.params, workdir)
+    plots.metric_curves(metrics_lib.read(writer.path), os.path.join(workdir, 'plots', 'metrics.png'))
+  logging.info('final: %s', _fmt_metrics(results))
+  return results
+
+
+def evaluate(config, workdir: str, devices=None) -> dict:
+  exp = Experiment(config, workdir, devices)
+  state, step = exp.restore(required=True)
+  exp.checkpointer.close()
+  results = {'step': step}
+  for split in ('validation', 'test'):
+    results.update(exp.evaluate(state.params, split))
+  print(json.dumps(results, sort_keys=True), flush=True)
+  return results
+
+
+def predict(config, workdir: str, lines: list[str], devices=None) -> list[str]:
+  exp = Experiment(config, workdir, devices)
+  state, _ = exp.restore(required=True)
+  exp.checkpointer.close()
+  return exp.task.predict(state.params, lines)
+
+
+def benchmark(config, devices=None) -> dict:
+  """Times train steps after warm-up (compilation excluded); returns the JSON row."""
+  exp = Experiment(config, workdir='', devices=devices)
+  runtime, task = exp.runtime, exp.task
+  state = runtime.put_state(exp.fresh_state())
+  step_fn = runtime.compile_train_step(
+      lambda s, b, axis_name=None: train_step(
+          s, b, loss_fn=task.loss, tx=exp.tx, schedule=exp.schedule, axis_name=axis_name))
+  warmup, steps = config.bench.warmup_steps, config.bench.steps
+  batches = [task.train_batch(i) for i in range(warmup + steps)]
+  units = {'examples': 0, 'tokens': 0}
+  for i, batch in enumerate(batches):
+    if i == warmup:
+      jax.block_until_ready(state)
+      t0 = time.perf_counter()
+    if i >= warmup:
+      for k, v in task.units(batch).items():
+        units[k] += v
+    state, metrics = step_fn(state, runtime.put_batch(batch))
+  jax.block_until_ready((state, metrics))
+  seconds = time.perf_counter() - t0
+  return {
+      'config': config.name,
+      'devices': runtime.num_devices,
+      'platform': jax.devices()[0].platform,
+      'steps': steps,
+      'seconds': round(seconds, 4),
+      'steps_per_second': round(steps / seconds, 3),
+      'examples_per_second': round(units['examples'] / seconds, 2),
+      'tokens_per_second': round(units['tokens'] / seconds, 2),
+      'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+  }
+
+
+def _fmt_metrics(m: dict) -> str:
+  return '  '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}'
+                   for k, v in sorted(m.items()) if k != 'params_sha256')
