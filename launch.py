@@ -11,18 +11,25 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 DEFAULT_CONFIG = 'configs/dates.py'
-
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Experiment config file[:preset].',
-                                lock_config=True)
-flags.DEFINE_string('workdir', None, 'Run directory (default: runs/<config>[-<preset>]).')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'benchmark'], 'What to do.')
-flags.DEFINE_string('input', None, 'predict: read lines from this file instead of stdin.')
+
+
+def define_flags():
+  config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Experiment config file[:preset].',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Run directory (default: runs/<config>[-<preset>]).')
+  flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'benchmark'], 'What to do.')
+  flags.DEFINE_string('input', None, 'predict: read lines from this file instead of stdin.')
 
 
 def _fail(message: str, code: int = 2):
   print(f'error: {message}', file=sys.stderr, flush=True)
   sys.exit(code)
+
+
+def _first_line(e: Exception) -> str:
+  lines = [l for l in str(e).strip().splitlines() if l.strip()]
+  return ' '.join(lines[:2]) if lines else type(e).__name__
 
 
 def _config_arg(argv) -> str:
@@ -34,8 +41,11 @@ def _config_arg(argv) -> str:
   return DEFAULT_CONFIG
 
 
-def parse_flags(argv):
-  """Checks --config and its overrides first, so each mistake is one line."""
+def check_config_args(argv):
+  """Checks --config and its overrides, so each mistake is one line and exit 2.
+
+  (config_flags reads sys.argv as soon as the flag is defined, so this runs first.)
+  """
   from research import config as config_lib
   from research.errors import UserError
   path, _, preset = _config_arg(argv).partition(':')
@@ -44,16 +54,20 @@ def parse_flags(argv):
   except UserError as e:
     _fail(str(e))
   except Exception as e:  # pylint: disable=broad-except
-    _fail(f'could not load config {path}{":" + preset if preset else ""}: {e}')
+    _fail(f'could not load config {path}{":" + preset if preset else ""}: {_first_line(e)}')
+  keys = config_lib.flat_keys(config)
   for arg in argv[1:]:
     if arg.startswith('--config.'):
       key = arg[len('--config.'):].split('=', 1)[0]
-      if key not in config_lib.flat_keys(config):
+      if key not in keys:
         _fail(config_lib.unknown_key_message(key, config))
+
+
+def parse_flags(argv):
   try:
     return FLAGS(argv)
   except flags.Error as e:
-    _fail(str(e).strip().splitlines()[0])
+    _fail(_first_line(e))
 
 
 def config_name(spec: str) -> str:
@@ -101,4 +115,9 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  check_config_args(sys.argv)
+  try:
+    define_flags()
+  except Exception as e:  # pylint: disable=broad-except
+    _fail(f'bad config override: {_first_line(e)}')
   app.run(main, flags_parser=parse_flags)

@@ -1,5 +1,7 @@
 """Orbax checkpoints of the train state, with restore that survives bad files."""
 import os
+import shutil
+import time
 
 import jax
 import numpy as np
@@ -15,7 +17,9 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        item_handlers=ocp.StandardCheckpointHandler())
+    self.unreadable: list[int] = []
 
   def steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
@@ -28,10 +32,11 @@ class Checkpointer:
   def restore_latest(self, abstract_state):
     """Returns (state, step) from the newest readable checkpoint, or (None, 0).
 
-    A checkpoint that fails to read is reported and the one before it is
-    tried. One whose shapes differ from `abstract_state` is a UserError: the
-    workdir belongs to another configuration.
+    A checkpoint that fails to read is reported, remembered in `unreadable`,
+    and the one before it is tried. One whose shapes differ from
+    `abstract_state` is a UserError: the workdir belongs to another config.
     """
+    self.unreadable = []
     for step in reversed(self.steps()):
       try:
         _check_shapes(self.manager.item_metadata(step), abstract_state, step, self.directory)
@@ -44,21 +49,49 @@ class Checkpointer:
         logging.warning('checkpoint at step %d in %s could not be restored (%s: %s); '
                         'trying the previous one', step, self.directory,
                         type(e).__name__, first_line)
+        self.unreadable.append(step)
+    if self.unreadable:
+      raise UserError(f'no checkpoint in {self.directory} could be restored '
+                      f'(steps {sorted(self.unreadable)}); move the directory aside or '
+                      'use another --workdir')
     return None, 0
+
+  def set_aside_unreadable(self):
+    """Moves unreadable checkpoints out of the way (never deletes them), so
+    training can write those steps again."""
+    for step in self.unreadable:
+      target = f'{self.directory}_unreadable/{step}-{int(time.time())}'
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.move(os.path.join(self.directory, str(step)), target)
+      logging.warning('moved unreadable checkpoint %d to %s', step, target)
+    if self.unreadable:
+      self.unreadable = []
+      self.manager.reload()
 
   def close(self):
     self.manager.wait_until_finished()
     self.manager.close()
 
 
+def _name(path) -> str:
+  """'params/decoder/hidden/kernel', whether keys are attributes, dict keys or indices."""
+  parts = []
+  for k in path:
+    for attr in ('key', 'name', 'idx'):
+      if hasattr(k, attr):
+        parts.append(str(getattr(k, attr)))
+        break
+  return '/'.join(parts)
+
+
 def _check_shapes(metadata, abstract_state, step, directory):
-  saved = {jax.tree_util.keystr(k): tuple(v.shape)
+  saved = {_name(k): tuple(v.shape)
            for k, v in jax.tree_util.tree_leaves_with_path(metadata)
            if hasattr(v, 'shape')}
   if not saved:
     raise ValueError('no array metadata')
   for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_state):
-    name = jax.tree_util.keystr(path)
+    name = _name(path)
     want = tuple(np.shape(leaf))
     got = saved.get(name)
     if got is None or got != want:

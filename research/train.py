@@ -194,6 +194,7 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   exp = Experiment(config, workdir, devices)
   runtime, task, cfg = exp.runtime, exp.task, config
   state, start_step = exp.restore()
+  exp.checkpointer.set_aside_unreadable()
   _write_json(os.path.join(workdir, 'config.json'), config_lib.to_dict(config))
   writer = metrics_lib.MetricWriter(workdir, start_step)
   total = cfg.train.steps

@@ -1,0 +1,29 @@
+"""Every test sees 4 CPU devices, so data parallelism is exercised on one CPU."""
+import os
+
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_force_host_platform_device_count=4').strip()
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+import pathlib  # pylint: disable=g-import-not-at-top
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def launch(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
+  """Runs `python launch.py ARGS` from the repository root."""
+  return subprocess.run([sys.executable, 'launch.py', *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory):
+  """One tiny default-config run through launch.py, shared by several tests."""
+  workdir = tmp_path_factory.mktemp('tiny_run')
+  proc = launch('--config=configs/dates.py:tiny', f'--workdir={workdir}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir, proc

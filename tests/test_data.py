@@ -1,0 +1,56 @@
+import datetime
+
+import numpy as np
+import pytest
+
+from research.data import dates, pipeline
+from research.data.vocab import EOS, PAD, UNK, CharVocab
+
+
+def test_dates_are_deterministic_and_splits_are_disjoint():
+  a = dates.load(seed=3, train_size=300, validation_size=50, test_size=50)
+  b = dates.load(seed=3, train_size=300, validation_size=50, test_size=50)
+  assert a['train'].sources == b['train'].sources and a['test'].targets == b['test'].targets
+  c = dates.load(seed=4, train_size=300, validation_size=50, test_size=50)
+  assert a['train'].sources != c['train'].sources
+  train, val, test = dates.split_days(3)
+  assert not set(train) & set(test) and not set(train) & set(val) and not set(val) & set(test)
+  assert len(train) + len(val) + len(test) == (dates.LAST_DAY - dates.FIRST_DAY).days + 1
+  assert not set(a['test'].targets) & set(dates.iso_date(datetime.date.fromordinal(int(d)))
+                                          for d in train)
+
+
+@pytest.mark.parametrize('fmt', range(len(dates.FORMATS)))
+def test_every_format_names_the_same_day(fmt):
+  day = datetime.date(2015, 3, 3)
+  text = dates.human_date(day, fmt, case=0)
+  assert any(p in text for p in ('2015', '15', 'mar', '3'))
+  assert dates.iso_date(day) == '2015-03-03'
+  # Unambiguous conventions: slashes are month-first, dots day-first.
+  assert dates.human_date(datetime.date(2001, 2, 9), 1, 0) == '2/9/01'
+  assert dates.human_date(datetime.date(2001, 2, 9), 6, 0) == '09.02.2001'
+  assert dates.human_date(datetime.date(1999, 3, 23), 2, 2) == 'MARCH 23RD, 1999'
+
+
+def test_char_vocab_round_trip_unknowns_and_truncation():
+  vocab = CharVocab.from_texts(['abc', 'cab'])
+  ids, truncated = vocab.encode_batch(['ab', 'abz', 'abcabc'], max_len=4, add_eos=True)
+  assert truncated == 1
+  assert ids[0].tolist() == vocab.encode('ab') + [EOS, PAD]
+  assert ids[1, 2] == UNK
+  assert ids[2, -1] == EOS
+  assert vocab.decode(ids[0]) == 'ab'
+  assert vocab.decode(ids[1]) == 'ab?'
+
+
+def test_batch_order_is_a_pure_function_of_seed_and_step():
+  n, bs = 10, 4
+  first = [pipeline.batch_indices(n, bs, seed=1, step=s) for s in range(5)]
+  again = [pipeline.batch_indices(n, bs, seed=1, step=s) for s in reversed(range(5))][::-1]
+  for x, y in zip(first, again):
+    np.testing.assert_array_equal(x, y)
+  stream = np.concatenate(first)
+  # Each epoch (10 consecutive positions) is a permutation of the data.
+  assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:20]) == list(range(10))
+  assert not np.array_equal(stream[:10], stream[10:20])
+  assert not np.array_equal(pipeline.batch_indices(n, bs, 2, 0), first[0])

@@ -1,0 +1,121 @@
+"""The default experiment end to end through launch.py, and its CLI contract."""
+import json
+import math
+import shutil
+
+import pytest
+
+from conftest import launch
+
+
+def test_tiny_run_writes_every_artifact(tiny_run):
+  workdir, proc = tiny_run
+  records = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  train = [r for r in records if 'train/loss' in r]
+  assert [r['step'] for r in train] == [2, 4, 6]
+  assert all(math.isfinite(r['train/loss']) and math.isfinite(r['train/grad_norm'])
+             for r in train)
+  assert any('validation/exact_match' in r for r in records)
+  results = json.loads((workdir / 'results.json').read_text())
+  assert results['step'] == 6
+  assert 0.0 <= results['test/exact_match'] <= 1.0
+  assert len(results['params_sha256']) == 64
+  config = json.loads((workdir / 'config.json').read_text())
+  assert config['model']['name'] == 'rnn_attention' and config['train']['steps'] == 6
+  assert list((workdir / 'tensorboard').glob('events.out.tfevents.*'))
+  assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()
+                if p.name.isdigit()) == ['2', '4', '6']
+  pngs = sorted(p.name for p in (workdir / 'plots').glob('*.png'))
+  assert 'metrics.png' in pngs and sum(p.startswith('attention_test_') for p in pngs) >= 2
+  assert 'step 6/6' in proc.stderr and 'ETA' in proc.stderr and 'steps/s' in proc.stderr
+
+
+def test_rerun_of_a_finished_run_resumes_and_changes_nothing(tiny_run, tmp_path):
+  workdir, _ = tiny_run
+  copy = tmp_path / 'copy'
+  shutil.copytree(workdir, copy)
+  before = json.loads((copy / 'results.json').read_text())['params_sha256']
+  proc = launch('--config=configs/dates.py:tiny', f'--workdir={copy}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert 'restored checkpoint at step 6' in proc.stderr
+  assert json.loads((copy / 'results.json').read_text())['params_sha256'] == before
+
+
+def test_predict_reads_stdin_and_input_file(tiny_run, tmp_path):
+  workdir, _ = tiny_run
+  proc = launch('--config=configs/dates.py:tiny', f'--workdir={workdir}', '--mode=predict',
+                input='3/3/15\nTuesday 3 March 2015\n\N{SNOWMAN} unseen chars\n')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert len(proc.stdout.splitlines()) == 3
+  lines = tmp_path / 'in.txt'
+  lines.write_text('21 jul 1950\n')
+  proc = launch('--config=configs/dates.py:tiny', f'--workdir={workdir}', '--mode=predict',
+                f'--input={lines}')
+  assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 1
+
+
+def test_eval_falls_back_to_previous_checkpoint_when_latest_is_corrupt(tiny_run, tmp_path):
+  workdir, _ = tiny_run
+  copy = tmp_path / 'copy'
+  shutil.copytree(workdir, copy)
+  for f in (copy / 'checkpoints' / '6').rglob('*'):
+    if f.is_file() and f.stat().st_size > 0:
+      f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])  # truncate every file.
+  proc = launch('--config=configs/dates.py:tiny', f'--workdir={copy}', '--mode=eval')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert 'checkpoint at step 6' in proc.stderr and 'trying the previous one' in proc.stderr
+  assert json.loads(proc.stdout.splitlines()[-1])['step'] == 4
+
+
+def test_resuming_with_different_shapes_is_a_clear_error(tiny_run, tmp_path):
+  workdir, _ = tiny_run
+  copy = tmp_path / 'copy'
+  shutil.copytree(workdir, copy)
+  proc = launch('--config=configs/dates.py:tiny', f'--workdir={copy}',
+                '--config.model.decoder_dim=12', '--config.train.steps=8')
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith('error: checkpoint at step 6')
+  assert 'does not match this config' in proc.stderr and 'Traceback' not in proc.stderr
+  assert sorted(p.name for p in (copy / 'checkpoints').iterdir() if p.name.isdigit()) == \
+      ['2', '4', '6']  # nothing saved is lost.
+
+
+def test_benchmark_prints_the_json_contract():
+  proc = launch('--config=configs/dates.py:tiny', '--mode=benchmark')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  row = json.loads(proc.stdout.strip().splitlines()[-1])
+  for key in ('config', 'devices', 'steps', 'seconds', 'examples_per_second',
+              'tokens_per_second', 'peak_rss_mb'):
+    assert key in row
+  assert row['config'] == 'dates-tiny' and row['devices'] == 4 and row['steps'] == 2
+  assert row['examples_per_second'] > 0 and row['tokens_per_second'] > row['examples_per_second']
+
+
+def test_non_finite_loss_stops_with_the_step(tmp_path):
+  proc = launch('--config=configs/dates.py:tiny', f'--workdir={tmp_path}',
+                '--config.optimizer.learning_rate=1e35', '--config.optimizer.warmup_steps=0',
+                '--config.optimizer.schedule=constant', '--config.optimizer.grad_clip_norm=0',
+                '--config.checkpoint.every=1', '--config.train.steps=20')
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: non-finite') and 'at step' in last
+  bad_step = int(last.split('at step ')[1].split()[0])
+  saved = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
+  assert saved and max(saved) == bad_step - 1
+  assert not (tmp_path / 'results.json').exists()
+
+
+@pytest.mark.parametrize('args, expected', [
+    (['--config.train.stepz=5'], "unknown config key 'train.stepz'; did you mean train.steps"),
+    (['--config.optimizer.learning_rat=0.1'], 'optimizer.learning_rate'),
+    (['--config.train.steps=abc'], 'train.steps'),
+    (['--config=configs/nope.py'], "config file 'configs/nope.py' not found"),
+    (['--config=configs/dates.py:huge'], "unknown preset 'huge'"),
+    (['--wrkdir=/tmp/x'], 'wrkdir'),
+])
+def test_cli_errors_are_one_line_with_exit_code_2(args, expected):
+  proc = launch(*args, '--workdir=/nonexistent/never-created')
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1, proc.stderr
+  assert lines[0].startswith('error: ') and expected in lines[0]
