@@ -88,7 +88,7 @@ def train_step(state: TrainState, batch, *, loss_fn, tx, schedule, axis_name=Non
   grads = jax.tree.map(lambda g: g / weight, grads)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {'loss': loss_sum / weight, 'grad_norm': optax.global_norm(grads),
+  metrics = {'loss': loss_sum / weight, 'grad_norm': optax.tree.norm(grads),
              'learning_rate': schedule(state.step),
              **{k: v / weight for k, v in sums.items()}}
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics

@@ -1,0 +1,107 @@
+"""The shared loop: exact resume after kill -9 or SIGTERM, and layout-independent results."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT, launch
+from research import config as config_lib, metrics, train
+
+RESUME_ARGS = ['--config=configs/dates.py:tiny', '--config.train.steps=400',
+               '--config.checkpoint.every=25', '--config.eval.every=200',
+               '--config.train.log_every=50']
+
+
+def _checkpoint_steps(workdir):
+  path = workdir / 'checkpoints'
+  return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.exists() else []
+
+
+def _start_and_interrupt(workdir, sig):
+  """Starts a run, waits for its first checkpoint, then sends `sig`."""
+  proc = subprocess.Popen([sys.executable, 'launch.py', *RESUME_ARGS, f'--workdir={workdir}'],
+                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while not _checkpoint_steps(workdir) and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.02)
+  assert proc.poll() is None, 'the run finished before it could be interrupted'
+  proc.send_signal(sig)
+  out, err = proc.communicate(timeout=120)
+  return proc.returncode, out, err
+
+
+@pytest.fixture(scope='module')
+def uninterrupted_sha(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('uninterrupted')
+  proc = launch(*RESUME_ARGS, f'--workdir={workdir}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return json.loads((workdir / 'results.json').read_text())['params_sha256']
+
+
+def test_kill_9_then_rerun_gives_bit_identical_parameters(tmp_path, uninterrupted_sha):
+  code, _, _ = _start_and_interrupt(tmp_path, signal.SIGKILL)
+  assert code == -signal.SIGKILL
+  killed_at = _checkpoint_steps(tmp_path)
+  assert killed_at and max(killed_at) < 400 and not (tmp_path / 'results.json').exists()
+  proc = launch(*RESUME_ARGS, f'--workdir={tmp_path}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f'restored checkpoint at step {max(killed_at)}' in proc.stderr
+  assert json.loads((tmp_path / 'results.json').read_text())['params_sha256'] == uninterrupted_sha
+  steps = [r['step'] for r in metrics.read(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
+  assert steps == sorted(set(steps)), 'metrics.jsonl repeats steps after resume'
+
+
+def test_sigterm_saves_exits_0_and_resumes_exactly(tmp_path, uninterrupted_sha):
+  code, out, _ = _start_and_interrupt(tmp_path, signal.SIGTERM)
+  assert code == 0
+  assert 'SIGTERM received: saved a checkpoint at step' in out
+  assert 'Run the same command again to resume' in out
+  saved_at = int(out.split('checkpoint at step ')[1].split('/')[0])
+  assert saved_at in _checkpoint_steps(tmp_path)
+  proc = launch(*RESUME_ARGS, f'--workdir={tmp_path}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f'restored checkpoint at step {saved_at}' in proc.stderr
+  assert json.loads((tmp_path / 'results.json').read_text())['params_sha256'] == uninterrupted_sha
+
+
+def _losses(tmp_path, name, devices, parallel='mesh', dropout=0.0):
+  config = config_lib.load_config_file(os.path.join(ROOT, 'configs/dates.py'), 'tiny')
+  config.train.steps, config.train.log_every, config.eval.every = 4, 1, 100
+  config.parallel, config.model.dropout = parallel, dropout
+  workdir = str(tmp_path / name)
+  train.train_and_evaluate(config, workdir, devices=devices)
+  return np.array([r['train/loss'] for r in metrics.read(os.path.join(workdir, 'metrics.jsonl'))
+                   if 'train/loss' in r])
+
+
+def test_one_device_equals_four_devices_and_mesh_equals_pmap(tmp_path):
+  assert jax.device_count() == 4
+  one = _losses(tmp_path, 'one', jax.devices()[:1])
+  four = _losses(tmp_path, 'four', jax.devices())
+  pmap = _losses(tmp_path, 'pmap', jax.devices(), parallel='pmap')
+  assert len(one) == 4 and np.all(np.isfinite(one))
+  assert len(set(one.tolist())) > 1  # the model is learning, so the check has teeth.
+  np.testing.assert_allclose(four, one, rtol=1e-5)
+  np.testing.assert_allclose(pmap, one, rtol=1e-5)
+
+
+def test_dropout_masks_do_not_depend_on_the_device_count(tmp_path):
+  one = _losses(tmp_path, 'one', jax.devices()[:1], dropout=0.3)
+  four = _losses(tmp_path, 'four', jax.devices(), dropout=0.3)
+  no_dropout = _losses(tmp_path, 'none', jax.devices()[:1])
+  assert not np.allclose(one, no_dropout)
+  np.testing.assert_allclose(four, one, rtol=1e-5)
+
+
+def test_batch_that_does_not_divide_over_devices_is_a_clear_error(tmp_path):
+  proc = launch('--config=configs/dates.py:tiny', '--config.train.batch_size=6',
+                f'--workdir={tmp_path}')
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1] == (
+      'error: train.batch_size=6 does not divide evenly over 4 devices; use a multiple of 4')
