@@ -23,6 +23,10 @@ from research import checkpoint, config as config_lib, metrics as metrics_lib, p
 from research.errors import NonFiniteError, UserError
 from research.parallel import Runtime
 
+# Random bits depend on the logical shape only, not on how arrays are sharded,
+# so dropout masks are the same on 1 device and on N.
+jax.config.update('jax_threefry_partitionable', True)
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -237,6 +241,7 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
         t_eval = time.time()
         params = runtime.global_state(state).params
         ev = exp.evaluate(params, 'validation')
+        ev['time/elapsed_seconds'] = time.time() - t_start  # this process, compile included.
         writer.write(done, ev)
         logging.info('step %d eval: %s', done, _fmt_metrics(ev))
         for src, hyp, ref in task.samples(params, 'validation', cfg.eval.num_samples):
