@@ -20,6 +20,14 @@ def define_flags():
   flags.DEFINE_string('workdir', None, 'Run directory (default: runs/<config>[-<preset>]).')
   flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'benchmark'], 'What to do.')
   flags.DEFINE_string('input', None, 'predict: read lines from this file instead of stdin.')
+  # Multi-host: detected from SLURM / Open MPI / TPU pod / Kubernetes, or given here.
+  flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multi-host).')
+  flags.DEFINE_integer('num_processes', None, 'Number of processes (multi-host).')
+  flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1 (multi-host).')
+  flags.DEFINE_integer('distributed_timeout', 300,
+                       'Seconds to wait for all processes to join (multi-host).')
+  flags.DEFINE_integer('heartbeat_timeout', 100,
+                       'Seconds without a heartbeat before a peer counts as dead (multi-host).')
 
 
 def _fail(message: str, code: int = 2):
@@ -85,7 +93,7 @@ class _OnlyOurInfo:
 
 def main(argv):
   del argv
-  from research import train
+  from research import distributed, train
   from research.errors import NonFiniteError, UserError
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_OnlyOurInfo())
@@ -93,6 +101,8 @@ def main(argv):
   config.name = config_name(_config_arg(sys.argv))
   workdir = FLAGS.workdir or os.path.join('runs', config.name)
   try:
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                           FLAGS.distributed_timeout, FLAGS.heartbeat_timeout)
     if FLAGS.mode == 'train':
       train.train_and_evaluate(config, workdir, resume_command=' '.join(sys.argv))
     elif FLAGS.mode == 'eval':

@@ -26,6 +26,8 @@ class Runtime:
   def create(cls, mode: str, devices=None):
     if mode not in MODES:
       raise UserError(f'unknown parallel mode {mode!r}; use one of: {", ".join(MODES)}')
+    if mode == 'pmap' and jax.process_count() > 1:
+      raise UserError('parallel=pmap is single-process here; use parallel=mesh for multi-host')
     devices = list(devices if devices is not None else jax.devices())
     return cls(mode, Mesh(np.array(devices), ('data',)))
 
@@ -94,7 +96,9 @@ class Runtime:
     pad = (-n) % self.num_devices
     if pad:
       array = np.concatenate([array, np.repeat(array[-1:], pad, axis=0)])
-    out = compiled(params, jax.device_put(array, self.data))
+    # Every process holds the same host array; each places its own shards.
+    global_array = jax.make_array_from_callback(array.shape, self.data, lambda i: array[i])
+    out = compiled(params, global_array)
     out = multihost_utils.process_allgather(out, tiled=True)
     return jax.tree.map(lambda x: np.asarray(x)[:n], out)
 

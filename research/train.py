@@ -18,8 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
+from jax.experimental import multihost_utils
 
-from research import checkpoint, config as config_lib, metrics as metrics_lib, plots, tasks
+from research import checkpoint, config as config_lib, distributed, metrics as metrics_lib, plots
+from research import tasks
 from research.errors import NonFiniteError, UserError
 from research.parallel import Runtime
 
@@ -99,7 +101,7 @@ def train_step(state: TrainState, batch, *, loss_fn, tx, schedule, axis_name=Non
 
 
 def init_state(task, tx, seed: int) -> TrainState:
-  params = jax.jit(task.init)(jax.random.PRNGKey(seed))
+  params = task.init(jax.random.PRNGKey(seed))
   return TrainState(step=jnp.array(0, jnp.int32), params=params, opt_state=tx.init(params),
                     rng=jax.random.fold_in(jax.random.PRNGKey(seed), 1))
 
@@ -130,8 +132,9 @@ class Experiment:
     self.checkpointer = None
 
   def fresh_state(self) -> TrainState:
-    return jax.device_put(init_state(self.task, self.tx, self.config.seed),
-                          self.runtime.replicated)
+    # Built directly with replicated outputs, so every process holds its copy.
+    return jax.jit(lambda: init_state(self.task, self.tx, self.config.seed),
+                   out_shardings=self.runtime.replicated)()
 
   def restore(self, required: bool = False):
     """(state, step): the latest checkpoint of the workdir, else a fresh state."""
@@ -178,6 +181,13 @@ class _StopRequest:
     del frame
     self.signal = signal.Signals(signum).name
 
+  def requested(self) -> str | None:
+    """The signal name if any process got one; all processes agree (multi-host)."""
+    if jax.process_count() == 1:
+      return self.signal
+    flags = multihost_utils.process_allgather(np.int32(self.signal is not None))
+    return (self.signal or 'SIGTERM') if np.any(flags) else None
+
   def __exit__(self, *exc):
     for s, handler in self._old.items():
       signal.signal(s, handler)
@@ -195,6 +205,7 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   """Trains with periodic eval and checkpoints, then tests; returns results."""
   t_start = time.time()
   os.makedirs(workdir, exist_ok=True)
+  distributed.check_shared_workdir(workdir)
   exp = Experiment(config, workdir, devices)
   runtime, task, cfg = exp.runtime, exp.task, config
   state, start_step = exp.restore()
@@ -226,6 +237,7 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
             f'at step {done} (loss={metrics["loss"]}, grad_norm={metrics["grad_norm"]}); '
             f'stopped, the last good checkpoint (step {last_saved}) is kept')
       window.append(metrics)
+      stopping = stop.requested()
 
       if done % cfg.train.log_every == 0 or done == total:
         elapsed = time.time() - t_window - eval_seconds
@@ -245,16 +257,17 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
         writer.write(done, ev)
         logging.info('step %d eval: %s', done, _fmt_metrics(ev))
         for src, hyp, ref in task.samples(params, 'validation', cfg.eval.num_samples):
-          logging.info('  %-32r -> %-14r %s', src, hyp, '✓' if hyp == ref else f'(want {ref!r})')
+          if _is_main():
+            logging.info('  %-32r -> %-14r %s', src, hyp, '✓' if hyp == ref else f'(want {ref!r})')
         eval_seconds += time.time() - t_eval  # keep eval time out of steps/s.
 
-      if done % cfg.checkpoint.every == 0 or done == total or stop.signal:
-        exp.checkpointer.save(done, runtime.global_state(state), wait=bool(stop.signal))
+      if done % cfg.checkpoint.every == 0 or done == total or stopping:
+        exp.checkpointer.save(done, runtime.global_state(state), wait=bool(stopping))
         last_saved = done
-      if stop.signal and done < total:
+      if stopping and done < total:
         exp.checkpointer.close()
         writer.close()
-        msg = (f'{stop.signal} received: saved a checkpoint at step {done}/{total} in '
+        msg = (f'{stopping} received: saved a checkpoint at step {done}/{total} in '
                f'{workdir}. Run the same command again to resume'
                + (f':\n  {resume_command}' if resume_command else '.'))
         print(msg, flush=True)
@@ -270,8 +283,8 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   results['params_sha256'] = params_sha256(state.params)
   results['wall_seconds'] = time.time() - t_start
   _write_json(os.path.join(workdir, 'results.json'), results)
+  task.write_artifacts(state.params, workdir)  # collective: decodes on every process.
   if _is_main():
-    task.write_artifacts(state.params, workdir)
     plots.metric_curves(metrics_lib.read(writer.path), os.path.join(workdir, 'plots', 'metrics.png'))
   logging.info('final: %s', _fmt_metrics(results))
   return results

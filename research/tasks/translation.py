@@ -119,6 +119,8 @@ class TranslationTask:
     src = self.arrays['test']['src'][:num_heatmaps]
     tokens, weights = self.translate_ids(params, src)
     paths = []
+    if jax.process_index() != 0:  # every process decodes; process 0 draws.
+      return paths
     for i in range(len(src)):
       out = self.tgt_vocab.decode(tokens[i])
       n_out = min(len(out) + 1, weights.shape[1])  # include the end-of-sequence step.
