@@ -20,6 +20,13 @@ def define_flags():
   flags.DEFINE_string('workdir', None, 'Run directory (default: runs/<config>[-<preset>]).')
   flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'benchmark'], 'What to do.')
   flags.DEFINE_string('input', None, 'predict: read lines from this file instead of stdin.')
+  flags.DEFINE_bool('sweep', False, "Run every point of the config's get_sweep() in "
+                    'workdir/<point>/, then write sweep.csv, sweep.md and sweep.png.')
+  flags.DEFINE_integer('sweep_parallel', 1, 'Sweep points to run at once, as subprocesses.')
+  flags.DEFINE_bool('sweep_commands', False,
+                    'Print one launch command per sweep point (for a cluster scheduler).')
+  flags.DEFINE_string('reproduce', None, 'Run configs/papers/NAME.py and write report.md '
+                      "with our numbers beside the paper's.")
   # Multi-host: detected from SLURM / Open MPI / TPU pod / Kubernetes, or given here.
   flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multi-host).')
   flags.DEFINE_integer('num_processes', None, 'Number of processes (multi-host).')
@@ -78,6 +85,27 @@ def parse_flags(argv):
     _fail(_first_line(e))
 
 
+def _orchestrate(config, workdir) -> None:
+  """--sweep, --sweep_commands and --reproduce: each point is its own launch.py run."""
+  import shlex
+  from research import config as config_lib, reproduce, sweep
+  launch_path = os.path.abspath(__file__)
+  path, _, preset = _config_arg(sys.argv).partition(':')
+  spec = os.path.abspath(path) + (f':{preset}' if preset else '')
+  workdir = os.path.abspath(workdir)
+  extra = [a for a in sys.argv[1:] if a.startswith('--config.')]  # apply to every point.
+  if FLAGS.reproduce:
+    reproduce.run(launch_path, os.path.abspath(path), workdir, FLAGS.sweep_parallel, extra)
+    return
+  points = config_lib.load_sweep(path, preset or None)
+  if FLAGS.sweep_commands:
+    for cmd in sweep.commands(launch_path, spec, workdir, points, extra):
+      print(shlex.join(cmd), flush=True)
+    return
+  sweep.run(launch_path, spec, workdir, points, FLAGS.sweep_parallel, extra)
+  del config
+
+
 def config_name(spec: str) -> str:
   path, _, preset = spec.partition(':')
   name = os.path.splitext(os.path.basename(path))[0]
@@ -101,6 +129,11 @@ def main(argv):
   config.name = config_name(_config_arg(sys.argv))
   workdir = FLAGS.workdir or os.path.join('runs', config.name)
   try:
+    if FLAGS.sweep or FLAGS.sweep_commands or FLAGS.reproduce:
+      if FLAGS.reproduce and not FLAGS.workdir:
+        workdir = os.path.join('runs', 'papers', config.name)
+      _orchestrate(config, workdir)
+      return
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
                            FLAGS.distributed_timeout, FLAGS.heartbeat_timeout)
     if FLAGS.mode == 'train':
@@ -124,7 +157,22 @@ def main(argv):
     _fail(str(e), code=2)
 
 
+def _reproduce_arg(argv):
+  """--reproduce=NAME selects configs/papers/NAME.py as the --config."""
+  from research import reproduce
+  from research.errors import UserError
+  for arg in argv[1:]:
+    if arg.startswith('--reproduce='):
+      try:
+        path = reproduce.resolve(arg.split('=', 1)[1], os.path.dirname(os.path.abspath(__file__)))
+      except UserError as e:
+        _fail(str(e))
+      return [argv[0], f'--config={path}'] + [a for a in argv[1:] if not a.startswith('--config=')]
+  return argv
+
+
 if __name__ == '__main__':
+  sys.argv = _reproduce_arg(sys.argv)
   check_config_args(sys.argv)
   try:
     define_flags()

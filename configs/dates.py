@@ -9,7 +9,10 @@ Run:       python launch.py                  (same as --config=configs/dates.py)
 Expected:  test/exact_match >= 0.99 in about 2 minutes of wall time on 2 CPU
            cores, compilation included (measured numbers: README.md).
 Presets:   `tiny` is the test-suite size (a few seconds).
+Sweep:     python launch.py --sweep --sweep_parallel=1
+           (decoder size x seed; `tiny` sweeps two decoder sizes).
 """
+from research import sweep
 from research.config import base_config
 
 
@@ -59,3 +62,10 @@ def get_config(preset: str = ''):
   elif preset:
     raise ValueError(f'unknown preset {preset!r} for configs/dates.py; use tiny')
   return c
+
+
+def get_sweep(preset: str = ''):
+  if preset == 'tiny':
+    return sweep.axis('model.decoder_dim', [8, 12])
+  return sweep.product(sweep.axis('model.decoder_dim', [32, 64, 128]),
+                       sweep.axis('seed', [0, 1]))

@@ -63,8 +63,8 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def load_config_file(path: str, preset: str | None):
-  """Imports `path` and returns its get_config(preset) (for error checking)."""
+def load_config_module(path: str):
+  """Imports a config file as a module."""
   if not os.path.isfile(path):
     configs_dir = os.path.dirname(path) or 'configs'
     available = sorted(
@@ -76,7 +76,28 @@ def load_config_file(path: str, preset: str | None):
   spec = importlib.util.spec_from_file_location('_seqlab_config', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  return module
+
+
+def load_config_file(path: str, preset: str | None):
+  """Returns get_config(preset) of the config file at `path`."""
+  module = load_config_module(path)
   return module.get_config(preset) if preset else module.get_config()
+
+
+def load_sweep(path: str, preset: str | None) -> list[dict]:
+  """Returns get_sweep(preset) of a config file, checking every key exists."""
+  module = load_config_module(path)
+  if not hasattr(module, 'get_sweep'):
+    raise UserError(f'{path} defines no get_sweep(); nothing to sweep')
+  points = module.get_sweep(preset) if preset else module.get_sweep()
+  config = module.get_config(preset) if preset else module.get_config()
+  keys = set(flat_keys(config))
+  for point in points:
+    for key in point:
+      if key not in keys:
+        raise UserError(f'sweep point {point}: ' + unknown_key_message(key, config))
+  return points
 
 
 def flat_keys(config, prefix='') -> list[str]:

@@ -1,0 +1,88 @@
+"""Paper reproduction: `launch.py --reproduce=NAME` runs configs/papers/NAME.py
+(one run, or its sweep) and writes report.md with our numbers beside the paper's.
+
+A paper config is an ordinary config file plus a PAPER dict:
+
+    PAPER = dict(
+        title='...', authors='...', year=2014, where='Table 1',
+        results=[dict(label='RNNsearch-50', point={}, metric='test/bleu', paper=26.75)],
+        notes='what differs from the paper's setting')
+
+`point` names the sweep point (its overrides) a row reads; `scale` (default 1)
+multiplies our value, e.g. 100 to compare a fraction with a percentage.
+"""
+import datetime
+import json
+import os
+
+from research import config as config_lib, sweep
+from research.errors import UserError
+
+
+def resolve(name: str, root: str) -> str:
+  """A path to a paper config, from a NAME in configs/papers or a file path."""
+  if os.path.isfile(name):
+    return name
+  papers = os.path.join(root, 'configs', 'papers')
+  path = os.path.join(papers, f'{name}.py')
+  if not os.path.isfile(path):
+    known = sorted(f[:-3] for f in os.listdir(papers) if f.endswith('.py')
+                   and not f.startswith('_')) if os.path.isdir(papers) else []
+    raise UserError(f'no paper config {name!r} in {papers}; known: {", ".join(known) or "none"}')
+  return path
+
+
+def points_and_paper(path: str):
+  module = config_lib.load_config_module(path)
+  paper = getattr(module, 'PAPER', None)
+  if not isinstance(paper, dict) or not paper.get('results'):
+    raise UserError(f'{path} has no PAPER dict with results; it is not a paper config')
+  points = config_lib.load_sweep(path, None) if hasattr(module, 'get_sweep') else [{}]
+  return points, paper
+
+
+def run(launch_path: str, path: str, workdir: str, parallel: int = 1, extra_args=(),
+        log=print) -> str:
+  points, paper = points_and_paper(path)
+  sweep.run(launch_path, path, workdir, points, parallel, extra_args, log)
+  report = write_report(workdir, paper, path, extra_args)
+  log(f'reproduce: wrote {report}')
+  return report
+
+
+def write_report(workdir: str, paper: dict, path: str, extra_args=()) -> str:
+  name = os.path.splitext(os.path.basename(path))[0]
+  lines = [
+      f'# Reproduction: {paper.get("title", name)}', '',
+      f'{paper.get("authors", "")} ({paper.get("year", "")}), {paper.get("where", "")}.', '',
+      f'Config: `{os.path.relpath(path)}`. Command: '
+      f'`python launch.py --reproduce={name}{" " + " ".join(extra_args) if extra_args else ""}`. '
+      f'Written {datetime.date.today().isoformat()}.', '',
+      '| result | metric | paper | ours | difference |', '|---|---|---|---|---|',
+  ]
+  for row in paper['results']:
+    point = sweep.point_name(row.get('point', {}))
+    ours, note = _ours(workdir, point, row['metric'])
+    if ours is None:
+      lines.append(f'| {row["label"]} | {row["metric"]} | {row["paper"]:g} | {note} | |')
+      continue
+    ours *= row.get('scale', 1)
+    lines.append(f'| {row["label"]} | {row["metric"]} | {row["paper"]:g} | {ours:.4g} | '
+                 f'{ours - row["paper"]:+.4g} |')
+  if paper.get('notes'):
+    lines += ['', paper['notes'].strip()]
+  report = os.path.join(workdir, 'report.md')
+  with open(report, 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  return report
+
+
+def _ours(workdir: str, point: str, metric: str):
+  results = os.path.join(workdir, point, 'results.json')
+  if not os.path.exists(results):
+    error = os.path.join(workdir, point, 'error.txt')
+    return None, ('failed: ' + open(error).read().strip()) if os.path.exists(error) else 'not run'
+  value = json.load(open(results)).get(metric)
+  if not isinstance(value, (int, float)):
+    return None, f'no {metric} in results.json'
+  return float(value), ''
