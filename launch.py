@@ -5,6 +5,7 @@
 """
 import json
 import os
+import shlex
 import sys
 
 from absl import app, flags, logging
@@ -85,9 +86,8 @@ def parse_flags(argv):
     _fail(_first_line(e))
 
 
-def _orchestrate(config, workdir) -> None:
+def _orchestrate(workdir: str) -> None:
   """--sweep, --sweep_commands and --reproduce: each point is its own launch.py run."""
-  import shlex
   from research import config as config_lib, reproduce, sweep
   launch_path = os.path.abspath(__file__)
   path, _, preset = _config_arg(sys.argv).partition(':')
@@ -103,7 +103,6 @@ def _orchestrate(config, workdir) -> None:
       print(shlex.join(cmd), flush=True)
     return
   sweep.run(launch_path, spec, workdir, points, FLAGS.sweep_parallel, extra)
-  del config
 
 
 def config_name(spec: str) -> str:
@@ -113,7 +112,7 @@ def config_name(spec: str) -> str:
 
 
 class _OnlyOurInfo:
-  """Lets library INFO records (orbax logs every save in detail) through only as warnings."""
+  """Keeps our INFO lines and drops the libraries' (orbax logs every save in detail)."""
 
   def filter(self, record):
     return record.levelno >= 30 or '/research/' in record.pathname or 'launch.py' in record.pathname
@@ -132,12 +131,13 @@ def main(argv):
     if FLAGS.sweep or FLAGS.sweep_commands or FLAGS.reproduce:
       if FLAGS.reproduce and not FLAGS.workdir:
         workdir = os.path.join('runs', 'papers', config.name)
-      _orchestrate(config, workdir)
+      _orchestrate(workdir)
       return
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
                            FLAGS.distributed_timeout, FLAGS.heartbeat_timeout)
     if FLAGS.mode == 'train':
-      train.train_and_evaluate(config, workdir, resume_command=' '.join(sys.argv))
+      train.train_and_evaluate(config, workdir,
+                               resume_command='python ' + shlex.join(sys.argv))
     elif FLAGS.mode == 'eval':
       train.evaluate(config, workdir)
     elif FLAGS.mode == 'predict':

@@ -136,6 +136,12 @@ class Experiment:
     return jax.jit(lambda: init_state(self.task, self.tx, self.config.seed),
                    out_shardings=self.runtime.replicated)()
 
+  def compile_train_step(self):
+    return self.runtime.compile_train_step(
+        lambda state, batch, axis_name=None: train_step(
+            state, batch, loss_fn=self.task.loss, tx=self.tx, schedule=self.schedule,
+            axis_name=axis_name))
+
   def restore(self, required: bool = False):
     """(state, step): the latest checkpoint of the workdir, else a fresh state."""
     self.checkpointer = checkpoint.Checkpointer(
@@ -209,13 +215,17 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   exp = Experiment(config, workdir, devices)
   runtime, task, cfg = exp.runtime, exp.task, config
   state, start_step = exp.restore()
+  results_path = os.path.join(workdir, 'results.json')
+  if start_step >= config.train.steps and os.path.exists(results_path):
+    exp.checkpointer.close()
+    logging.info('this run already finished at step %d; results in %s', start_step, results_path)
+    with open(results_path) as f:
+      return json.load(f)
   exp.checkpointer.set_aside_unreadable()
   _write_json(os.path.join(workdir, 'config.json'), config_lib.to_dict(config))
   writer = metrics_lib.MetricWriter(workdir, start_step)
   total = cfg.train.steps
-  step_fn = runtime.compile_train_step(
-      lambda s, b, axis_name=None: train_step(
-          s, b, loss_fn=task.loss, tx=exp.tx, schedule=exp.schedule, axis_name=axis_name))
+  step_fn = exp.compile_train_step()
   logging.info('training %s on %d %s device(s) (%s), steps %d -> %d, workdir %s',
                cfg.name, runtime.num_devices, jax.devices()[0].platform, cfg.parallel,
                start_step, total, workdir)
@@ -282,7 +292,7 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   writer.close()
   results['params_sha256'] = params_sha256(state.params)
   results['wall_seconds'] = time.time() - t_start
-  _write_json(os.path.join(workdir, 'results.json'), results)
+  _write_json(results_path, results)
   task.write_artifacts(state.params, workdir)  # collective: decodes on every process.
   if _is_main():
     plots.metric_curves(metrics_lib.read(writer.path), os.path.join(workdir, 'plots', 'metrics.png'))
@@ -313,9 +323,7 @@ def benchmark(config, devices=None) -> dict:
   exp = Experiment(config, workdir='', devices=devices)
   runtime, task = exp.runtime, exp.task
   state = runtime.put_state(exp.fresh_state())
-  step_fn = runtime.compile_train_step(
-      lambda s, b, axis_name=None: train_step(
-          s, b, loss_fn=task.loss, tx=exp.tx, schedule=exp.schedule, axis_name=axis_name))
+  step_fn = exp.compile_train_step()
   warmup, steps = config.bench.warmup_steps, config.bench.steps
   batches = [task.train_batch(i) for i in range(warmup + steps)]
   units = {'examples': 0, 'tokens': 0}

@@ -37,8 +37,11 @@ def test_rerun_of_a_finished_run_resumes_and_changes_nothing(tiny_run, tmp_path)
   before = json.loads((copy / 'results.json').read_text())['params_sha256']
   proc = launch('--config=configs/dates.py:tiny', f'--workdir={copy}')
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert 'restored checkpoint at step 6' in proc.stderr
+  assert 'restored checkpoint at step 6' in proc.stderr and 'already finished' in proc.stderr
   assert json.loads((copy / 'results.json').read_text())['params_sha256'] == before
+  steps = [json.loads(l)['step'] for l in (copy / 'metrics.jsonl').read_text().splitlines()]
+  assert steps == [json.loads(l)['step']
+                   for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
 
 
 def test_predict_reads_stdin_and_input_file(tiny_run, tmp_path):

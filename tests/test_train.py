@@ -41,6 +41,7 @@ def uninterrupted_sha(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('uninterrupted')
   proc = launch(*RESUME_ARGS, f'--workdir={workdir}')
   assert proc.returncode == 0, proc.stderr[-2000:]
+  assert _checkpoint_steps(workdir) == [350, 375, 400]  # checkpoint.keep=3 of 16 saves.
   return json.loads((workdir / 'results.json').read_text())['params_sha256']
 
 
