@@ -47,6 +47,8 @@ def get_config(preset: str = ''):
   c.train.log_every = 100
   c.eval.every = 500
   c.eval.batch_size = 1_000
+  c.eval.beam_size = 1         # 1 is greedy decoding.
+  c.eval.length_penalty = 0.6  # GNMT alpha, for beam search.
   c.checkpoint.every = 500
 
   c.bench.warmup_steps = 10

@@ -55,6 +55,10 @@ def test_predict_reads_stdin_and_input_file(tiny_run, tmp_path):
   proc = launch('--config=configs/dates.py:tiny', f'--workdir={workdir}', '--mode=predict',
                 f'--input={lines}')
   assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 1
+  proc = launch('--config=configs/dates.py:tiny', f'--workdir={workdir}', '--mode=predict',
+                '--config.eval.beam_size=3', input='3/3/15\n21 jul 1950\n')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert len(proc.stdout.splitlines()) == 2
 
 
 def test_eval_falls_back_to_previous_checkpoint_when_latest_is_corrupt(tiny_run, tmp_path):

@@ -100,3 +100,46 @@ def test_seq2seq_shapes_and_greedy_decode():
   assert tokens.shape == (2, 5) and dec_weights.shape == (2, 5, 4)
   # Greedy decoding's first step equals teacher forcing's first step.
   np.testing.assert_array_equal(tokens[:, 0], np.argmax(logits[:, 0], -1))
+
+
+def _tiny_model():
+  model = Seq2Seq(RNNSearch(src_vocab_size=11, tgt_vocab_size=9, embed_dim=4, encoder_dim=5,
+                            decoder_dim=6, attention_dim=3))
+  src = jnp.array([[5, 6, 7, PAD], [8, 9, PAD, PAD], [4, PAD, PAD, PAD]], jnp.int32)
+  params = model.init(jax.random.PRNGKey(3), src, jnp.ones((3, 2), jnp.int32))
+  # Sharpen the output layer so hypotheses differ clearly.
+  params = jax.tree_util.tree_map_with_path(
+      lambda p, x: x * 8 if 'output' in jax.tree_util.keystr(p) else x, params)
+  return model, params, src
+
+
+def _sequence_log_prob(model, params, src, tokens):
+  """log p(tokens | src) under teacher forcing, up to and including </s>."""
+  from research.data.vocab import BOS, EOS
+  tgt_in = jnp.concatenate([jnp.full_like(tokens[:, :1], BOS), tokens[:, :-1]], axis=1)
+  logits, _ = model.forward(params, src, tgt_in)
+  logp = jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[..., None], -1)[..., 0]
+  ended = jnp.cumsum(tokens == EOS, axis=1) - (tokens == EOS)
+  return (logp * (ended == 0) * (tokens != PAD)).sum(-1)
+
+
+def test_beam_of_one_equals_greedy():
+  model, params, src = _tiny_model()
+  greedy_tokens, greedy_attn = model.greedy_decode(params, src, max_len=6)
+  beam_tokens, _, beam_attn = model.beam_search(params, src, max_len=6, beam_size=1, alpha=0.0)
+  np.testing.assert_array_equal(beam_tokens, greedy_tokens)
+  np.testing.assert_allclose(beam_attn, greedy_attn, atol=1e-6)
+
+
+def test_beam_search_scores_are_model_log_probs_and_beat_greedy():
+  model, params, src = _tiny_model()
+  greedy_tokens, _ = model.greedy_decode(params, src, max_len=6)
+  tokens, scores, attention = model.beam_search(params, src, max_len=6, beam_size=4, alpha=0.0)
+  assert tokens.shape == (3, 6) and scores.shape == (3,) and attention.shape == (3, 6, 4)
+  # With no length penalty the score is exactly the model's log-probability.
+  np.testing.assert_allclose(scores, _sequence_log_prob(model, params, src, tokens), atol=1e-4)
+  # A wider beam never finds a worse hypothesis than greedy (both finished here).
+  greedy_lp = _sequence_log_prob(model, params, src, greedy_tokens)
+  assert np.all(np.asarray(scores) >= np.asarray(greedy_lp) - 1e-4)
+  # Padded source positions get no attention in any decoded step.
+  assert np.all(np.asarray(attention)[1, :, 2:] == 0.0)

@@ -11,8 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from research import layers
-from research.data.vocab import BOS, PAD
+from research import decode, layers
+from research.data.vocab import PAD
 
 
 class RNNSearch(nn.Module):
@@ -101,22 +101,27 @@ class Seq2Seq:
     logits = m.apply(variables, features, train, method=m.project, rngs=_rngs(rngs, 2))
     return logits, weights
 
+  def start(self, params, src):
+    """Decoding interface (research.decode): (context, carry) for a source batch."""
+    encoded = self.module.apply({'params': params}, src, method=self.module.encode)
+    return encoded, encoded[3]
+
+  def step(self, params, context, state, tokens):
+    """Decoding interface: one step from the previous tokens [B]."""
+    variables, m = {'params': params}, self.module
+    y = m.apply(variables, tokens, method=m.embed_targets)
+    state, features, weights = m.apply(variables, state, y, context, method=m.step)
+    log_probs = jax.nn.log_softmax(m.apply(variables, features, method=m.project))
+    return state, log_probs, weights
+
   def greedy_decode(self, params, src, max_len: int):
-    """Feeds back the argmax token; returns (tokens [B, T], attention [B, T, S])."""
-    variables = {'params': params}
-    m = self.module
-    encoded = m.apply(variables, src, method=m.encode)
-    first = jnp.full((src.shape[0],), BOS, jnp.int32)
+    """(tokens [B, T], attention [B, T, S]); tokens after </s> are padding."""
+    return decode.greedy(self.start, self.step, params, src, max_len)
 
-    def step(carry, _):
-      state, token = carry
-      y = m.apply(variables, token, method=m.embed_targets)
-      state, features, weights = m.apply(variables, state, y, encoded, method=m.step)
-      token = jnp.argmax(m.apply(variables, features, method=m.project), -1).astype(jnp.int32)
-      return (state, token), (token, weights)
-
-    _, (tokens, weights) = jax.lax.scan(step, (encoded[3], first), None, length=max_len)
-    return jnp.swapaxes(tokens, 0, 1), jnp.swapaxes(weights, 0, 1)
+  def beam_search(self, params, src, max_len: int, beam_size: int, alpha: float = 0.6):
+    """(tokens [B, T], scores [B], attention [B, T, S]) of the best beam."""
+    return decode.beam_search(self.start, self.step, params, src, beam_size=beam_size,
+                              max_len=max_len, alpha=alpha)
 
 
 def _rngs(rngs, i):

@@ -41,8 +41,13 @@ class TranslationTask:
       raise UserError(f'unknown model {config.model.name!r}; known: {", ".join(sorted(MODELS))}')
     self.model = MODELS[config.model.name].from_config(
         config.model, len(self.src_vocab), len(self.tgt_vocab))
-    self._decode = runtime.jit_data_parallel(
-        lambda params, src: self.model.greedy_decode(params, src, self.max_tgt))
+    beam, alpha = config.eval.beam_size, config.eval.length_penalty
+    if beam > 1:
+      decode = lambda params, src: self.model.beam_search(params, src, self.max_tgt, beam,
+                                                          alpha)[::2]  # (tokens, attention)
+    else:
+      decode = lambda params, src: self.model.greedy_decode(params, src, self.max_tgt)
+    self._decode = runtime.jit_data_parallel(decode)
 
   def _encode(self, split):
     src, t1 = self.src_vocab.encode_batch(split.sources, self.max_src, add_eos=False)
