@@ -26,6 +26,8 @@ def get_config(preset: str = ''):
   c.data.test_size = 2_000
   c.data.max_source_len = 32
   c.data.max_target_len = 11   # 'YYYY-MM-DD' and the end-of-sequence token.
+  c.data.tokenizer = 'char'
+  c.data.test_split = 'test'
 
   c.model.name = 'rnn_attention'
   c.model.embed_dim = 32
@@ -47,6 +49,7 @@ def get_config(preset: str = ''):
   c.train.log_every = 100
   c.eval.every = 500
   c.eval.batch_size = 1_000
+  c.eval.bleu = False          # exact match is the measure here.
   c.eval.beam_size = 1         # 1 is greedy decoding.
   c.eval.length_penalty = 0.6  # GNMT alpha, for beam search.
   c.checkpoint.every = 500

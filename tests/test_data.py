@@ -54,3 +54,9 @@ def test_batch_order_is_a_pure_function_of_seed_and_step():
   assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:20]) == list(range(10))
   assert not np.array_equal(stream[:10], stream[10:20])
   assert not np.array_equal(pipeline.batch_indices(n, bs, 2, 0), first[0])
+
+
+def test_pieces_line_up_with_ids():
+  vocab = CharVocab.from_texts(['2015-03-03'])
+  ids = vocab.encode('2015-03')
+  assert vocab.id_pieces(ids + [EOS, 5]) == list('2015-03') == vocab.pieces('2015-03')

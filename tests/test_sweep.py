@@ -96,16 +96,16 @@ def test_sweep_with_an_unknown_key_is_a_clear_error(tmp_path):
 def test_reproduce_writes_a_report_beside_the_paper(tmp_path):
   config = _config_file(tmp_path, (
       'PAPER = dict(title="A Tiny Paper", authors="Doe", year=2024, where="Table 9",\n'
-      '             results=[dict(label="ours vs theirs", metric="test/char_accuracy",\n'
+      '             results=[dict(label="ours vs theirs", metric="test/token_accuracy",\n'
       '                           paper=50.0, scale=100)],\n'
       '             notes="Tiny on purpose.")\n'))
   workdir = tmp_path / 'repro'
   proc = launch(f'--reproduce={config}', f'--workdir={workdir}')
   assert proc.returncode == 0, proc.stderr[-2000:]
   report = (workdir / 'report.md').read_text()
-  ours = json.loads((workdir / 'base' / 'results.json').read_text())['test/char_accuracy'] * 100
+  ours = json.loads((workdir / 'base' / 'results.json').read_text())['test/token_accuracy'] * 100
   assert '# Reproduction: A Tiny Paper' in report and 'Table 9' in report
-  assert f'| ours vs theirs | test/char_accuracy | 50 | {ours:.4g} | {ours - 50:+.4g} |' in report
+  assert f'| ours vs theirs | test/token_accuracy | 50 | {ours:.4g} | {ours - 50:+.4g} |' in report
   assert 'Tiny on purpose.' in report
 
 

@@ -6,10 +6,11 @@ one of many human formats. The formats are chosen to be unambiguous: slashes
 are month-first (US), dots are day-first (European), and two-digit years pivot
 at 50 (50-99 -> 19xx, 00-49 -> 20xx).
 """
-import dataclasses
 import datetime
 
 import numpy as np
+
+from research.data.pairs import Split
 
 FIRST_DAY = datetime.date(1950, 1, 1)
 LAST_DAY = datetime.date(2049, 12, 31)
@@ -63,12 +64,6 @@ def human_date(day: datetime.date, fmt: int, case: int) -> str:
 
 def iso_date(day: datetime.date) -> str:
   return day.isoformat()
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-  sources: list[str]
-  targets: list[str]
 
 
 def split_days(seed: int, test_fraction=0.1, validation_fraction=0.05):

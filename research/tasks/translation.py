@@ -9,17 +9,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import plots
-from research.data import dates, pipeline
-from research.data.vocab import BOS, PAD, CharVocab
+from research import bleu, plots
+from research.data import dates, pairs, pipeline
+from research.data.vocab import BOS, PAD, CharVocab, SentencePieceVocab, WordVocab
 from research.errors import UserError
 from research.models import MODELS
 
 
 def _load_pairs(cfg):
+  """({split: Split}, a cache directory for tokenizer models)."""
   if cfg.name == 'dates':
-    return dates.load(cfg.seed, cfg.train_size, cfg.validation_size, cfg.test_size)
-  raise UserError(f'unknown dataset {cfg.name!r} for translation; known: dates')
+    return dates.load(cfg.seed, cfg.train_size, cfg.validation_size, cfg.test_size), ''
+  if cfg.name in pairs.builders():
+    return pairs.load_tfds(cfg.name, cfg.pair, cfg.path, cfg.data_dir)
+  raise UserError(f'unknown dataset {cfg.name!r} for translation; known: dates, '
+                  + ', '.join(pairs.builders()))
+
+
+def _make_vocab(cfg, texts, cache_dir: str, side: str):
+  if cfg.tokenizer == 'char':
+    return CharVocab.from_texts(texts)
+  if cfg.tokenizer == 'word':
+    return WordVocab.from_texts(texts, max_size=cfg.vocab_size)
+  if cfg.tokenizer == 'sentencepiece':
+    return SentencePieceVocab.train(texts, cfg.vocab_size, cfg.spm_model_type,
+                                    os.path.join(cache_dir or '.', f'tokenizer_{side}'))
+  raise UserError(f'unknown data.tokenizer {cfg.tokenizer!r}; use char, word or sentencepiece')
 
 
 class TranslationTask:
@@ -28,12 +43,17 @@ class TranslationTask:
     self.config = config
     self.runtime = runtime
     d = config.data
-    self.splits = _load_pairs(d)
+    self.splits, cache_dir = _load_pairs(d)
+    if d.test_split != 'test':  # e.g. multi30k's test2016 is reported as test/*.
+      if d.test_split not in self.splits:
+        raise UserError(f'data.test_split {d.test_split!r} is not among the splits: '
+                        + ', '.join(self.splits))
+      self.splits['test'] = self.splits[d.test_split]
     train = self.splits['train']
     if not train.sources:
       raise UserError(f'dataset {d.name!r} has an empty train split')
-    self.src_vocab = CharVocab.from_texts(train.sources)
-    self.tgt_vocab = CharVocab.from_texts(train.targets)
+    self.src_vocab = _make_vocab(d, train.sources, cache_dir, 'source')
+    self.tgt_vocab = _make_vocab(d, train.targets, cache_dir, 'target')
     self.max_src, self.max_tgt = d.max_source_len, d.max_target_len
     self.arrays = {name: self._encode(split) for name, split in self.splits.items()}
     self.truncated = {name: a['truncated'] for name, a in self.arrays.items()}
@@ -96,12 +116,15 @@ class TranslationTask:
     tokens, _ = self.translate_ids(params, arrays['src'])
     hyps = [self.tgt_vocab.decode(t) for t in tokens]
     exact = np.mean([h == r for h, r in zip(hyps, data.targets)])
-    # Character accuracy over reference positions (incl. the end-of-sequence).
+    # Token accuracy over reference positions (incl. the end-of-sequence).
     ref = arrays['tgt']
     mask = ref != PAD
-    char_acc = float(((tokens == ref) & mask).sum() / mask.sum())
-    return {'exact_match': float(exact), 'char_accuracy': char_acc,
-            'truncated': int(self.truncated[split])}
+    out = {'exact_match': float(exact),
+           'token_accuracy': float(((tokens == ref) & mask).sum() / mask.sum()),
+           'truncated': int(self.truncated[split])}
+    if self.config.eval.bleu:
+      out.update(bleu.corpus_scores(hyps, data.targets))
+    return out
 
   def samples(self, params, split: str, n: int):
     data = self.splits[split]
@@ -128,12 +151,13 @@ class TranslationTask:
       return paths
     for i in range(len(src)):
       out = self.tgt_vocab.decode(tokens[i])
-      n_out = min(len(out) + 1, weights.shape[1])  # include the end-of-sequence step.
+      out_pieces = self.tgt_vocab.id_pieces(tokens[i]) + ['</s>']
+      n_out = min(len(out_pieces), weights.shape[1])  # include the end-of-sequence step.
       n_in = int((src[i] != PAD).sum())
       path = os.path.join(workdir, 'plots', f'attention_test_{i}.png')
       plots.attention_heatmap(
-          weights[i, :n_out, :n_in], list(data.sources[i][:n_in]), list(out) + ['</s>'],
-          path, title=f'{data.sources[i]!r} -> {out!r}')
+          weights[i, :n_out, :n_in], self.src_vocab.pieces(data.sources[i])[:n_in],
+          out_pieces[:n_out], path, title=f'{data.sources[i]!r} -> {out!r}')
       paths.append(path)
     return paths
 

@@ -1,0 +1,41 @@
+"""Parallel text as splits of (source, target) strings, from TFDS builders."""
+import dataclasses
+
+from absl import logging
+
+from research.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  sources: list[str]
+  targets: list[str]
+
+
+def builders():
+  from research.data import multi30k, tatoeba  # pylint: disable=g-import-not-at-top
+  return {'multi30k': multi30k.Multi30k, 'tatoeba': tatoeba.Tatoeba}
+
+
+def load_tfds(name: str, pair: str, local_dir: str = '', data_dir: str = ''):
+  """Prepares the dataset once (array_record) and returns ({split: Split}, prepared dir).
+
+  `local_dir` holds the raw files for offline use; without it the builder
+  downloads from the public URLs. `data_dir` is where TFDS keeps prepared data.
+  """
+  cls = builders()[name]
+  known = [c.name for c in cls.BUILDER_CONFIGS]
+  if pair not in known:
+    raise UserError(f'{name} has no language pair {pair!r}; known: {", ".join(known)}')
+  builder = cls(config=pair, local_dir=local_dir, data_dir=data_dir or None,
+                file_format='array_record')
+  builder.download_and_prepare()
+  splits = {}
+  for split in builder.info.splits:
+    source = builder.as_data_source(split)
+    records = source.__getitems__(list(range(len(source))))
+    splits[split] = Split([r['source'].decode('utf-8') for r in records],
+                          [r['target'].decode('utf-8') for r in records])
+  logging.info('%s %s: %s from %s', name, pair,
+               ', '.join(f'{k} {len(v.sources)}' for k, v in splits.items()), builder.data_dir)
+  return splits, str(builder.data_dir)

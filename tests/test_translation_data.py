@@ -1,0 +1,132 @@
+"""Tokenizers, the Multi30k and Tatoeba builders on tiny local files, and BLEU."""
+import gzip
+import os
+
+import pytest
+
+from research import bleu
+from research.data import pairs, tatoeba
+from research.data.vocab import EOS, UNK, SentencePieceVocab, WordVocab
+from research.errors import UserError
+
+DE = ['ein mann fährt rad .', 'zwei hunde spielen im schnee .', 'eine frau liest ein buch .',
+      'kinder spielen fußball .']
+EN = ['a man rides a bike .', 'two dogs play in the snow .', 'a woman reads a book .',
+      'children play soccer .']
+
+
+def _write(path, lines, gz=False):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  opener = gzip.open if gz else open
+  with opener(path, 'wt', encoding='utf-8') as f:
+    f.write('\n'.join(lines) + '\n')
+
+
+def _multi30k_dir(root, with_2017=False):
+  for stem, n in (('train', 4), ('val', 2), ('test_2016_flickr', 2)) + (
+      (('test_2017_flickr', 1),) if with_2017 else ()):
+    _write(f'{root}/raw/{stem}.de.gz', DE[:n], gz=True)
+    _write(f'{root}/raw/{stem}.en', EN[:n])  # plain and gzip both work.
+  return str(root)
+
+
+def test_word_vocab_keeps_the_most_frequent_words():
+  vocab = WordVocab.from_texts(EN, max_size=8)
+  assert len(vocab) == 8 and vocab.itos[4] == '.' and vocab.itos[5] == 'a'
+  ids = vocab.encode('a zebra .')
+  assert ids[1] == UNK
+  assert vocab.decode(ids + [EOS, 5]) == 'a <unk> .'
+
+
+def test_sentencepiece_has_byte_fallback_and_is_cached(tmp_path):
+  vocab = SentencePieceVocab.train(EN * 20, vocab_size=300, model_type='bpe',
+                                   cache_dir=str(tmp_path))
+  text = 'a dog reads ☃ ünïcode'
+  ids = vocab.encode(text)
+  assert UNK not in ids  # unseen characters become bytes, not <unk>.
+  assert vocab.decode(ids + [EOS, 7]) == text
+  mtime = os.path.getmtime(vocab.path)
+  again = SentencePieceVocab.train(EN * 20, vocab_size=300, model_type='bpe',
+                                   cache_dir=str(tmp_path))
+  assert again.path == vocab.path and os.path.getmtime(again.path) == mtime
+  other = SentencePieceVocab.train(EN * 20, vocab_size=300, model_type='unigram',
+                                   cache_dir=str(tmp_path))
+  assert other.path != vocab.path
+
+
+def test_multi30k_from_a_local_directory(tmp_path):
+  local = _multi30k_dir(tmp_path / 'raw_copy', with_2017=True)
+  splits, prepared = pairs.load_tfds('multi30k', 'de-en', local, str(tmp_path / 'tfds'))
+  assert set(splits) == {'train', 'validation', 'test2016', 'test2017'}
+  assert sorted(zip(splits['train'].sources, splits['train'].targets)) == sorted(zip(DE, EN))
+  assert len(splits['test2016'].sources) == 2
+  assert os.path.isdir(prepared)
+  reversed_pairs, _ = pairs.load_tfds('multi30k', 'en-de', local, str(tmp_path / 'tfds'))
+  assert sorted(reversed_pairs['validation'].sources) == sorted(EN[:2])
+
+
+def test_multi30k_missing_file_names_it_and_the_layout(tmp_path):
+  local = _multi30k_dir(tmp_path / 'raw_copy')
+  os.remove(f'{local}/raw/val.de.gz')
+  with pytest.raises(UserError, match=r'val\.de\[\.gz\] is missing .* expected train\.'):
+    pairs.load_tfds('multi30k', 'de-en', local, str(tmp_path / 'tfds'))
+  with pytest.raises(UserError, match="no language pair 'de-xx'"):
+    pairs.load_tfds('multi30k', 'de-xx', local, str(tmp_path / 'tfds'))
+
+
+def test_tatoeba_splits_by_english_sentence(tmp_path):
+  lines = [f'Sentence number {i}.\tPhrase numéro {i} !' for i in range(200)]
+  lines += ['Sentence number 7.\tAutre traduction 7 !']  # a second translation stays together.
+  _write(str(tmp_path / 'tat' / 'fra.txt.gz'), lines, gz=True)
+  splits, _ = pairs.load_tfds('tatoeba', 'fr-en', str(tmp_path / 'tat'), str(tmp_path / 'tfds'))
+  assert sum(len(s.sources) for s in splits.values()) == 201
+  assert 0 < len(splits['test'].sources) < 30 and len(splits['train'].sources) > 150
+  where = {t: name for name, s in splits.items() for t in s.targets}
+  assert where['Sentence number 7.'] == tatoeba.split_of('Sentence number 7.')
+  assert splits[where['Sentence number 7.']].targets.count('Sentence number 7.') == 2
+
+
+def test_tatoeba_malformed_line_is_a_clear_error(tmp_path):
+  _write(str(tmp_path / 'tat' / 'fra.txt'), ['Go.\tVa !', 'no tab here'])
+  with pytest.raises(UserError, match='line 2 is not "English<TAB>translation"'):
+    pairs.load_tfds('tatoeba', 'fr-en', str(tmp_path / 'tat'), str(tmp_path / 'tfds'))
+
+
+def test_bleu_scores():
+  perfect = bleu.corpus_scores(EN, EN)
+  assert perfect['bleu'] == pytest.approx(100.0) and perfect['chrf'] == pytest.approx(100.0)
+  cased = bleu.corpus_scores([s.upper() for s in EN], EN)
+  assert cased['bleu'] < 5 and cased['bleu_lowercase'] == pytest.approx(100.0)
+  partial = bleu.corpus_scores(['a man rides a horse .', 'two cats play in the snow .'], EN[:2])
+  assert 0 < partial['bleu'] < 100
+
+
+def test_seq2seq_config_trains_end_to_end_on_multi30k_files(tmp_path):
+  from conftest import launch  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  local = _multi30k_dir(tmp_path / 'raw_copy')
+  workdir = tmp_path / 'run'
+  proc = launch('--config=configs/seq2seq.py:tiny', f'--workdir={workdir}',
+                f'--config.data.path={local}', f'--config.data.data_dir={tmp_path / "tfds"}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((workdir / 'results.json').read_text())
+  for split in ('validation', 'test'):
+    for metric in ('bleu', 'bleu_lowercase', 'chrf', 'exact_match'):
+      assert 0.0 <= results[f'{split}/{metric}'] <= 100.0
+  assert list((tmp_path / 'tfds').rglob('tokenizer_source/spm_bpe_300_*.model'))
+  assert list((workdir / 'plots').glob('attention_test_*.png'))
+  proc = launch('--config=configs/seq2seq.py:tiny', f'--workdir={workdir}', '--mode=predict',
+                f'--config.data.path={local}', f'--config.data.data_dir={tmp_path / "tfds"}',
+                input='ein hund ☃ .\n\n')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert len(proc.stdout.splitlines()) == 2  # empty and unseen input still get a line.
+
+
+def test_missing_multi30k_directory_is_one_clear_line(tmp_path):
+  from conftest import launch  # pylint: disable=g-import-not-at-top
+  proc = launch('--config=configs/seq2seq.py:tiny', f'--workdir={tmp_path / "run"}',
+                f'--config.data.path={tmp_path / "nowhere"}',
+                f'--config.data.data_dir={tmp_path / "tfds"}')
+  assert proc.returncode == 2
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: multi30k: data directory') and 'expected train.' in last
