@@ -1,12 +1,25 @@
 """Recurrent sequence-to-sequence translation on Multi30k (de -> en).
 
 Presets:
+  lstm      Sutskever et al. 2014: 2-layer LSTM encoder-decoder, source reversed,
+            emb 256, hidden 512 (bentrevett notebook 1 sizes). Public
+            reference: 13.8 lowercased BLEU; our target >= 15. Not yet measured.
+  gru_context
+            Cho et al. 2014: GRU encoder-decoder whose context vector feeds every
+            decoder step and the output layer (bentrevett notebook 2 sizes).
+            Public reference: 20.6; our target >= 22. Not yet measured.
   bahdanau  RNNsearch (Bahdanau et al. 2014): bidirectional GRU encoder, GRU
             decoder with additive attention, at the sizes of the public PyTorch
             tutorial (bentrevett/pytorch-seq2seq, notebook 3: emb 256, hidden
-            512, dropout 0.5), with a SentencePiece vocabulary of 8000.
+            512, dropout 0.5), with a SentencePiece vocabulary of 8000 and the
+            paper's deep output (a maxout layer, here 256 units) before the
+            softmax, which also makes the output layer ~5x cheaper.
             Public reference: 28.3 lowercased BLEU on test2016; our target >= 30.
             Not yet measured here (issue #3 is in progress).
+  luong_dot, luong_general, luong_concat
+            Luong et al. 2015 global attention with input feeding, over the
+            same encoder (2 x 256 per direction so dot scores fit). Not yet
+            measured here.
   tiny      the test-suite size; give it --config.data.path.
 
 Run:  python launch.py --config=configs/seq2seq.py:bahdanau
@@ -18,6 +31,9 @@ import os
 from research.config import base_config
 
 _SHARED = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'multi30k')
+
+
+PRESETS = ('lstm', 'gru_context', 'bahdanau', 'luong_dot', 'luong_general', 'luong_concat')
 
 
 def get_config(preset: str = 'bahdanau'):
@@ -34,12 +50,20 @@ def get_config(preset: str = 'bahdanau'):
   c.data.max_source_len = 64
   c.data.max_target_len = 64
   c.data.test_split = 'test2016'
+  c.data.bucket_boundaries = (16, 24, 32, 48, 64)
 
   c.model.name = 'rnn_attention'
+  c.model.attention = 'bahdanau'  # bahdanau | luong_dot | luong_general | luong_concat
   c.model.embed_dim = 256
   c.model.encoder_dim = 512     # per direction.
   c.model.decoder_dim = 512
   c.model.attention_dim = 512
+  c.model.readout_dim = 256     # deep output (maxout) before the 8000-way softmax.
+  # The models without attention (model.name = rnn_seq2seq):
+  c.model.rnn = 'lstm'          # lstm (Sutskever et al. 2014) | gru_context (Cho et al. 2014)
+  c.model.hidden_dim = 512      # their context size: 256, 512 or 1024.
+  c.model.num_layers = 2
+  c.model.reverse_source = True
   c.model.dropout = 0.5
   c.model.label_smoothing = 0.0
 
@@ -50,27 +74,35 @@ def get_config(preset: str = 'bahdanau'):
   c.optimizer.final_lr_fraction = 0.1
   c.optimizer.grad_clip_norm = 1.0
 
-  c.train.steps = 2_300         # about 10 epochs of 29,000 pairs at batch 128.
+  c.train.steps = 1_800         # about 8 epochs of 29,000 pairs at batch 128 (45 min budget).
   c.train.batch_size = 128
   c.train.log_every = 50
-  c.eval.every = 500
+  c.eval.every = 900
   c.eval.batch_size = 256
   c.eval.num_samples = 3
   c.eval.bleu = True
   c.eval.beam_size = 1
   c.eval.length_penalty = 0.6
-  c.checkpoint.every = 500
+  c.checkpoint.every = 300
 
+  if preset in ('lstm', 'gru_context'):
+    c.model.name, c.model.rnn = 'rnn_seq2seq', preset
+  if preset.startswith('luong_'):
+    c.model.attention = preset
+    c.model.encoder_dim = 256   # 2 x 256 = decoder_dim, as dot scores need.
   if preset == 'tiny':
     c.data.path = ''
     c.data.vocab_size = 300
     c.data.max_source_len = c.data.max_target_len = 24
+    c.data.bucket_boundaries = (8, 24)
     c.model.embed_dim = c.model.encoder_dim = c.model.decoder_dim = c.model.attention_dim = 8
+    c.model.readout_dim = 4
     c.model.dropout = 0.1
-    c.train.steps, c.train.batch_size, c.train.log_every = 4, 8, 2
+    c.train.steps, c.train.batch_size, c.train.log_every = 4, 4, 2
     c.eval.every, c.eval.batch_size, c.eval.num_samples = 4, 8, 1
     c.checkpoint.every = 4
     c.bench.warmup_steps, c.bench.steps = 1, 2
-  elif preset != 'bahdanau':
-    raise ValueError(f'unknown preset {preset!r} for configs/seq2seq.py; use bahdanau or tiny')
+  elif preset not in PRESETS:
+    raise ValueError(f'unknown preset {preset!r} for configs/seq2seq.py; use '
+                     + ', '.join(PRESETS + ('tiny',)))
   return c

@@ -25,6 +25,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.name = ''
   c.data.path = ''               # local copy of the dataset, for offline use.
   c.data.seed = 0                # fixes the dataset itself (e.g. splits).
+  c.data.bucket_boundaries = ()  # sequence lengths to pad batches to; () pads to the max.
 
   c.model = ml_collections.ConfigDict()
   c.model.name = ''

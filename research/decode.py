@@ -43,8 +43,9 @@ def beam_search(start, step, params, src, *, beam_size: int, max_len: int, alpha
   """Returns the best hypothesis per sentence: (tokens [B, T], scores [B], attention [B, T, S]).
 
   Scores are log-probabilities divided by the GNMT length penalty. A finished
-  hypothesis ends with </s>; if none finishes within max_len, the best live
-  one is returned.
+  hypothesis ends with </s>; hypotheses still live at max_len compete with the
+  finished ones. With beam_size=1 the greedy path stays live, so the result
+  scores at least as well as greedy decoding.
   """
   batch, k = src.shape[0], beam_size
   context, carry = start(params, src)
@@ -95,11 +96,12 @@ def beam_search(start, step, params, src, *, beam_size: int, max_len: int, alpha
   state = (carry, live_scores, live_tokens, live_attn, fin_scores, fin_tokens, fin_attn)
   state, _ = jax.lax.scan(body, state, jnp.arange(max_len))
   _, live_scores, live_tokens, live_attn, fin_scores, fin_tokens, fin_attn = state
-  any_finished = fin_scores[:, 0] > NEG_INF / 2
+  # At max_len the live hypotheses stop too and compete with the finished ones.
   live_best = live_scores[:, 0] / length_penalty(float(max_len), alpha)
-  tokens = jnp.where(any_finished[:, None], fin_tokens[:, 0], live_tokens[:, 0])
-  attention = jnp.where(any_finished[:, None, None], fin_attn[:, 0], live_attn[:, 0])
-  scores = jnp.where(any_finished, fin_scores[:, 0], live_best)
+  use_finished = fin_scores[:, 0] >= live_best
+  tokens = jnp.where(use_finished[:, None], fin_tokens[:, 0], live_tokens[:, 0])
+  attention = jnp.where(use_finished[:, None, None], fin_attn[:, 0], live_attn[:, 0])
+  scores = jnp.maximum(fin_scores[:, 0], live_best)
   return tokens, scores, attention
 
 

@@ -41,6 +41,40 @@ class AdditiveAttention(nn.Module):
     return self.attend(query, self.project_keys(keys), values, mask)
 
 
+class LuongAttention(nn.Module):
+  """Luong, Pham and Manning 2015 global attention on the current decoder state.
+
+  score(h_t, h_s): dot  h_t . h_s;  general  h_t . W h_s;  concat  v . tanh(W [h_t; h_s]).
+  `dot` needs the query and key sizes to match.
+  """
+  score: str = 'general'
+  features: int = 128   # the query size for general, the hidden size for concat.
+
+  def setup(self):
+    if self.score not in ('dot', 'general', 'concat'):
+      raise ValueError(f'unknown Luong score {self.score!r}; use dot, general or concat')
+    if self.score == 'general':
+      self.key_proj = nn.Dense(self.features, use_bias=False, name='key')
+    elif self.score == 'concat':
+      self.key_proj = nn.Dense(self.features, name='key')
+      self.query_proj = nn.Dense(self.features, use_bias=False, name='query')
+      self.energy = nn.Dense(1, use_bias=False, name='energy')
+
+  def project_keys(self, keys):
+    return keys if self.score == 'dot' else self.key_proj(keys)
+
+  def attend(self, query, projected_keys, values, mask):
+    if self.score == 'concat':
+      scores = self.energy(jnp.tanh(projected_keys + self.query_proj(query)[:, None, :]))[..., 0]
+    else:
+      scores = jnp.einsum('bd,bsd->bs', query, projected_keys)
+    weights = masked_softmax(scores, mask)
+    return jnp.einsum('bs,bsd->bd', weights, values), weights
+
+  def __call__(self, query, keys, values, mask):
+    return self.attend(query, self.project_keys(keys), values, mask)
+
+
 def gru_update(h, x_proj, h_proj):
   """One GRU step (Cho et al. 2014) from precomputed input/hidden projections."""
   xr, xz, xn = jnp.split(x_proj, 3, axis=-1)
@@ -94,3 +128,59 @@ class GRU(nn.Module):
         step, h0, (jnp.swapaxes(x_proj, 0, 1), jnp.swapaxes(mask, 0, 1)),
         reverse=self.reverse)
     return jnp.swapaxes(outputs, 0, 1), final
+
+
+def lstm_update(h, c, x_proj, h_proj):
+  """One LSTM step (Hochreiter and Schmidhuber 1997) from precomputed projections."""
+  i, f, g, o = jnp.split(x_proj + h_proj, 4, axis=-1)
+  c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+  return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+class LSTMCell(nn.Module):
+  """An LSTM cell whose input projection can be applied to a whole sequence."""
+  features: int
+
+  def setup(self):
+    self.input = nn.Dense(4 * self.features, name='input')
+    self.hidden = nn.Dense(4 * self.features, use_bias=False, name='hidden',
+                           kernel_init=nn.initializers.orthogonal())
+
+  def project_inputs(self, x):
+    return self.input(x)
+
+  def __call__(self, carry, x_proj):
+    h, c = carry
+    return lstm_update(h, c, x_proj, self.hidden(h))
+
+
+class LSTM(nn.Module):
+  """An LSTM over [B, T, D] inputs; padded steps (mask False) keep the state."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x, mask):
+    x_proj = nn.Dense(4 * self.features, name='input')(x)
+    kernel = self.param('hidden_kernel', nn.initializers.orthogonal(),
+                        (self.features, 4 * self.features))
+
+    def step(carry, inputs):
+      h, c = carry
+      xp, m = inputs
+      h_new, c_new = lstm_update(h, c, xp, h @ kernel)
+      keep = m[:, None]
+      carry = (jnp.where(keep, h_new, h), jnp.where(keep, c_new, c))
+      return carry, carry[0]
+
+    zeros = jnp.zeros((x.shape[0], self.features), x_proj.dtype)
+    final, outputs = jax.lax.scan(
+        step, (zeros, zeros), (jnp.swapaxes(x_proj, 0, 1), jnp.swapaxes(mask, 0, 1)))
+    return jnp.swapaxes(outputs, 0, 1), final
+
+
+def reverse_padded(x, mask):
+  """Reverses each sequence within its length; padding stays at the end."""
+  length = mask.sum(-1, keepdims=True)
+  t = jnp.arange(x.shape[1])[None, :]
+  index = jnp.where(t < length, length - 1 - t, t)
+  return jnp.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)

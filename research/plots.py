@@ -7,18 +7,23 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 
+def _plain(text: str) -> str:
+  """Text as written: matplotlib would read $...$ as math."""
+  return text.replace('$', r'\$')
+
+
 def attention_heatmap(weights, source_tokens, target_tokens, path, title=''):
   """weights [target, source]: the alignment picture of Bahdanau et al. 2014."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
   fig, ax = plt.subplots(figsize=(max(4, 0.3 * len(source_tokens) + 1.5),
                                   max(3, 0.3 * len(target_tokens) + 1.5)))
   ax.imshow(weights, cmap='viridis', vmin=0.0, vmax=1.0, aspect='auto')
-  ax.set_xticks(range(len(source_tokens)), [repr(t)[1:-1] or ' ' for t in source_tokens],
-                fontsize=8)
-  ax.set_yticks(range(len(target_tokens)), target_tokens, fontsize=8)
+  ax.set_xticks(range(len(source_tokens)),
+                [_plain(repr(t)[1:-1]) or ' ' for t in source_tokens], fontsize=8)
+  ax.set_yticks(range(len(target_tokens)), [_plain(t) for t in target_tokens], fontsize=8)
   ax.set_xlabel('input')
   ax.set_ylabel('output')
-  ax.set_title(title, fontsize=8)
+  ax.set_title(_plain(title), fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

@@ -60,3 +60,23 @@ def test_pieces_line_up_with_ids():
   vocab = CharVocab.from_texts(['2015-03-03'])
   ids = vocab.encode('2015-03')
   assert vocab.id_pieces(ids + [EOS, 5]) == list('2015-03') == vocab.pieces('2015-03')
+
+
+def test_bucketed_batches_are_pure_group_similar_lengths_and_cover_each_epoch():
+  rng = np.random.default_rng(0)
+  lengths = rng.integers(1, 60, size=103)
+  bs, per_epoch = 4, 103 // 4
+  epoch0 = [pipeline.bucketed_batch_indices(lengths, bs, seed=5, step=s, chunk=5)
+            for s in range(per_epoch)]
+  again = pipeline.bucketed_batch_indices(lengths, bs, seed=5, step=3, chunk=5)
+  np.testing.assert_array_equal(again, epoch0[3])
+  flat = np.concatenate(epoch0)
+  assert len(set(flat.tolist())) == len(flat) == per_epoch * bs  # no repeats in an epoch.
+  spread = np.mean([np.ptp(lengths[b]) for b in epoch0])
+  random_spread = np.mean([np.ptp(lengths[pipeline.batch_indices(103, bs, 5, s)])
+                           for s in range(per_epoch)])
+  assert spread < random_spread / 2
+  next_epoch = pipeline.bucketed_batch_indices(lengths, bs, seed=5, step=per_epoch, chunk=5)
+  assert not np.array_equal(next_epoch, epoch0[0])
+  assert pipeline.bucket_length(17, (16, 24, 32)) == 24
+  assert pipeline.bucket_length(99, (16, 24, 32)) == 32

@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.test_util import check_grads
 
 from research import layers
@@ -123,12 +124,16 @@ def _sequence_log_prob(model, params, src, tokens):
   return (logp * (ended == 0) * (tokens != PAD)).sum(-1)
 
 
-def test_beam_of_one_equals_greedy():
-  model, params, src = _tiny_model()
-  greedy_tokens, greedy_attn = model.greedy_decode(params, src, max_len=6)
-  beam_tokens, _, beam_attn = model.beam_search(params, src, max_len=6, beam_size=1, alpha=0.0)
-  np.testing.assert_array_equal(beam_tokens, greedy_tokens)
-  np.testing.assert_allclose(beam_attn, greedy_attn, atol=1e-6)
+def _assert_beam_of_one_is_at_least_greedy(model, params, src):
+  greedy_tokens, _ = model.greedy_decode(params, src, max_len=6)
+  tokens, scores, _ = model.beam_search(params, src, max_len=6, beam_size=1, alpha=0.0)
+  np.testing.assert_allclose(scores, _sequence_log_prob(model, params, src, tokens), atol=1e-4)
+  greedy_lp = _sequence_log_prob(model, params, src, greedy_tokens)
+  assert np.all(np.asarray(scores) >= np.asarray(greedy_lp) - 1e-4)
+
+
+def test_beam_of_one_scores_at_least_greedy():
+  _assert_beam_of_one_is_at_least_greedy(*_tiny_model())
 
 
 def test_beam_search_scores_are_model_log_probs_and_beat_greedy():
@@ -138,8 +143,72 @@ def test_beam_search_scores_are_model_log_probs_and_beat_greedy():
   assert tokens.shape == (3, 6) and scores.shape == (3,) and attention.shape == (3, 6, 4)
   # With no length penalty the score is exactly the model's log-probability.
   np.testing.assert_allclose(scores, _sequence_log_prob(model, params, src, tokens), atol=1e-4)
-  # A wider beam never finds a worse hypothesis than greedy (both finished here).
+  # Here the wider beam also beats greedy (not guaranteed in general, but true on this case).
   greedy_lp = _sequence_log_prob(model, params, src, greedy_tokens)
   assert np.all(np.asarray(scores) >= np.asarray(greedy_lp) - 1e-4)
   # Padded source positions get no attention in any decoded step.
   assert np.all(np.asarray(attention)[1, :, 2:] == 0.0)
+
+
+@pytest.mark.parametrize('attention', ['luong_dot', 'luong_general', 'luong_concat'])
+def test_luong_variants_shapes_masking_and_beam(attention):
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  cfg = ml_collections.ConfigDict(dict(
+      attention=attention, embed_dim=4, encoder_dim=3, decoder_dim=6, attention_dim=5,
+      readout_dim=0, dropout=0.0))
+  model = Seq2Seq.from_config(cfg, 11, 9)
+  src = jnp.array([[5, 6, 7, PAD], [8, 9, PAD, PAD]], jnp.int32)
+  tgt_in = jnp.array([[1, 4, 5], [1, 6, 7]], jnp.int32)
+  params = model.init(jax.random.PRNGKey(0), src, tgt_in)
+  assert 'combine' in params  # the attentional layer of input feeding.
+  logits, weights = model.forward(params, src, tgt_in)
+  assert logits.shape == (2, 3, 9) and weights.shape == (2, 3, 4)
+  assert np.all(np.asarray(weights)[1, :, 2:] == 0.0)
+  np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0, rtol=1e-5)
+  _assert_beam_of_one_is_at_least_greedy(model, params, src)
+
+
+def test_luong_dot_with_mismatched_sizes_is_a_clear_error():
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from research.errors import UserError  # pylint: disable=g-import-not-at-top
+  cfg = ml_collections.ConfigDict(dict(attention='luong_dot', embed_dim=4, encoder_dim=4,
+                                       decoder_dim=6, attention_dim=5, dropout=0.0))
+  with pytest.raises(UserError, match='decoder_dim == 2 \\* model.encoder_dim'):
+    Seq2Seq.from_config(cfg, 11, 9)
+
+
+def test_reverse_padded_keeps_padding_in_place():
+  x = jnp.array([[1, 2, 3, 0], [4, 5, 0, 0]])
+  np.testing.assert_array_equal(layers.reverse_padded(x, x != 0), [[3, 2, 1, 0], [5, 4, 0, 0]])
+
+
+def test_lstm_padding_keeps_state():
+  x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 5, 3)), jnp.float32)
+  mask = jnp.array([[1] * 5, [1, 1, 0, 0, 0]], bool)
+  lstm = layers.LSTM(4)
+  params = lstm.init(jax.random.PRNGKey(0), x, mask)
+  outputs, (h, c) = lstm.apply(params, x, mask)
+  _, (h_short, c_short) = lstm.apply(params, x[1:, :2], mask[1:, :2])
+  np.testing.assert_allclose(h[1], h_short[0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(c[1], c_short[0], rtol=1e-5, atol=1e-6)
+  assert outputs.shape == (2, 5, 4)
+
+
+@pytest.mark.parametrize('rnn', ['lstm', 'gru_context'])
+def test_models_without_attention(rnn):
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from research.models import rnn_seq2seq  # pylint: disable=g-import-not-at-top
+  cfg = ml_collections.ConfigDict(dict(rnn=rnn, embed_dim=4, hidden_dim=6, num_layers=2,
+                                       reverse_source=True, dropout=0.0))
+  model = rnn_seq2seq.Seq2Seq.from_config(cfg, 11, 9)
+  src = jnp.array([[5, 6, 7, PAD], [8, 9, PAD, PAD]], jnp.int32)
+  tgt_in = jnp.array([[1, 4, 5], [1, 6, 7]], jnp.int32)
+  params = model.init(jax.random.PRNGKey(0), src, tgt_in)
+  logits, weights = model.forward(params, src, tgt_in)
+  assert logits.shape == (2, 3, 9) and not np.any(weights)
+  # The source only reaches the decoder through the context vector: padding
+  # more cannot change the output.
+  longer = jnp.concatenate([src, jnp.zeros((2, 3), jnp.int32)], axis=1)
+  logits_longer, _ = model.forward(params, longer, tgt_in)
+  np.testing.assert_allclose(logits_longer, logits, rtol=1e-5, atol=1e-6)
+  _assert_beam_of_one_is_at_least_greedy(model, params, src)

@@ -9,6 +9,8 @@ import functools
 import jax
 import numpy as np
 
+from research.errors import UserError
+
 
 @functools.lru_cache(maxsize=4)
 def _epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
@@ -31,3 +33,42 @@ def process_slice(batch_size: int) -> slice:
   n, i = jax.process_count(), jax.process_index()
   per = batch_size // n
   return slice(i * per, (i + 1) * per)
+
+
+@functools.lru_cache(maxsize=2)
+def _bucketed_epoch(seed: int, epoch: int, lengths: tuple, batch_size: int, chunk: int):
+  """The len(lengths) // batch_size batches of one epoch: shuffle, drop the
+  remainder, sort chunks of `chunk` batches by length, cut into batches, and
+  shuffle the batches."""
+  rng = np.random.default_rng([seed, epoch, 1])
+  per_epoch = len(lengths) // batch_size
+  order = rng.permutation(len(lengths))[:per_epoch * batch_size]
+  lengths = np.asarray(lengths)
+  batches = []
+  for start in range(0, len(order), batch_size * chunk):  # each part: whole batches.
+    part = order[start:start + batch_size * chunk]
+    part = part[np.argsort(lengths[part], kind='stable')]
+    batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+  return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def bucketed_batch_indices(lengths, batch_size: int, seed: int, step: int, chunk: int = 50):
+  """Like batch_indices, but each batch holds examples of similar length.
+
+  Still a pure function of (seed, step): batch `step` is batch
+  step % batches_per_epoch of epoch step // batches_per_epoch.
+  """
+  lengths = tuple(int(n) for n in lengths)
+  per_epoch = len(lengths) // batch_size
+  if per_epoch == 0:
+    raise UserError(f'the training set has {len(lengths)} examples, fewer than one batch '
+                    f'of {batch_size}; lower train.batch_size')
+  return _bucketed_epoch(seed, step // per_epoch, lengths, batch_size, chunk)[step % per_epoch]
+
+
+def bucket_length(length: int, boundaries) -> int:
+  """The smallest boundary >= length (the last one if none is)."""
+  for b in boundaries:
+    if length <= b:
+      return b
+  return boundaries[-1]

@@ -1,18 +1,21 @@
-"""RNNsearch (Bahdanau, Cho and Bengio 2014): a bidirectional GRU encoder and a
-GRU decoder that attends over every encoder state at each step.
+"""Attention encoder-decoders over a bidirectional GRU encoder.
 
-The module only defines the pieces (encode, one decoder step, output layer).
-The time loops are pure functions of the parameters (`Seq2Seq` below), shared
-by teacher-forced training and greedy decoding.
+- RNNsearch (Bahdanau, Cho and Bengio 2014): the decoder attends with its
+  previous state (additive scores), then updates its GRU.
+- Luong, Pham and Manning 2015 global attention: the decoder updates its GRU
+  first, attends with the new state (dot, general or concat scores), and feeds
+  the attentional vector tanh(W_c [c_t; h_t]) to the next step (input feeding).
+
+The modules only define the pieces (encode, one decoder step, output layer);
+the time loops are the pure functions of research.models.encoder_decoder.
 """
-import dataclasses
-
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from research import decode, layers
+from research import layers
 from research.data.vocab import PAD
+from research.errors import UserError
+from research.models.encoder_decoder import EncoderDecoder
 
 
 class RNNSearch(nn.Module):
@@ -22,6 +25,7 @@ class RNNSearch(nn.Module):
   encoder_dim: int = 128     # per direction.
   decoder_dim: int = 128
   attention_dim: int = 128
+  readout_dim: int = 0       # >0: Bahdanau's deep output, a maxout layer before the softmax.
   dropout: float = 0.0
 
   def setup(self):
@@ -30,10 +34,15 @@ class RNNSearch(nn.Module):
     self.forward_rnn = layers.GRU(self.encoder_dim, name='encoder_forward')
     self.backward_rnn = layers.GRU(self.encoder_dim, reverse=True, name='encoder_backward')
     self.bridge = nn.Dense(self.decoder_dim, name='bridge')
-    self.attention = layers.AdditiveAttention(self.attention_dim, name='attention')
+    self.attention = self.make_attention()
     self.decoder = layers.GRUCell(self.decoder_dim, name='decoder')
+    if self.readout_dim:
+      self.readout = nn.Dense(2 * self.readout_dim, name='readout')
     self.output = nn.Dense(self.tgt_vocab_size, name='output')
     self.drop = nn.Dropout(self.dropout)
+
+  def make_attention(self):
+    return layers.AdditiveAttention(self.attention_dim, name='attention')
 
   def encode(self, src, train: bool = False):
     """src [B, S] -> (encoder states [B, S, 2E], keys [B, S, A], mask, s0 [B, H])."""
@@ -58,7 +67,11 @@ class RNNSearch(nn.Module):
     return state, features, weights
 
   def project(self, features, train: bool = False):
-    return self.output(self.drop(features, deterministic=not train))
+    features = self.drop(features, deterministic=not train)
+    if self.readout_dim:  # maxout with pools of 2 (Bahdanau et al. 2014, appendix A.2.2).
+      pairs = self.readout(features).reshape(features.shape[:-1] + (self.readout_dim, 2))
+      features = pairs.max(-1)
+    return self.output(features)
 
   def __call__(self, src, tgt_in):
     """Used only to create every parameter (one decoder step is enough)."""
@@ -67,62 +80,51 @@ class RNNSearch(nn.Module):
     return self.project(features)
 
 
-@dataclasses.dataclass(frozen=True)
-class Seq2Seq:
-  """Pure functions of (params, inputs) around an encoder-decoder module."""
-  module: nn.Module
+class LuongSeq2Seq(RNNSearch):
+  """Luong global attention with input feeding; the rest as in RNNSearch."""
+  score: str = 'general'
+
+  def setup(self):
+    super().setup()
+    self.combine = nn.Dense(self.decoder_dim, use_bias=False, name='combine')
+
+  def make_attention(self):
+    # general scores h_t . W h_s, so W maps keys to the decoder size.
+    size = self.decoder_dim if self.score == 'general' else self.attention_dim
+    return layers.LuongAttention(self.score, size, name='attention')
+
+  def encode(self, src, train: bool = False):
+    states, keys, mask, initial = super().encode(src, train)
+    return states, keys, mask, (initial, jnp.zeros_like(initial))  # (state, attentional vector).
+
+  def step(self, carry, y_embedded, encoded):
+    states, keys, mask, _ = encoded
+    state, feed = carry
+    x = jnp.concatenate([y_embedded, feed], axis=-1)  # input feeding.
+    state = self.decoder(state, self.decoder.project_inputs(x))
+    context, weights = self.attention.attend(state, keys, states, mask)
+    attentional = jnp.tanh(self.combine(jnp.concatenate([context, state], axis=-1)))
+    return (state, attentional), attentional, weights
+
+
+ATTENTION = ('bahdanau', 'luong_dot', 'luong_general', 'luong_concat')
+
+
+class Seq2Seq(EncoderDecoder):
+  """RNNsearch or Luong attention, as pure functions of (params, inputs)."""
 
   @classmethod
   def from_config(cls, cfg, src_vocab_size: int, tgt_vocab_size: int):
-    return cls(RNNSearch(
-        src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
-        embed_dim=cfg.embed_dim, encoder_dim=cfg.encoder_dim,
-        decoder_dim=cfg.decoder_dim, attention_dim=cfg.attention_dim,
-        dropout=cfg.dropout))
-
-  def init(self, rng, src, tgt_in):
-    return self.module.init(rng, src, tgt_in)['params']
-
-  def forward(self, params, src, tgt_in, *, rng=None, train=False):
-    """Teacher forcing: tgt_in [B, T] -> (logits [B, T, V], attention [B, T, S])."""
-    variables = {'params': params}
-    rngs = {'dropout': rng} if train else {}
-    m = self.module
-    encoded = m.apply(variables, src, train, method=m.encode,
-                      rngs=_rngs(rngs, 0))
-    y = m.apply(variables, tgt_in, train, method=m.embed_targets, rngs=_rngs(rngs, 1))
-
-    def step(state, y_t):
-      state, features, weights = m.apply(variables, state, y_t, encoded, method=m.step)
-      return state, (features, weights)
-
-    _, (features, weights) = jax.lax.scan(step, encoded[3], jnp.swapaxes(y, 0, 1))
-    features, weights = jnp.swapaxes(features, 0, 1), jnp.swapaxes(weights, 0, 1)
-    logits = m.apply(variables, features, train, method=m.project, rngs=_rngs(rngs, 2))
-    return logits, weights
-
-  def start(self, params, src):
-    """Decoding interface (research.decode): (context, carry) for a source batch."""
-    encoded = self.module.apply({'params': params}, src, method=self.module.encode)
-    return encoded, encoded[3]
-
-  def step(self, params, context, state, tokens):
-    """Decoding interface: one step from the previous tokens [B]."""
-    variables, m = {'params': params}, self.module
-    y = m.apply(variables, tokens, method=m.embed_targets)
-    state, features, weights = m.apply(variables, state, y, context, method=m.step)
-    log_probs = jax.nn.log_softmax(m.apply(variables, features, method=m.project))
-    return state, log_probs, weights
-
-  def greedy_decode(self, params, src, max_len: int):
-    """(tokens [B, T], attention [B, T, S]); tokens after </s> are padding."""
-    return decode.greedy(self.start, self.step, params, src, max_len)
-
-  def beam_search(self, params, src, max_len: int, beam_size: int, alpha: float = 0.6):
-    """(tokens [B, T], scores [B], attention [B, T, S]) of the best beam."""
-    return decode.beam_search(self.start, self.step, params, src, beam_size=beam_size,
-                              max_len=max_len, alpha=alpha)
-
-
-def _rngs(rngs, i):
-  return {k: jax.random.fold_in(v, i) for k, v in rngs.items()}
+    attention = cfg.get('attention', 'bahdanau')
+    if attention not in ATTENTION:
+      raise UserError(f'unknown model.attention {attention!r}; use {", ".join(ATTENTION)}')
+    if attention == 'luong_dot' and 2 * cfg.encoder_dim != cfg.decoder_dim:
+      raise UserError('model.attention=luong_dot needs model.decoder_dim == 2 * '
+                      f'model.encoder_dim, got {cfg.decoder_dim} and {cfg.encoder_dim}')
+    kwargs = dict(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
+                  embed_dim=cfg.embed_dim, encoder_dim=cfg.encoder_dim,
+                  decoder_dim=cfg.decoder_dim, attention_dim=cfg.attention_dim,
+                  readout_dim=cfg.get('readout_dim', 0), dropout=cfg.dropout)
+    if attention == 'bahdanau':
+      return cls(RNNSearch(**kwargs))
+    return cls(LuongSeq2Seq(score=attention.split('_')[1], **kwargs))

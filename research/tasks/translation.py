@@ -72,7 +72,8 @@ class TranslationTask:
   def _encode(self, split):
     src, t1 = self.src_vocab.encode_batch(split.sources, self.max_src, add_eos=False)
     tgt, t2 = self.tgt_vocab.encode_batch(split.targets, self.max_tgt, add_eos=True)
-    return {'src': src, 'tgt': tgt, 'truncated': t1 + t2}
+    length = np.maximum((src != PAD).sum(1), (tgt != PAD).sum(1))
+    return {'src': src, 'tgt': tgt, 'length': length, 'truncated': t1 + t2}
 
   # --- training -------------------------------------------------------------
 
@@ -85,12 +86,19 @@ class TranslationTask:
     return np.concatenate([np.full_like(tgt[:, :1], BOS), tgt[:, :-1]], axis=1)
 
   def train_batch(self, step: int):
-    train = self.arrays['train']
-    idx = pipeline.batch_indices(len(train['src']), self.config.train.batch_size,
-                                 self.config.seed, step)
+    train, bs = self.arrays['train'], self.config.train.batch_size
+    boundaries = tuple(self.config.data.bucket_boundaries)
+    if boundaries:  # similar lengths together, padded to one of a few lengths.
+      idx = pipeline.bucketed_batch_indices(train['length'], bs, self.config.seed, step)
+    else:
+      idx = pipeline.batch_indices(len(train['src']), bs, self.config.seed, step)
+    src, tgt = train['src'], train['tgt']
+    if boundaries:  # the global batch sets the width, so every process agrees.
+      width = pipeline.bucket_length(int(train['length'][idx].max()), boundaries)
+      src, tgt = src[:, :min(width, self.max_src)], tgt[:, :min(width, self.max_tgt)]
     idx = idx[pipeline.process_slice(len(idx))]
-    tgt = train['tgt'][idx]
-    return {'src': train['src'][idx], 'tgt_in': self.teacher_inputs(tgt), 'tgt_out': tgt}
+    tgt = tgt[idx]
+    return {'src': src[idx], 'tgt_in': self.teacher_inputs(tgt), 'tgt_out': tgt}
 
   def loss(self, params, batch, rng):
     logits, _ = self.model.forward(params, batch['src'], batch['tgt_in'], rng=rng, train=True)
@@ -147,7 +155,7 @@ class TranslationTask:
     src = self.arrays['test']['src'][:num_heatmaps]
     tokens, weights = self.translate_ids(params, src)
     paths = []
-    if jax.process_index() != 0:  # every process decodes; process 0 draws.
+    if jax.process_index() != 0 or not np.any(weights):  # process 0 draws; no attention, no map.
       return paths
     for i in range(len(src)):
       out = self.tgt_vocab.decode(tokens[i])
