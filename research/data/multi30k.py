@@ -11,6 +11,7 @@ import dataclasses
 import tensorflow_datasets as tfds
 
 from research.data import text_files
+from research.data.pairs import ParallelTextBuilder
 from research.errors import UserError
 
 URL = 'https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/'
@@ -29,21 +30,11 @@ class Multi30kConfig(tfds.core.BuilderConfig):
   target: str = 'en'
 
 
-class Multi30k(tfds.core.GeneratorBasedBuilder):
+class Multi30k(ParallelTextBuilder):
   """Multi30k image-caption translations; pairs de-en, en-de, fr-en, en-fr."""
   VERSION = tfds.core.Version('1.0.0')
   BUILDER_CONFIGS = [Multi30kConfig(name=f'{s}-{t}', source=s, target=t) for s, t in PAIRS]
-
-  def __init__(self, *, local_dir: str = '', **kwargs):
-    self.local_dir = local_dir
-    super().__init__(**kwargs)
-
-  def _info(self):
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict(
-            {'source': tfds.features.Text(), 'target': tfds.features.Text()}),
-        supervised_keys=('source', 'target'),
-        homepage='https://github.com/multi30k/dataset')
+  HOMEPAGE = 'https://github.com/multi30k/dataset'
 
   def _split_generators(self, dl_manager):
     langs = (self.builder_config.source, self.builder_config.target)
@@ -63,13 +54,13 @@ class Multi30k(tfds.core.GeneratorBasedBuilder):
       urls = {f'{s}.{lang}': f'{URL}{SPLITS[s]}.{lang}.gz' for s in wanted for lang in langs}
       paths = dl_manager.download(urls)
       files = {s: [str(paths[f'{s}.{lang}']) for lang in langs] for s in wanted}
-    return {split: self._generate_examples(*pair) for split, pair in files.items()}
+    return {split: self._generate_examples(_read_pairs(*paths)) for split, paths in files.items()}
 
-  def _generate_examples(self, source_path, target_path):
-    sources = text_files.read_lines(source_path)
-    targets = text_files.read_lines(target_path)
-    if len(sources) != len(targets):
-      raise UserError(f'multi30k: {source_path} has {len(sources)} lines but {target_path} '
-                      f'has {len(targets)}')
-    for i, (s, t) in enumerate(zip(sources, targets)):
-      yield i, {'source': s, 'target': t}
+
+def _read_pairs(source_path, target_path):
+  sources = text_files.read_lines(source_path)
+  targets = text_files.read_lines(target_path)
+  if len(sources) != len(targets):
+    raise UserError(f'multi30k: {source_path} has {len(sources)} lines but {target_path} '
+                    f'has {len(targets)}')
+  return list(zip(sources, targets))

@@ -1,6 +1,7 @@
 """Parallel text as splits of (source, target) strings, from TFDS builders."""
 import dataclasses
 
+import tensorflow_datasets as tfds
 from absl import logging
 
 from research.errors import UserError
@@ -10,6 +11,26 @@ from research.errors import UserError
 class Split:
   sources: list[str]
   targets: list[str]
+
+
+class ParallelTextBuilder(tfds.core.GeneratorBasedBuilder):
+  """What the parallel-text builders share: a local directory for offline use,
+  and {'source', 'target'} text features. Abstract, so TFDS does not register it."""
+  HOMEPAGE = ''
+
+  def __init__(self, *, local_dir: str = '', **kwargs):
+    self.local_dir = local_dir
+    super().__init__(**kwargs)
+
+  def _info(self):
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict(
+            {'source': tfds.features.Text(), 'target': tfds.features.Text()}),
+        supervised_keys=('source', 'target'), homepage=self.HOMEPAGE)
+
+  def _generate_examples(self, pairs):
+    for i, (source, target) in enumerate(pairs):
+      yield i, {'source': source, 'target': target}
 
 
 def builders():

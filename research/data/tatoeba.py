@@ -13,6 +13,7 @@ import zipfile
 import tensorflow_datasets as tfds
 
 from research.data import text_files
+from research.data.pairs import ParallelTextBuilder
 from research.errors import UserError
 
 URL = 'https://www.manythings.org/anki/{lang}-eng.zip'
@@ -30,21 +31,12 @@ def split_of(english: str) -> str:
   return 'test' if bucket < 5 else 'validation' if bucket < 10 else 'train'
 
 
-class Tatoeba(tfds.core.GeneratorBasedBuilder):
+class Tatoeba(ParallelTextBuilder):
   """Tatoeba English pairs; configs fr-en and en-fr."""
   VERSION = tfds.core.Version('1.0.0')
   BUILDER_CONFIGS = [TatoebaConfig(name='fr-en', lang='fra', english_is_source=False),
                      TatoebaConfig(name='en-fr', lang='fra', english_is_source=True)]
-
-  def __init__(self, *, local_dir: str = '', **kwargs):
-    self.local_dir = local_dir
-    super().__init__(**kwargs)
-
-  def _info(self):
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict(
-            {'source': tfds.features.Text(), 'target': tfds.features.Text()}),
-        supervised_keys=('source', 'target'), homepage='https://www.manythings.org/anki/')
+  HOMEPAGE = 'https://www.manythings.org/anki/'
 
   def _split_generators(self, dl_manager):
     lang = self.builder_config.lang
@@ -69,7 +61,3 @@ class Tatoeba(tfds.core.GeneratorBasedBuilder):
       pair = (english, other) if self.builder_config.english_is_source else (other, english)
       pairs[split_of(english)].append(pair)
     return {split: self._generate_examples(p) for split, p in pairs.items()}
-
-  def _generate_examples(self, pairs):
-    for i, (s, t) in enumerate(pairs):
-      yield i, {'source': s, 'target': t}
