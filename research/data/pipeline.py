@@ -58,7 +58,8 @@ def bucketed_batch_indices(lengths, batch_size: int, seed: int, step: int, chunk
   Still a pure function of (seed, step): batch `step` is batch
   step % batches_per_epoch of epoch step // batches_per_epoch.
   """
-  lengths = tuple(int(n) for n in lengths)
+  if not isinstance(lengths, tuple):  # callers on a hot path pass a tuple made once.
+    lengths = tuple(int(n) for n in lengths)
   per_epoch = len(lengths) // batch_size
   if per_epoch == 0:
     raise UserError(f'the training set has {len(lengths)} examples, fewer than one batch '

@@ -59,6 +59,8 @@ class TranslationTask:
     self.max_src, self.max_tgt = d.max_source_len, d.max_target_len
     self.arrays = {name: self._encode(split) for name, split in self.splits.items()}
     self.truncated = {name: a['truncated'] for name, a in self.arrays.items()}
+    # Made once: bucketed batching keys its per-epoch cache on it.
+    self.train_lengths = tuple(int(n) for n in self.arrays['train']['length'])
     for name, count in self.truncated.items():
       if count:  # also reported as <split>/truncated in the metrics.
         logging.warning('%d %s pair(s) longer than data.max_source_len=%d or '
@@ -96,7 +98,7 @@ class TranslationTask:
     train, bs = self.arrays['train'], self.config.train.batch_size
     boundaries = tuple(self.config.data.bucket_boundaries)
     if boundaries:  # similar lengths together, padded to one of a few lengths.
-      idx = pipeline.bucketed_batch_indices(train['length'], bs, self.config.seed, step)
+      idx = pipeline.bucketed_batch_indices(self.train_lengths, bs, self.config.seed, step)
     else:
       idx = pipeline.batch_indices(len(train['src']), bs, self.config.seed, step)
     src, tgt = train['src'], train['tgt']
