@@ -17,6 +17,23 @@ import jax.numpy as jnp
 from research import decode
 
 
+class RecurrentPieces(nn.Module):
+  """What the recurrent modules share. A subclass's setup defines tgt_embed,
+  output and drop, and it defines encode and step."""
+
+  def embed_targets(self, tokens, train: bool = False):
+    return self.drop(self.tgt_embed(tokens), deterministic=not train)
+
+  def project(self, features, train: bool = False):
+    return self.output(self.drop(features, deterministic=not train))
+
+  def __call__(self, src, tgt_in):
+    """Used only to create every parameter (one decoder step is enough)."""
+    encoded = self.encode(src)
+    _, features, _ = self.step(encoded[3], self.embed_targets(tgt_in[:, 0]), encoded)
+    return self.project(features)
+
+
 @dataclasses.dataclass(frozen=True)
 class EncoderDecoder:
   module: nn.Module

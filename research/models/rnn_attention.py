@@ -15,10 +15,10 @@ import jax.numpy as jnp
 from research import layers
 from research.data.vocab import PAD
 from research.errors import UserError
-from research.models.encoder_decoder import EncoderDecoder
+from research.models.encoder_decoder import EncoderDecoder, RecurrentPieces
 
 
-class RNNSearch(nn.Module):
+class RNNSearch(RecurrentPieces):
   src_vocab_size: int
   tgt_vocab_size: int
   embed_dim: int = 64
@@ -54,9 +54,6 @@ class RNNSearch(nn.Module):
     initial = jnp.tanh(self.bridge(jnp.concatenate([fwd_final, bwd_final], axis=-1)))
     return states, self.attention.project_keys(states), mask, initial
 
-  def embed_targets(self, tokens, train: bool = False):
-    return self.drop(self.tgt_embed(tokens), deterministic=not train)
-
   def step(self, state, y_embedded, encoded):
     """One decoder step: attend with the previous state, then update the GRU."""
     states, keys, mask, _ = encoded
@@ -72,12 +69,6 @@ class RNNSearch(nn.Module):
       pairs = self.readout(features).reshape(features.shape[:-1] + (self.readout_dim, 2))
       features = pairs.max(-1)
     return self.output(features)
-
-  def __call__(self, src, tgt_in):
-    """Used only to create every parameter (one decoder step is enough)."""
-    encoded = self.encode(src)
-    _, features, _ = self.step(encoded[3], self.embed_targets(tgt_in[:, 0]), encoded)
-    return self.project(features)
 
 
 class LuongSeq2Seq(RNNSearch):

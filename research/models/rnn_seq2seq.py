@@ -13,10 +13,10 @@ import jax.numpy as jnp
 from research import layers
 from research.data.vocab import PAD
 from research.errors import UserError
-from research.models.encoder_decoder import EncoderDecoder
+from research.models.encoder_decoder import EncoderDecoder, RecurrentPieces
 
 
-class SutskeverLSTM(nn.Module):
+class SutskeverLSTM(RecurrentPieces):
   src_vocab_size: int
   tgt_vocab_size: int
   embed_dim: int = 256
@@ -48,9 +48,6 @@ class SutskeverLSTM(nn.Module):
         x = self.drop(x, deterministic=not train)
     return None, None, mask, tuple(finals)
 
-  def embed_targets(self, tokens, train: bool = False):
-    return self.drop(self.tgt_embed(tokens), deterministic=not train)
-
   def step(self, carry, y_embedded, encoded):
     x, new = y_embedded, []
     for cell, state in zip(self.decoder, carry):
@@ -59,16 +56,8 @@ class SutskeverLSTM(nn.Module):
       x = state[0]
     return tuple(new), x, jnp.zeros(encoded[2].shape, x.dtype)  # no attention.
 
-  def project(self, features, train: bool = False):
-    return self.output(self.drop(features, deterministic=not train))
 
-  def __call__(self, src, tgt_in):
-    encoded = self.encode(src)
-    _, features, _ = self.step(encoded[3], self.embed_targets(tgt_in[:, 0]), encoded)
-    return self.project(features)
-
-
-class ChoGRU(nn.Module):
+class ChoGRU(RecurrentPieces):
   src_vocab_size: int
   tgt_vocab_size: int
   embed_dim: int = 256
@@ -89,23 +78,12 @@ class ChoGRU(nn.Module):
     # The decoder state starts at c; c itself rides along in the carry.
     return None, None, mask, (context, context)
 
-  def embed_targets(self, tokens, train: bool = False):
-    return self.drop(self.tgt_embed(tokens), deterministic=not train)
-
   def step(self, carry, y_embedded, encoded):
     state, context = carry
     x = jnp.concatenate([y_embedded, context], axis=-1)  # c at every step.
     state = self.decoder(state, self.decoder.project_inputs(x))
     features = jnp.concatenate([state, y_embedded, context], axis=-1)  # and in the output.
     return (state, context), features, jnp.zeros(encoded[2].shape, state.dtype)
-
-  def project(self, features, train: bool = False):
-    return self.output(self.drop(features, deterministic=not train))
-
-  def __call__(self, src, tgt_in):
-    encoded = self.encode(src)
-    _, features, _ = self.step(encoded[3], self.embed_targets(tgt_in[:, 0]), encoded)
-    return self.project(features)
 
 
 RNNS = ('lstm', 'gru_context')

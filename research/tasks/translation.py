@@ -46,11 +46,9 @@ class TranslationTask:
     self.runtime = runtime
     d = config.data
     self.splits, cache_dir = _load_pairs(d)
-    if d.test_split != 'test':  # e.g. multi30k's test2016 is reported as test/*.
-      if d.test_split not in self.splits:
-        raise UserError(f'data.test_split {d.test_split!r} is not among the splits: '
-                        + ', '.join(self.splits))
-      self.splits['test'] = self.splits[d.test_split]
+    if d.test_split not in self.splits:
+      raise UserError(f'data.test_split {d.test_split!r} is not among the splits: '
+                      + ', '.join(self.splits))
     train = self.splits['train']
     if not train.sources:
       raise UserError(f'dataset {d.name!r} has an empty train split')
@@ -58,14 +56,17 @@ class TranslationTask:
     self.tgt_vocab = _make_vocab(d, train.targets, cache_dir, 'target')
     self.max_src, self.max_tgt = d.max_source_len, d.max_target_len
     self.arrays = {name: self._encode(split) for name, split in self.splits.items()}
+    for name, arrays in self.arrays.items():
+      if arrays['truncated']:  # also reported as <split>/truncated in the metrics.
+        logging.warning('%d %s pair(s) longer than data.max_source_len=%d or '
+                        'data.max_target_len=%d tokens were truncated', arrays['truncated'],
+                        name, self.max_src, self.max_tgt)
+    # Results report the test split as test/* (e.g. multi30k's test2016); alias, not re-encode.
+    self.splits['test'] = self.splits[d.test_split]
+    self.arrays['test'] = self.arrays[d.test_split]
     self.truncated = {name: a['truncated'] for name, a in self.arrays.items()}
     # Made once: bucketed batching keys its per-epoch cache on it.
     self.train_lengths = tuple(int(n) for n in self.arrays['train']['length'])
-    for name, count in self.truncated.items():
-      if count:  # also reported as <split>/truncated in the metrics.
-        logging.warning('%d %s pair(s) longer than data.max_source_len=%d or '
-                        'data.max_target_len=%d tokens were truncated', count, name,
-                        self.max_src, self.max_tgt)
     if config.model.name not in MODELS:
       raise UserError(f'unknown model {config.model.name!r}; known: {", ".join(sorted(MODELS))}')
     self.model = MODELS[config.model.name].from_config(
