@@ -34,7 +34,8 @@ from research.config import base_config
 _SHARED = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'multi30k')
 
 
-PRESETS = ('lstm', 'gru_context', 'bahdanau', 'luong_dot', 'luong_general', 'luong_concat')
+PRESETS = ('lstm', 'gru_context', 'bahdanau', 'luong_dot', 'luong_general', 'luong_concat',
+           'bench')
 
 
 def get_config(preset: str = 'bahdanau'):
@@ -84,6 +85,7 @@ def get_config(preset: str = 'bahdanau'):
   c.eval.bleu = True
   c.eval.beam_size = 1
   c.eval.length_penalty = 0.6
+  c.eval.length_buckets = (7, 10, 13, 16)  # BLEU by source words: 1-7, ..., 17+.
   c.checkpoint.every = 300
 
   if preset in ('lstm', 'gru_context'):
@@ -91,7 +93,15 @@ def get_config(preset: str = 'bahdanau'):
   if preset.startswith('luong_'):
     c.model.attention = preset
     c.model.encoder_dim = 256   # 2 x 256 = decoder_dim, as dot scores need.
-  if preset == 'tiny':
+  if preset == 'bench':  # the peer's shapes (../shared/bench/torch_rnn_attention.py); no data.
+    c.data.name, c.data.path, c.data.tokenizer = 'random', '', 'word'
+    c.data.test_split = 'test'
+    c.data.train_size = 4096
+    c.data.max_source_len = c.data.max_target_len = 32
+    c.data.bucket_boundaries = ()
+    c.train.batch_size = 64
+    c.bench.warmup_steps, c.bench.steps = 3, 20
+  elif preset == 'tiny':
     c.data.path = ''
     c.data.vocab_size = 300
     c.data.max_source_len = c.data.max_target_len = 24

@@ -47,3 +47,30 @@ def metric_curves(records: list[dict], path: str):
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def bucket_curves(series: dict, prefix: str, path: str, xlabel: str, ylabel: str, title=''):
+  """One line per run over the buckets named `<prefix><lo>-<hi>` / `<prefix><lo>+`:
+  e.g. BLEU by source length, one line per model (Bahdanau et al. 2014, Figure 2).
+  `series` maps a run's label to its results dict."""
+  def lower_end(key):
+    return int(key[len(prefix):].split('-')[0].rstrip('+'))
+  buckets = sorted({k for r in series.values() for k in r if k.startswith(prefix)}, key=lower_end)
+  if not buckets:
+    return None
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  for label, results in series.items():
+    pts = [(i, results[k]) for i, k in enumerate(buckets) if k in results]
+    if pts:
+      ax.plot(*zip(*pts), marker='o', label=_plain(label))
+  ax.set_xticks(range(len(buckets)), [k[len(prefix):] for k in buckets])
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(_plain(title), fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

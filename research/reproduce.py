@@ -10,12 +10,18 @@ A paper config is an ordinary config file plus a PAPER dict:
 
 `point` names the sweep point (its overrides) a row reads; `scale` (default 1)
 multiplies our value, e.g. 100 to compare a fraction with a percentage.
+An optional `curves` list draws, for each entry
+dict(prefix='test/bleu_len_', file='bleu_by_length.png', xlabel=..., ylabel=...),
+one line per result row over the bucketed metrics that share the prefix.
+
+A point's metrics are its results.json, overlaid by eval_results.json when a
+later `--mode=eval` wrote one (e.g. a metric added after the point trained).
 """
 import datetime
 import json
 import os
 
-from research import config as config_lib, sweep
+from research import config as config_lib, plots, sweep
 from research.errors import UserError
 
 
@@ -69,6 +75,14 @@ def write_report(workdir: str, paper: dict, path: str, extra_args=()) -> str:
     ours *= row.get('scale', 1)
     lines.append(f'| {row["label"]} | {row["metric"]} | {row["paper"]:g} | {ours:.4g} | '
                  f'{ours - row["paper"]:+.4g} |')
+  for curve in paper.get('curves', ()):
+    series = {row['label']: _metrics(workdir, sweep.point_name(row.get('point', {})))
+              for row in paper['results']}
+    png = plots.bucket_curves(series, curve['prefix'], os.path.join(workdir, curve['file']),
+                              curve.get('xlabel', ''), curve.get('ylabel', ''),
+                              curve.get('title', ''))
+    lines += ['', f'![{curve["file"]}]({curve["file"]})' if png else
+              f'No `{curve["prefix"]}*` metrics yet, so no {curve["file"]}.']
   if paper.get('notes'):
     lines += ['', paper['notes'].strip()]
   report = os.path.join(workdir, 'report.md')
@@ -77,12 +91,20 @@ def write_report(workdir: str, paper: dict, path: str, extra_args=()) -> str:
   return report
 
 
+def _metrics(workdir: str, point: str) -> dict:
+  out = {}
+  for name in ('results.json', 'eval_results.json'):
+    path = os.path.join(workdir, point, name)
+    if os.path.exists(path):
+      out.update(json.load(open(path)))
+  return out
+
+
 def _ours(workdir: str, point: str, metric: str):
-  results = os.path.join(workdir, point, 'results.json')
-  if not os.path.exists(results):
+  if not os.path.exists(os.path.join(workdir, point, 'results.json')):
     error = os.path.join(workdir, point, 'error.txt')
     return None, ('failed: ' + open(error).read().strip()) if os.path.exists(error) else 'not run'
-  value = json.load(open(results)).get(metric)
+  value = _metrics(workdir, point).get(metric)
   if not isinstance(value, (int, float)):
     return None, f'no {metric} in results.json'
   return float(value), ''

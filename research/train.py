@@ -307,6 +307,8 @@ def evaluate(config, workdir: str, devices=None) -> dict:
   results = {'step': step}
   for split in ('validation', 'test'):
     results.update(exp.evaluate(state.params, split))
+  # Beside results.json, never over it: this config's eval settings may differ from training's.
+  _write_json(os.path.join(workdir, 'eval_results.json'), results)
   print(json.dumps(results, sort_keys=True), flush=True)
   return results
 

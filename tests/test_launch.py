@@ -72,6 +72,8 @@ def test_eval_falls_back_to_previous_checkpoint_when_latest_is_corrupt(tiny_run,
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert 'checkpoint at step 6' in proc.stderr and 'trying the previous one' in proc.stderr
   assert json.loads(proc.stdout.splitlines()[-1])['step'] == 4
+  assert json.loads((copy / 'eval_results.json').read_text())['step'] == 4
+  assert json.loads((copy / 'results.json').read_text())['step'] == 6  # training's, kept.
 
 
 def test_resuming_with_different_shapes_is_a_clear_error(tiny_run, tmp_path):

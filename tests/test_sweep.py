@@ -114,3 +114,33 @@ def test_reproduce_unknown_name_is_a_clear_error():
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
   assert "no paper config 'no_such_paper'" in proc.stderr
+
+
+def test_report_draws_bucket_curves_and_reads_later_evaluations(tmp_path):
+  from research import reproduce  # pylint: disable=g-import-not-at-top
+  for point, bleu in (('model.rnn=lstm', 10.0), ('base', 30.0)):
+    (tmp_path / point).mkdir()
+    (tmp_path / point / 'results.json').write_text(json.dumps({'test/bleu': bleu}))
+    (tmp_path / point / 'eval_results.json').write_text(json.dumps(
+        {'test/bleu_len_1-7': bleu + 5, 'test/bleu_len_8+': bleu - 5}))
+  paper = dict(title='T', results=[
+      dict(label='lstm', point={'model.rnn': 'lstm'}, metric='test/bleu_len_8+', paper=4.0),
+      dict(label='attention', point={}, metric='test/bleu', paper=28.0)],
+      curves=[dict(prefix='test/bleu_len_', file='by_length.png', xlabel='words', ylabel='BLEU')])
+  report = open(reproduce.write_report(str(tmp_path), paper, 'paper.py')).read()
+  assert '| lstm | test/bleu_len_8+ | 4 | 5 | +1 |' in report  # from eval_results.json.
+  assert '| attention | test/bleu | 28 | 30 | +2 |' in report
+  assert (tmp_path / 'by_length.png').stat().st_size > 1000
+  assert '![by_length.png](by_length.png)' in report
+
+
+def test_seq2seq_paper_points_are_exactly_the_presets():
+  from research import config as config_lib  # pylint: disable=g-import-not-at-top
+  paper = config_lib.load_config_module(str(ROOT / 'configs/papers/seq2seq_multi30k.py'))
+  seq2seq = config_lib.load_config_module(str(ROOT / 'configs/seq2seq.py'))
+  for point, preset in zip(paper.get_sweep(), ('lstm', 'gru_context', 'bahdanau')):
+    config = paper.get_config()
+    for key, value in point.items():
+      section, name = key.split('.')
+      config[section][name] = value
+    assert config_lib.to_dict(config) == config_lib.to_dict(seq2seq.get_config(preset)), preset

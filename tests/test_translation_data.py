@@ -130,3 +130,31 @@ def test_missing_multi30k_directory_is_one_clear_line(tmp_path):
   assert proc.returncode == 2
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith('error: multi30k: data directory') and 'expected train.' in last
+
+
+def test_bench_preset_runs_on_random_full_width_batches():
+  from conftest import ROOT  # pylint: disable=g-import-not-at-top
+  from research import config as config_lib, train  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config_file(os.path.join(ROOT, 'configs/seq2seq.py'), 'bench')
+  assert config.data.name == 'random' and not config.data.path  # needs no files.
+  # The benchmark shapes are big; keep the test small.
+  config.data.vocab_size, config.data.train_size = 40, 64
+  for key in ('embed_dim', 'encoder_dim', 'decoder_dim', 'attention_dim', 'readout_dim'):
+    config.model[key] = 8
+  config.train.batch_size, config.bench.warmup_steps, config.bench.steps = 8, 1, 2
+  row = train.benchmark(config)
+  assert row['steps'] == 2
+  # 31 random words + the end token in every target: no padding is counted.
+  assert row['tokens_per_second'] == pytest.approx(32 * row['examples_per_second'], rel=1e-3)
+
+
+def test_bleu_by_source_length_buckets():
+  sources = ['a b', 'a b c d e', 'a b c d e f g h']
+  refs = ['the cat sat on the mat today', 'a dog ran in the big park', 'one two three four five']
+  hyps = [refs[0], 'nothing alike at all here', refs[2]]
+  scores = bleu.by_source_length(hyps, refs, sources, edges=(3, 6))
+  assert list(scores) == ['bleu_len_1-3', 'bleu_len_4-6', 'bleu_len_7+']
+  assert scores['bleu_len_1-3'] == pytest.approx(100.0)
+  assert scores['bleu_len_4-6'] == pytest.approx(0.0)
+  assert list(bleu.by_source_length(hyps, refs, sources, edges=(1,))) == [
+      'bleu_len_2+']  # the empty bucket 1-1 is left out.

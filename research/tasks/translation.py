@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from research import bleu, plots
-from research.data import dates, pairs, pipeline
+from research.data import dates, pairs, pipeline, synthetic
 from research.data.vocab import BOS, PAD, CharVocab, SentencePieceVocab, WordVocab
 from research.errors import UserError
 from research.models import MODELS
@@ -22,9 +22,12 @@ def _load_pairs(cfg):
   """({split: Split}, a cache directory for tokenizer models)."""
   if cfg.name == 'dates':
     return dates.load(cfg.seed, cfg.train_size, cfg.validation_size, cfg.test_size), ''
+  if cfg.name == 'random':
+    return synthetic.load(cfg.seed, cfg.train_size, cfg.vocab_size, cfg.max_source_len,
+                          cfg.max_target_len), ''
   if cfg.name in pairs.builders():
     return pairs.load_tfds(cfg.name, cfg.pair, cfg.path, cfg.data_dir)
-  raise UserError(f'unknown dataset {cfg.name!r} for translation; known: dates, '
+  raise UserError(f'unknown dataset {cfg.name!r} for translation; known: dates, random, '
                   + ', '.join(pairs.builders()))
 
 
@@ -142,6 +145,9 @@ class TranslationTask:
            'truncated': int(self.truncated[split])}
     if self.config.eval.bleu:
       out.update(bleu.corpus_scores(hyps, data.targets))
+      edges = self.config.eval.get('length_buckets', ())
+      if edges:
+        out.update(bleu.by_source_length(hyps, data.targets, data.sources, edges))
     return out
 
   def samples(self, params, split: str, n: int):
