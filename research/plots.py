@@ -74,3 +74,26 @@ def bucket_curves(series: dict, prefix: str, path: str, xlabel: str, ylabel: str
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def attention_heads(weights, source_tokens, target_tokens, path, title=''):
+  """weights [H, T, S]: one panel per head, as in Vaswani et al. 2017, Figures 3-5."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  heads = weights.shape[0]
+  cols = min(heads, 4)
+  rows = -(-heads // cols)
+  size = (max(2.5, 0.22 * len(source_tokens) + 1), max(2.5, 0.22 * len(target_tokens) + 1))
+  fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+  for h, ax in enumerate(axes.flat):
+    if h >= heads:
+      ax.axis('off')
+      continue
+    ax.imshow(weights[h], cmap='viridis', vmin=0.0, vmax=1.0, aspect='auto')
+    ax.set_xticks(range(len(source_tokens)), [_plain(t) for t in source_tokens], fontsize=6,
+                  rotation=90)
+    ax.set_yticks(range(len(target_tokens)), [_plain(t) for t in target_tokens], fontsize=6)
+    ax.set_title(f'head {h}', fontsize=8)
+  fig.suptitle(_plain(title), fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

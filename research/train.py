@@ -291,6 +291,7 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   writer.write(int(state.step), {k: v for k, v in results.items() if k != 'step'})
   writer.close()
   results['params_sha256'] = params_sha256(state.params)
+  results['num_params'] = int(sum(np.size(x) for x in jax.tree.leaves(state.params)))
   results['wall_seconds'] = time.time() - t_start
   _write_json(results_path, results)
   task.write_artifacts(state.params, workdir)  # collective: decodes on every process.

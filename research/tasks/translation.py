@@ -55,8 +55,12 @@ class TranslationTask:
     train = self.splits['train']
     if not train.sources:
       raise UserError(f'dataset {d.name!r} has an empty train split')
-    self.src_vocab = _make_vocab(d, train.sources, cache_dir, 'source')
-    self.tgt_vocab = _make_vocab(d, train.targets, cache_dir, 'target')
+    if d.get('shared_vocab', False):  # one vocabulary, so embeddings can be shared.
+      self.src_vocab = self.tgt_vocab = _make_vocab(d, train.sources + train.targets,
+                                                    cache_dir, 'joint')
+    else:
+      self.src_vocab = _make_vocab(d, train.sources, cache_dir, 'source')
+      self.tgt_vocab = _make_vocab(d, train.targets, cache_dir, 'target')
     self.max_src, self.max_tgt = d.max_source_len, d.max_target_len
     self.arrays = {name: self._encode(split) for name, split in self.splits.items()}
     for name, arrays in self.arrays.items():
@@ -81,6 +85,7 @@ class TranslationTask:
     else:
       decode = lambda params, src: self.model.greedy_decode(params, src, self.max_tgt)
     self._decode = runtime.jit_data_parallel(decode)
+    self._nll = runtime.jit_data_parallel(self._example_nll)
 
   def _encode(self, split):
     src, t1 = self.src_vocab.encode_batch(split.sources, self.max_src, add_eos=False)
@@ -97,6 +102,24 @@ class TranslationTask:
   @staticmethod
   def teacher_inputs(tgt):
     return np.concatenate([np.full_like(tgt[:, :1], BOS), tgt[:, :-1]], axis=1)
+
+  def _example_nll(self, params, packed):
+    """packed [N, S + T] (source ids, then target ids) -> [N, 2]: summed NLL, token count."""
+    src, tgt = packed[:, :self.max_src], packed[:, self.max_src:]
+    tgt_in = jnp.concatenate([jnp.full_like(tgt[:, :1], BOS), tgt[:, :-1]], axis=1)
+    logits, _ = self.model.forward(params, src, tgt_in)
+    mask = tgt != PAD
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+    nll = -jnp.take_along_axis(logp, tgt[..., None], axis=-1)[..., 0]
+    return jnp.stack([(nll * mask).sum(1), mask.sum(1).astype(jnp.float32)], axis=1)
+
+  def perplexity(self, params, split: str) -> float:
+    """exp(mean NLL per target token) under teacher forcing: the dev PPL of Vaswani et al."""
+    arrays, bs = self.arrays[split], self.config.eval.batch_size
+    packed = np.concatenate([arrays['src'], arrays['tgt']], axis=1)
+    sums = sum(self.runtime.run_batched(self._nll, params, packed[i:i + bs]).sum(0)
+               for i in range(0, len(packed), bs))
+    return float(np.exp(sums[0] / sums[1]))
 
   def train_batch(self, step: int):
     train, bs = self.arrays['train'], self.config.train.batch_size
@@ -142,7 +165,8 @@ class TranslationTask:
     mask = ref != PAD
     out = {'exact_match': float(exact),
            'token_accuracy': float(((tokens == ref) & mask).sum() / mask.sum()),
-           'truncated': int(self.truncated[split])}
+           'truncated': int(self.truncated[split]),
+           'perplexity': self.perplexity(params, split)}
     if self.config.eval.bleu:
       out.update(bleu.corpus_scores(hyps, data.targets))
       edges = self.config.eval.get('length_buckets', ())
@@ -182,6 +206,29 @@ class TranslationTask:
       plots.attention_heatmap(
           weights[i, :n_out, :n_in], self.src_vocab.pieces(data.sources[i])[:n_in],
           out_pieces[:n_out], path, title=f'{data.sources[i]!r} -> {out!r}')
+      paths.append(path)
+    if hasattr(self.model, 'attention_maps'):  # every layer and head, for the first sentence.
+      paths += self._attention_maps(params, workdir, src[0], tokens[0], data.sources[0])
+    return paths
+
+  def _attention_maps(self, params, workdir, src, out_tokens, source_text):
+    n_in, n_out = int((src != PAD).sum()), int((out_tokens != PAD).sum())
+    tgt_in = self.teacher_inputs(out_tokens[None, :n_out])
+    # This process's copy of the replicated params: only process 0 draws.
+    local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), params)
+    maps = jax.device_get(self.model.attention_maps(local, src[None, :n_in], tgt_in))
+    src_pieces = self.src_vocab.pieces(source_text)[:n_in]
+    out_pieces = self.tgt_vocab.id_pieces(out_tokens[:n_out])
+    if len(out_pieces) < n_out:
+      out_pieces += ['</s>']
+    in_pieces = ['<s>'] + out_pieces[:-1]
+    paths = []
+    for name, w in maps.items():  # [1, H, rows, cols]
+      kind = name.split('/')[1]
+      rows = in_pieces if name.startswith('decoder') else src_pieces
+      cols = src_pieces if kind in ('cross',) or name.startswith('encoder') else in_pieces
+      path = os.path.join(workdir, 'plots', 'attention_layers', name.replace('/', '_') + '.png')
+      plots.attention_heads(w[0], cols, rows, path, title=f'{name}: {source_text!r}')
       paths.append(path)
     return paths
 

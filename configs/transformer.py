@@ -1,0 +1,151 @@
+"""The Transformer (Vaswani et al. 2017) on Multi30k de -> en.
+
+Presets:
+  multi30k  3 + 3 layers, d_model 256, 8 heads, d_ff 1024, dropout 0.1, label
+            smoothing 0.1, one joint SentencePiece vocabulary of 8000 shared by
+            the source, target and output embeddings; beam 4. Public reference:
+            36.52 lowercased BLEU on test2016 (bentrevett/pytorch-seq2seq,
+            3 + 3 layers, d 256); our target >= 37 in <= 45 minutes on 2 CPU
+            cores. Not yet measured.
+  base      the paper's base model: N=6, d_model 512, d_ff 2048, h=8, dropout 0.1,
+            label smoothing 0.1, warmup 4000 (Table 3, first row).
+  big       the paper's big model: d_model 1024, d_ff 4096, h=16, dropout 0.3.
+  table3    the base point of the Table 3 sweep, sized for Multi30k on 2 cores;
+            get_sweep('table3') gives rows (A)-(E).
+  bench     the throughput shapes of ../shared/bench/torch_transformer.py: d 256,
+            h 4, d_ff 1024, 3 + 3 layers, vocab 8000, batch 64 x 32, dropout 0.1,
+            label smoothing 0.1, pre-LN, learned positions, shared embeddings;
+            random tokens, no data.
+  tiny      the test-suite size; give it --config.data.path.
+
+Run:  python launch.py --config=configs/transformer.py:multi30k
+The learning rate follows the paper: d^-0.5 * min(step^-0.5, step * warmup^-1.5),
+which is optimizer.schedule=rsqrt with learning_rate = (d * warmup)^-0.5
+(optimizer.schedule=cosine with optimizer.name=adamw is the alternative).
+"""
+import os
+
+from research import sweep
+from research.config import base_config
+
+_SHARED = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'multi30k')
+
+PRESETS = ('multi30k', 'base', 'big', 'table3', 'bench')
+
+
+def paper_learning_rate(model_dim: int, warmup: int) -> float:
+  """The peak of d^-0.5 * min(step^-0.5, step * warmup^-1.5), reached at step = warmup."""
+  return (model_dim * warmup) ** -0.5
+
+
+def get_config(preset: str = 'multi30k'):
+  c = base_config()
+  c.task = 'translation'
+
+  c.data.name = 'multi30k'
+  c.data.pair = 'de-en'
+  c.data.path = os.path.normpath(_SHARED) if os.path.isdir(_SHARED) else ''
+  c.data.data_dir = ''
+  c.data.tokenizer = 'sentencepiece'
+  c.data.vocab_size = 8000
+  c.data.spm_model_type = 'bpe'
+  c.data.shared_vocab = True      # one joint vocabulary, so all embeddings can be shared.
+  c.data.max_source_len = 64
+  c.data.max_target_len = 64
+  c.data.test_split = 'test2016'
+  c.data.bucket_boundaries = (16, 24, 32, 48, 64)
+
+  c.model.name = 'transformer'
+  c.model.num_layers = 3          # N, in the encoder and (by default) the decoder.
+  c.model.num_decoder_layers = 0  # 0: the same as num_layers.
+  c.model.model_dim = 256
+  c.model.ff_dim = 1024
+  c.model.num_heads = 8
+  c.model.qk_dim = 0              # d_k per head; 0: model_dim / num_heads.
+  c.model.v_dim = 0               # d_v per head; 0: model_dim / num_heads.
+  c.model.dropout = 0.1
+  c.model.attention_dropout = 0.0
+  c.model.label_smoothing = 0.1
+  c.model.pre_ln = False          # False: post-LN, as in the paper.
+  c.model.positions = 'sinusoidal'  # sinusoidal | learned
+  c.model.max_len = 64
+  c.model.share_embeddings = 'all'  # none | output | all
+  c.model.kv_cache = True         # incremental decoding; False reruns the prefix each step.
+
+  warmup = 1000
+  c.optimizer.name = 'adam'
+  c.optimizer.b2 = 0.98
+  c.optimizer.eps = 1e-9
+  c.optimizer.schedule = 'rsqrt'
+  c.optimizer.warmup_steps = warmup
+  c.optimizer.learning_rate = 2.0 * paper_learning_rate(256, warmup)  # t2t's multiplier 2.
+  c.optimizer.grad_clip_norm = 0.0
+
+  c.train.steps = 4000
+  c.train.batch_size = 128
+  c.train.log_every = 100
+  c.eval.every = 2000
+  c.eval.batch_size = 256
+  c.eval.num_samples = 3
+  c.eval.bleu = True
+  c.eval.beam_size = 4
+  c.eval.length_penalty = 0.6
+  c.eval.length_buckets = (7, 10, 13, 16)
+  c.checkpoint.every = 500
+
+  if preset in ('base', 'big'):
+    warmup = 4000
+    c.model.num_layers, c.model.model_dim, c.model.ff_dim, c.model.num_heads = 6, 512, 2048, 8
+    if preset == 'big':
+      c.model.model_dim, c.model.ff_dim, c.model.num_heads, c.model.dropout = 1024, 4096, 16, 0.3
+    c.optimizer.warmup_steps = warmup
+    c.optimizer.learning_rate = paper_learning_rate(c.model.model_dim, warmup)
+    c.train.steps = 100_000
+  elif preset == 'table3':
+    c.model.num_layers, c.model.model_dim, c.model.ff_dim, c.model.num_heads = 2, 128, 512, 4
+    c.optimizer.learning_rate = 2.0 * paper_learning_rate(128, warmup)
+    c.train.steps, c.eval.every = 1500, 1500
+    c.eval.beam_size = 1
+  elif preset == 'bench':
+    c.data.name, c.data.path, c.data.tokenizer, c.data.test_split = 'random', '', 'word', 'test'
+    c.data.train_size = 4096
+    c.data.max_source_len = c.data.max_target_len = c.model.max_len = 32
+    c.data.bucket_boundaries = ()
+    c.model.num_heads, c.model.pre_ln, c.model.positions = 4, True, 'learned'
+    c.train.batch_size = 64
+    c.bench.warmup_steps, c.bench.steps = 3, 20
+  elif preset == 'tiny':
+    c.data.path = ''
+    c.data.vocab_size = 300
+    c.data.max_source_len = c.data.max_target_len = c.model.max_len = 24
+    c.data.bucket_boundaries = (8, 24)
+    c.model.num_layers, c.model.model_dim, c.model.ff_dim, c.model.num_heads = 2, 16, 32, 2
+    c.train.steps, c.train.batch_size, c.train.log_every = 4, 4, 2
+    c.eval.every, c.eval.batch_size, c.eval.num_samples, c.eval.beam_size = 4, 8, 1, 2
+    c.checkpoint.every = 4
+    c.bench.warmup_steps, c.bench.steps = 1, 2
+  elif preset not in PRESETS:
+    raise ValueError(f'unknown preset {preset!r} for configs/transformer.py; use '
+                     + ', '.join(PRESETS + ('tiny',)))
+  return c
+
+
+# Vaswani et al. 2017, Table 3 (newstest2013 dev): (PPL, BLEU) per row; base 4.92 / 25.8.
+TABLE3_ROWS = {
+    'A': [{'model.num_heads': h} for h in (1, 2, 8, 16)],   # d_k = d_v = d_model / h.
+    'B': [{'model.qk_dim': k} for k in (16, 24)],
+    'C': ([{'model.num_layers': n} for n in (1, 3, 4)]
+          + [{'model.model_dim': d, 'model.ff_dim': 4 * d,
+              'optimizer.learning_rate': 2.0 * paper_learning_rate(d, 1000)} for d in (64, 256)]
+          + [{'model.ff_dim': f} for f in (256, 1024)]),
+    'D': ([{'model.dropout': p} for p in (0.0, 0.2)]
+          + [{'model.label_smoothing': e} for e in (0.0, 0.2)]),
+    'E': [{'model.positions': 'learned'}],
+}
+
+
+def get_sweep(preset: str = 'table3'):
+  """Table 3 at Multi30k scale: the base point, then rows (A)-(E)."""
+  if preset != 'table3':
+    return []
+  return sweep.chain([{}], *TABLE3_ROWS.values())

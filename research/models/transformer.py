@@ -1,0 +1,381 @@
+"""The Transformer (Vaswani et al. 2017): encoder and decoder stacks of attention.
+
+- The encoder is N identical layers (no shared weights), each self-attention
+  and a position-wise feed-forward layer; the decoder's N layers add
+  encoder-decoder attention between the two.
+- Multi-head scaled dot-product attention with padding and causal masks;
+  d_k and d_v are free (Table 3 rows A and B), d_model / h by default.
+- Residual connections with layer norm after each sublayer (post-LN, the
+  paper) or before it (pre-LN, with a final norm on each stack).
+- Sinusoidal or learned positions; embeddings scaled by sqrt(d_model).
+- Embedding sharing: 'none', 'output' (target embedding = output layer) or
+  'all' (one table for source, target and output; needs a joint vocabulary).
+
+The modules define the pieces; TransformerModel holds the pure functions
+(forward with teacher forcing; start/step with a key/value cache for
+research.decode), as EncoderDecoder does for the recurrent models.
+"""
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from research import decode
+from research.data.vocab import PAD
+from research.errors import UserError
+
+NEG_INF = -1.0e9
+
+
+def sinusoids(length: int, dim: int) -> np.ndarray:
+  """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...) (section 3.5)."""
+  pos = np.arange(length)[:, None]
+  rates = 1.0 / 10000 ** (np.arange(0, dim, 2) / dim)
+  table = np.zeros((length, dim), np.float32)
+  table[:, 0::2] = np.sin(pos * rates)
+  table[:, 1::2] = np.cos(pos * rates)[:, :dim // 2]
+  return table
+
+
+class Attention(nn.Module):
+  """Multi-head scaled dot-product attention (section 3.2)."""
+  num_heads: int
+  qk_dim: int        # d_k, per head.
+  v_dim: int         # d_v, per head.
+  model_dim: int
+  dropout: float = 0.0
+
+  def setup(self):
+    h = self.num_heads
+    self.query = nn.DenseGeneral((h, self.qk_dim), name='query')
+    self.key = nn.DenseGeneral((h, self.qk_dim), name='key')
+    self.value = nn.DenseGeneral((h, self.v_dim), name='value')
+    self.out = nn.DenseGeneral(self.model_dim, axis=(-2, -1), name='out')
+    self.drop = nn.Dropout(self.dropout)
+
+  def keys_values(self, memory):
+    return self.key(memory), self.value(memory)
+
+  def __call__(self, x, memory, mask, train: bool = False):
+    """x [B, T, D] attends over memory [B, S, D]; mask [B, 1|T, S] (True = visible)."""
+    k, v = self.keys_values(memory)
+    return self.attend(self.query(x), k, v, mask, train)
+
+  def attend(self, q, k, v, mask, train: bool = False):
+    """q [B, T, H, dk], k [B, S, H, dk], v [B, S, H, dv] -> ([B, T, D], weights [B, H, T, S])."""
+    scores = jnp.einsum('bthd,bshd->bhts', q, k) / np.sqrt(self.qk_dim).astype(np.float32)
+    scores = jnp.where(mask[:, None], scores.astype(jnp.float32), NEG_INF)
+    weights = jax.nn.softmax(scores, axis=-1)
+    mixed = jnp.einsum('bhts,bshd->bthd', self.drop(weights, deterministic=not train), v)
+    return self.out(mixed), weights
+
+
+class FeedForward(nn.Module):
+  """FFN(x) = max(0, x W1 + b1) W2 + b2 (section 3.3)."""
+  ff_dim: int
+  model_dim: int
+  dropout: float = 0.0
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    h = nn.relu(nn.Dense(self.ff_dim, name='inner')(x))
+    h = nn.Dropout(self.dropout)(h, deterministic=not train)
+    return nn.Dense(self.model_dim, name='outer')(h)
+
+
+class Sublayers(nn.Module):
+  """A layer's residual blocks: LN(x + Drop(f(x))) post-LN, x + Drop(f(LN(x))) pre-LN.
+  fn(x) -> (out, extra); residual returns (x', extra)."""
+  pre_ln: bool
+  dropout: float
+
+  def residual(self, x, fn, norm, train):
+    if self.pre_ln:
+      out, extra = fn(norm(x))
+      return x + self._drop(out, train), extra
+    out, extra = fn(x)
+    return norm(x + self._drop(out, train)), extra
+
+  def _drop(self, y, train):
+    if not train or not self.dropout:
+      return y
+    keep = jax.random.bernoulli(self.make_rng('dropout'), 1.0 - self.dropout, y.shape)
+    return jnp.where(keep, y / (1.0 - self.dropout), 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+  model_dim: int = 512
+  ff_dim: int = 2048
+  num_heads: int = 8
+  qk_dim: int = 64
+  v_dim: int = 64
+  dropout: float = 0.1
+  attention_dropout: float = 0.0
+  pre_ln: bool = False
+
+  def attention(self, name):
+    return Attention(self.num_heads, self.qk_dim, self.v_dim, self.model_dim,
+                     self.attention_dropout, name=name)
+
+
+class EncoderLayer(Sublayers):
+  sizes: Sizes = Sizes()
+
+  def setup(self):
+    s = self.sizes
+    self.self_attention = s.attention('self_attention')
+    self.feed_forward = FeedForward(s.ff_dim, s.model_dim, s.dropout, name='feed_forward')
+    self.norm1, self.norm2 = nn.LayerNorm(name='norm1'), nn.LayerNorm(name='norm2')
+
+  def __call__(self, x, mask, train: bool = False):
+    x, weights = self.residual(x, lambda h: self.self_attention(h, h, mask, train),
+                               self.norm1, train)
+    x, _ = self.residual(x, lambda h: (self.feed_forward(h, train), None), self.norm2, train)
+    return x, weights
+
+
+class DecoderLayer(Sublayers):
+  sizes: Sizes = Sizes()
+
+  def setup(self):
+    s = self.sizes
+    self.self_attention = s.attention('self_attention')
+    self.cross_attention = s.attention('cross_attention')
+    self.feed_forward = FeedForward(s.ff_dim, s.model_dim, s.dropout, name='feed_forward')
+    self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(name=f'norm{i}') for i in (1, 2, 3))
+
+  def __call__(self, y, self_attend, cross_kv, src_mask, train: bool = False):
+    """self_attend(h) -> (out, weights) is full causal attention or a cached step."""
+    y, self_w = self.residual(y, self_attend, self.norm1, train)
+    y, cross_w = self.residual(
+        y, lambda h: self.cross_attention.attend(self.cross_attention.query(h), *cross_kv,
+                                                 src_mask[:, None, :], train),
+        self.norm2, train)
+    y, _ = self.residual(y, lambda h: (self.feed_forward(h, train), None), self.norm3, train)
+    return y, (self_w, cross_w)
+
+  def full(self, y, cross_kv, src_mask, train: bool = False):
+    causal = jnp.tril(jnp.ones((y.shape[1], y.shape[1]), bool))[None]
+    attend = lambda h: self.self_attention(h, h, causal, train)
+    return self(y, attend, cross_kv, src_mask, train)
+
+  def cached(self, y, cache, index, cross_kv, src_mask):
+    """One position y [B, 1, D] at `index`; cache (k, v) [B, L, H, d] gets its row."""
+    att = self.self_attention
+
+    def attend(h):
+      k_new, v_new = att.keys_values(h)
+      k = jax.lax.dynamic_update_slice_in_dim(cache[0], k_new.astype(cache[0].dtype), index, 1)
+      v = jax.lax.dynamic_update_slice_in_dim(cache[1], v_new.astype(cache[1].dtype), index, 1)
+      visible = (jnp.arange(k.shape[1]) <= index)[None, None, :]
+      out, weights = att.attend(att.query(h), k, v, visible)
+      return out, (weights, (k, v))
+
+    y, ((_, cache), cross_w) = self(y, attend, cross_kv, src_mask)
+    return y, cache, cross_w
+
+
+class Transformer(nn.Module):
+  src_vocab_size: int
+  tgt_vocab_size: int
+  sizes: Sizes = Sizes()
+  num_layers: int = 6               # N in the encoder.
+  num_decoder_layers: int = 6       # N in the decoder.
+  positions: str = 'sinusoidal'     # sinusoidal | learned
+  max_len: int = 128
+  share_embeddings: str = 'none'    # none | output | all
+
+  def setup(self):
+    d = self.sizes.model_dim
+    init = nn.initializers.normal(d ** -0.5)  # so that sqrt(d) * E has unit scale.
+    self.tgt_embed = nn.Embed(self.tgt_vocab_size, d, embedding_init=init, name='tgt_embed')
+    if self.share_embeddings == 'all':
+      self.src_embed = self.tgt_embed
+    else:
+      self.src_embed = nn.Embed(self.src_vocab_size, d, embedding_init=init, name='src_embed')
+    if self.share_embeddings == 'none':
+      self.output = nn.Dense(self.tgt_vocab_size, name='output')
+    if self.positions == 'learned':
+      self.position_table = self.param('position_embeddings', nn.initializers.normal(0.02),
+                                       (self.max_len, d))
+    else:
+      self.position_table = jnp.asarray(sinusoids(self.max_len, d))
+    self.encoder_layers = [EncoderLayer(self.sizes.pre_ln, self.sizes.dropout, self.sizes,
+                                        name=f'encoder_{i}') for i in range(self.num_layers)]
+    self.decoder_layers = [DecoderLayer(self.sizes.pre_ln, self.sizes.dropout, self.sizes,
+                                        name=f'decoder_{i}')
+                           for i in range(self.num_decoder_layers)]
+    if self.sizes.pre_ln:
+      self.encoder_norm = nn.LayerNorm(name='encoder_norm')
+      self.decoder_norm = nn.LayerNorm(name='decoder_norm')
+    self.drop = nn.Dropout(self.sizes.dropout)
+
+  def embed(self, table, tokens, offset, train):
+    x = table(tokens) * np.sqrt(self.sizes.model_dim).astype(np.float32)
+    pos = jax.lax.dynamic_slice_in_dim(self.position_table, offset, tokens.shape[1])
+    return self.drop(x + pos[None], deterministic=not train)
+
+  def encode(self, src, train: bool = False):
+    """src [B, S] -> (memory [B, S, D], mask [B, S], self-attention weights per layer)."""
+    mask = src != PAD
+    x = self.embed(self.src_embed, src, 0, train)
+    weights = []
+    for layer in self.encoder_layers:
+      x, w = layer(x, mask[:, None, :], train)
+      weights.append(w)
+    if self.sizes.pre_ln:
+      x = self.encoder_norm(x)
+    return x, mask, weights
+
+  def cross_keys_values(self, memory):
+    """Each decoder layer's encoder-decoder keys and values, computed once per sentence."""
+    return [layer.cross_attention.keys_values(memory) for layer in self.decoder_layers]
+
+  def logits(self, y):
+    if self.sizes.pre_ln:
+      y = self.decoder_norm(y)
+    if self.share_embeddings == 'none':
+      return self.output(y)
+    return self.tgt_embed.attend(y)
+
+  def decode(self, tgt_in, memory, src_mask, train: bool = False):
+    """Teacher forcing: (logits [B, T, V], [(self, cross) weights per layer])."""
+    y = self.embed(self.tgt_embed, tgt_in, 0, train)
+    weights = []
+    for layer, kv in zip(self.decoder_layers, self.cross_keys_values(memory)):
+      y, w = layer.full(y, kv, src_mask, train)
+      weights.append(w)
+    return self.logits(y), weights
+
+  def decode_step(self, tokens, index, caches, cross_kv, src_mask):
+    """tokens [B] at position `index` -> (logits [B, V], caches, cross weights [B, H, S])."""
+    y = self.embed(self.tgt_embed, tokens[:, None], index, False)
+    new_caches = []
+    for layer, cache, kv in zip(self.decoder_layers, caches, cross_kv):
+      y, cache, cross_w = layer.cached(y, cache, index, kv, src_mask)
+      new_caches.append(cache)
+    return self.logits(y)[:, 0], new_caches, cross_w[:, :, 0]
+
+  def __call__(self, src, tgt_in):
+    memory, mask, _ = self.encode(src)
+    return self.decode(tgt_in, memory, mask)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerModel:
+  """Pure functions of (params, inputs) around the Transformer module."""
+  module: Transformer
+  kv_cache: bool = True
+
+  def init(self, rng, src, tgt_in):
+    return self.module.init(rng, src, tgt_in)['params']
+
+  def forward(self, params, src, tgt_in, *, rng=None, train=False):
+    """(logits [B, T, V], cross-attention of the last layer, mean over heads [B, T, S])."""
+    rngs = {'dropout': rng} if train else {}
+    m = self.module
+
+    def run(module):
+      memory, mask, _ = module.encode(src, train)
+      return module.decode(tgt_in, memory, mask, train)
+
+    logits, weights = nn.apply(run, m)({'params': params}, rngs=rngs)
+    return logits, weights[-1][1].mean(1)
+
+  def attention_maps(self, params, src, tgt_in):
+    """Every layer's weights per head: {'encoder_0/self': [B, H, S, S],
+    'decoder_0/self': [B, H, T, T], 'decoder_0/cross': [B, H, T, S], ...}."""
+    def run(module):
+      memory, mask, enc = module.encode(src)
+      return enc, module.decode(tgt_in, memory, mask)[1]
+
+    enc, dec = nn.apply(run, self.module)({'params': params})
+    maps = {f'encoder_{i}/self': w for i, w in enumerate(enc)}
+    for i, (self_w, cross_w) in enumerate(dec):
+      maps[f'decoder_{i}/self'], maps[f'decoder_{i}/cross'] = self_w, cross_w
+    return maps
+
+  # --- decoding (research.decode's start/step interface) ----------------------
+
+  def start(self, params, src):
+    def run(module):
+      memory, mask, _ = module.encode(src)
+      return (module.cross_keys_values(memory), mask, memory) if self.kv_cache else \
+          (memory, mask)
+
+    context = nn.apply(run, self.module)({'params': params})
+    batch, m, s = src.shape[0], self.module, self.module.sizes
+    index = jnp.zeros((batch,), jnp.int32)  # same for every row; kept per row for beam tiling.
+    if self.kv_cache:
+      caches = [(jnp.zeros((batch, m.max_len, s.num_heads, s.qk_dim), context[2].dtype),
+                 jnp.zeros((batch, m.max_len, s.num_heads, s.v_dim), context[2].dtype))
+                for _ in range(m.num_decoder_layers)]
+      return context[:2], (caches, index)
+    return context, (jnp.full((batch, m.max_len), PAD, jnp.int32), index)
+
+  def step(self, params, context, carry, tokens):
+    if not self.kv_cache:
+      return self._step_uncached(params, context, carry, tokens)
+    cross_kv, mask = context
+    caches, index = carry
+
+    def run(module):
+      return module.decode_step(tokens, index[0], caches, cross_kv, mask)
+
+    logits, caches, cross_w = nn.apply(run, self.module)({'params': params})
+    return (caches, index + 1), jax.nn.log_softmax(logits), cross_w.mean(1)
+
+  def _step_uncached(self, params, context, carry, tokens):
+    """Reruns the decoder over the whole prefix: the baseline the cache is measured against."""
+    memory, mask = context
+    prefix, index = carry
+    prefix = jax.vmap(lambda p, i, t: p.at[i].set(t))(prefix, index, tokens)
+
+    def run(module):
+      return module.decode(prefix, memory, mask)
+
+    logits, weights = nn.apply(run, self.module)({'params': params})
+    take = lambda x: jnp.take_along_axis(x, index[:, None, None], axis=1)[:, 0]
+    cross_w = weights[-1][1].mean(1)  # [B, T, S]
+    return (prefix, index + 1), jax.nn.log_softmax(take(logits)), take(cross_w)
+
+  def greedy_decode(self, params, src, max_len: int):
+    self._check_length(max_len)
+    return decode.greedy(self.start, self.step, params, src, max_len)
+
+  def beam_search(self, params, src, max_len: int, beam_size: int, alpha: float = 0.6):
+    self._check_length(max_len)
+    return decode.beam_search(self.start, self.step, params, src, beam_size=beam_size,
+                              max_len=max_len, alpha=alpha)
+
+  def _check_length(self, max_len):
+    if max_len > self.module.max_len:
+      raise UserError(f'decoding {max_len} tokens needs model.max_len >= {max_len}, '
+                      f'got {self.module.max_len}')
+
+  @classmethod
+  def from_config(cls, cfg, src_vocab_size: int, tgt_vocab_size: int):
+    d, h = cfg.model_dim, cfg.num_heads
+    if cfg.positions not in ('sinusoidal', 'learned'):
+      raise UserError(f'unknown model.positions {cfg.positions!r}; use sinusoidal or learned')
+    if cfg.share_embeddings not in ('none', 'output', 'all'):
+      raise UserError(f'unknown model.share_embeddings {cfg.share_embeddings!r}; '
+                      'use none, output or all')
+    if cfg.share_embeddings == 'all' and src_vocab_size != tgt_vocab_size:
+      raise UserError('model.share_embeddings=all needs one vocabulary for both sides; '
+                      'set data.shared_vocab=True')
+    if not cfg.qk_dim and d % h:
+      raise UserError(f'model.model_dim={d} is not divisible by model.num_heads={h}; '
+                      'set model.qk_dim and model.v_dim')
+    sizes = Sizes(model_dim=d, ff_dim=cfg.ff_dim, num_heads=h,
+                  qk_dim=cfg.qk_dim or d // h, v_dim=cfg.v_dim or d // h,
+                  dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
+                  pre_ln=cfg.pre_ln)
+    module = Transformer(src_vocab_size, tgt_vocab_size, sizes, num_layers=cfg.num_layers,
+                         num_decoder_layers=cfg.num_decoder_layers or cfg.num_layers,
+                         positions=cfg.positions, max_len=cfg.max_len,
+                         share_embeddings=cfg.share_embeddings)
+    return cls(module, kv_cache=cfg.get('kv_cache', True))

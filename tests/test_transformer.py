@@ -1,0 +1,93 @@
+"""The Transformer: masks, cached decoding, embedding sharing, and a tiny run."""
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from conftest import ROOT, launch
+from research import config as config_lib
+from research.errors import UserError
+from research.models.transformer import TransformerModel, sinusoids
+from test_translation_data import _multi30k_dir
+
+SRC = jnp.array([[5, 6, 7, 8, 0, 0], [9, 10, 11, 12, 13, 14]])
+TGT_IN = jnp.array([[1, 5, 6, 7, 0], [1, 8, 9, 10, 11]])
+
+
+def _model(vocab=(20, 20), **overrides):
+  cfg = ml_collections.ConfigDict(dict(
+      model_dim=16, num_heads=2, ff_dim=32, qk_dim=0, v_dim=0, dropout=0.1,
+      attention_dropout=0.1, pre_ln=False, num_layers=2, num_decoder_layers=0,
+      positions='sinusoidal', max_len=12, share_embeddings='none'))
+  cfg.update(overrides)
+  model = TransformerModel.from_config(cfg, *vocab)
+  return model, model.init(jax.random.PRNGKey(0), SRC, TGT_IN)
+
+
+def test_sinusoids_match_the_formula():
+  table = sinusoids(50, 8)
+  assert table[7, 2] == pytest.approx(np.sin(7 / 10000 ** (2 / 8)), rel=1e-5)
+  assert table[7, 3] == pytest.approx(np.cos(7 / 10000 ** (2 / 8)), rel=1e-5)
+
+
+@pytest.mark.parametrize('pre_ln', [False, True])
+def test_decoder_is_causal_and_source_padding_is_masked(pre_ln):
+  model, params = _model(pre_ln=pre_ln)
+  logits, _ = model.forward(params, SRC, TGT_IN)
+  changed = TGT_IN.at[:, 3:].set(15)  # later target tokens must not change earlier outputs.
+  np.testing.assert_allclose(model.forward(params, SRC, changed)[0][:, :3], logits[:, :3],
+                             atol=1e-5)
+  assert not np.allclose(model.forward(params, SRC, changed)[0][:, 3:], logits[:, 3:])
+  padded = jnp.pad(SRC, ((0, 0), (0, 3)))  # more padding changes nothing.
+  np.testing.assert_allclose(model.forward(params, padded, TGT_IN)[0], logits, atol=1e-5)
+
+
+@pytest.mark.parametrize('pre_ln,positions', [(False, 'sinusoidal'), (True, 'learned')])
+def test_cached_decoding_matches_rerunning_the_prefix(pre_ln, positions):
+  model, params = _model(pre_ln=pre_ln, positions=positions)
+  uncached = TransformerModel(model.module, kv_cache=False)
+  tokens, attention = model.greedy_decode(params, SRC, 10)
+  tokens2, attention2 = uncached.greedy_decode(params, SRC, 10)
+  np.testing.assert_array_equal(tokens, tokens2)
+  np.testing.assert_allclose(attention, attention2, atol=1e-5)
+  beam, scores, _ = model.beam_search(params, SRC, 10, 3)
+  beam2, scores2, _ = uncached.beam_search(params, SRC, 10, 3)
+  np.testing.assert_array_equal(beam, beam2)
+  np.testing.assert_allclose(scores, scores2, atol=1e-4)
+  with pytest.raises(UserError, match='model.max_len'):
+    model.greedy_decode(params, SRC, 13)
+
+
+def test_embedding_sharing_removes_tables():
+  _, none = _model()
+  _, output = _model(share_embeddings='output')
+  _, shared = _model(share_embeddings='all')
+  assert {'src_embed', 'tgt_embed', 'output'} <= set(none)
+  assert 'output' not in output and 'src_embed' in output
+  assert 'output' not in shared and 'src_embed' not in shared
+  with pytest.raises(UserError, match='data.shared_vocab'):
+    _model(vocab=(20, 30), share_embeddings='all')
+
+
+def test_table3_sweep_points_are_valid_and_distinct():
+  points = config_lib.load_sweep(str(ROOT / 'configs/transformer.py'), 'table3')
+  assert points[0] == {} and len(points) == 19
+  assert len({json.dumps(p, sort_keys=True) for p in points}) == len(points)
+
+
+def test_tiny_transformer_trains_and_writes_every_head(tmp_path):
+  local = _multi30k_dir(tmp_path / 'raw_copy')
+  workdir = tmp_path / 'run'
+  proc = launch('--config=configs/transformer.py:tiny', f'--workdir={workdir}',
+                f'--config.data.path={local}', f'--config.data.data_dir={tmp_path / "tfds"}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((workdir / 'results.json').read_text())
+  assert results['test/perplexity'] > 1.0 and 0.0 <= results['test/bleu_lowercase'] <= 100.0
+  assert results['num_params'] > 0
+  assert list((tmp_path / 'tfds').rglob('tokenizer_joint/spm_bpe_300_*.model'))
+  maps = sorted(p.name for p in (workdir / 'plots' / 'attention_layers').glob('*.png'))
+  assert maps == ['decoder_0_cross.png', 'decoder_0_self.png', 'decoder_1_cross.png',
+                  'decoder_1_self.png', 'encoder_0_self.png', 'encoder_1_self.png']
