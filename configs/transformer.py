@@ -135,8 +135,9 @@ TABLE3_ROWS = {
     'A': [{'model.num_heads': h} for h in (1, 2, 8, 16)],   # d_k = d_v = d_model / h.
     'B': [{'model.qk_dim': k} for k in (16, 24)],
     'C': ([{'model.num_layers': n} for n in (1, 3, 4)]
-          + [{'model.model_dim': d, 'model.ff_dim': 4 * d,
-              'optimizer.learning_rate': 2.0 * paper_learning_rate(d, 1000)} for d in (64, 256)]
+          + [{'model.model_dim': d,  # d_ff stays, as in the paper; the lr follows d^-0.5.
+              'optimizer.learning_rate': round(2.0 * paper_learning_rate(d, 1000), 6)}
+             for d in (64, 256)]
           + [{'model.ff_dim': f} for f in (256, 1024)]),
     'D': ([{'model.dropout': p} for p in (0.0, 0.2)]
           + [{'model.label_smoothing': e} for e in (0.0, 0.2)]),

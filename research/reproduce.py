@@ -9,7 +9,8 @@ A paper config is an ordinary config file plus a PAPER dict:
         notes='what differs from the paper's setting')
 
 `point` names the sweep point (its overrides) a row reads; `scale` (default 1)
-multiplies our value, e.g. 100 to compare a fraction with a percentage.
+multiplies our value, e.g. 100 to compare a fraction with a percentage;
+`paper=None` shows ours alone (a number the paper does not give).
 An optional `curves` list draws, for each entry
 dict(prefix='test/bleu_len_', file='bleu_by_length.png', xlabel=..., ylabel=...),
 one line per result row over the bucketed metrics that share the prefix.
@@ -69,12 +70,14 @@ def write_report(workdir: str, paper: dict, path: str, extra_args=()) -> str:
   for row in paper['results']:
     point = sweep.point_name(row.get('point', {}))
     ours, note = _ours(workdir, point, row['metric'])
+    theirs = row.get('paper')  # None: the paper gives no number for this one.
+    cells = [row['label'], row['metric'], '-' if theirs is None else f'{theirs:g}']
     if ours is None:
-      lines.append(f'| {row["label"]} | {row["metric"]} | {row["paper"]:g} | {note} | |')
-      continue
-    ours *= row.get('scale', 1)
-    lines.append(f'| {row["label"]} | {row["metric"]} | {row["paper"]:g} | {ours:.4g} | '
-                 f'{ours - row["paper"]:+.4g} |')
+      cells += [note, '']
+    else:
+      ours *= row.get('scale', 1)
+      cells += [f'{ours:.4g}', '' if theirs is None else f'{ours - theirs:+.4g}']
+    lines.append('| ' + ' | '.join(cells) + ' |')
   for curve in paper.get('curves', ()):
     series = {row['label']: _metrics(workdir, sweep.point_name(row.get('point', {})))
               for row in paper['results']}
