@@ -132,15 +132,19 @@ def test_missing_multi30k_directory_is_one_clear_line(tmp_path):
   assert last.startswith('error: multi30k: data directory') and 'expected train.' in last
 
 
-def test_bench_preset_runs_on_random_full_width_batches():
+@pytest.mark.parametrize('config_file,small_model', [
+    ('configs/seq2seq.py', dict(embed_dim=8, encoder_dim=8, decoder_dim=8, attention_dim=8,
+                                readout_dim=8)),
+    ('configs/transformer.py', dict(model_dim=8, ff_dim=16, num_heads=2, num_layers=1)),
+])
+def test_bench_presets_run_on_random_full_width_batches(config_file, small_model):
   from conftest import ROOT  # pylint: disable=g-import-not-at-top
   from research import config as config_lib, train  # pylint: disable=g-import-not-at-top
-  config = config_lib.load_config_file(os.path.join(ROOT, 'configs/seq2seq.py'), 'bench')
+  config = config_lib.load_config_file(os.path.join(ROOT, config_file), 'bench')
   assert config.data.name == 'random' and not config.data.path  # needs no files.
   # The benchmark shapes are big; keep the test small.
   config.data.vocab_size, config.data.train_size = 40, 64
-  for key in ('embed_dim', 'encoder_dim', 'decoder_dim', 'attention_dim', 'readout_dim'):
-    config.model[key] = 8
+  config.model.update(small_model)
   config.train.batch_size, config.bench.warmup_steps, config.bench.steps = 8, 1, 2
   row = train.benchmark(config)
   assert row['steps'] == 2
