@@ -112,6 +112,7 @@ def get_config(preset: str = 'multi30k'):
     c.data.max_source_len = c.data.max_target_len = c.model.max_len = 32
     c.data.bucket_boundaries = ()
     c.model.num_heads, c.model.pre_ln, c.model.positions = 4, True, 'learned'
+    c.model.attention_dropout = 0.1  # nn.Transformer drops attention weights too.
     c.train.batch_size = 64
     c.bench.warmup_steps, c.bench.steps = 3, 20
   elif preset == 'tiny':
