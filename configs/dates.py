@@ -63,7 +63,7 @@ def get_config(preset: str = ''):
     c.train.steps, c.train.batch_size, c.train.log_every = 6, 8, 2
     c.eval.every, c.eval.batch_size, c.eval.num_samples = 3, 16, 2
     c.checkpoint.every = 2
-    c.bench.warmup_steps, c.bench.steps = 1, 2
+    c.bench.warmup_steps, c.bench.steps, c.bench.matmul_size = 1, 2, 128
   elif preset:
     raise ValueError(f'unknown preset {preset!r} for configs/dates.py; use tiny')
   return c

@@ -112,7 +112,7 @@ def get_config(preset: str = 'bahdanau'):
     c.train.steps, c.train.batch_size, c.train.log_every = 4, 4, 2
     c.eval.every, c.eval.batch_size, c.eval.num_samples = 4, 8, 1
     c.checkpoint.every = 4
-    c.bench.warmup_steps, c.bench.steps = 1, 2
+    c.bench.warmup_steps, c.bench.steps, c.bench.matmul_size = 1, 2, 128
   elif preset not in PRESETS:
     raise ValueError(f'unknown preset {preset!r} for configs/seq2seq.py; use '
                      + ', '.join(PRESETS + ('tiny',)))

@@ -124,7 +124,7 @@ def get_config(preset: str = 'multi30k'):
     c.train.steps, c.train.batch_size, c.train.log_every = 4, 4, 2
     c.eval.every, c.eval.batch_size, c.eval.num_samples, c.eval.beam_size = 4, 8, 1, 2
     c.checkpoint.every = 4
-    c.bench.warmup_steps, c.bench.steps = 1, 2
+    c.bench.warmup_steps, c.bench.steps, c.bench.matmul_size = 1, 2, 128
   elif preset not in PRESETS:
     raise ValueError(f'unknown preset {preset!r} for configs/transformer.py; use '
                      + ', '.join(PRESETS + ('tiny',)))

@@ -61,6 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.bench = ml_collections.ConfigDict()
   c.bench.warmup_steps = 5
   c.bench.steps = 50
+  c.bench.matmul_size = 2048     # >0: also report MFU against an [n, n] f32 matmul's rate.
   return c
 
 

@@ -340,7 +340,7 @@ def benchmark(config, devices=None) -> dict:
     state, metrics = step_fn(state, runtime.put_batch(batch))
   jax.block_until_ready((state, metrics))
   seconds = time.perf_counter() - t0
-  return {
+  row = {
       'config': config.name,
       'devices': runtime.num_devices,
       'platform': jax.devices()[0].platform,
@@ -349,8 +349,39 @@ def benchmark(config, devices=None) -> dict:
       'steps_per_second': round(steps / seconds, 3),
       'examples_per_second': round(units['examples'] / seconds, 2),
       'tokens_per_second': round(units['tokens'] / seconds, 2),
-      'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
   }
+  flops = _step_flops(step_fn, state, runtime.put_batch(batches[-1]))
+  if flops and config.bench.get('matmul_size', 0):  # per device: XLA counts the partitioned step.
+    peak = matmul_peak_flops(config.bench.matmul_size, runtime.mesh.local_devices[0])
+    achieved = flops * steps / seconds
+    sig = lambda x: float(f'{x:.4g}')
+    row.update(step_gflops=sig(flops / 1e9), achieved_gflops=sig(achieved / 1e9),
+               matmul_peak_gflops=sig(peak / 1e9), mfu=sig(achieved / peak))
+  row['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+  return row
+
+
+def _step_flops(step_fn, state, batch):
+  """XLA's flop count of one compiled train step (None under pmap)."""
+  if not hasattr(step_fn, 'lower'):
+    return None
+  cost = step_fn.lower(state, batch).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get('flops', 0.0)) if cost else None
+
+
+def matmul_peak_flops(n: int, device, repeats: int = 5) -> float:
+  """One device's f32 matmul rate, the best of `repeats` [n, n] x [n, n] products:
+  the denominator of model FLOP utilization."""
+  x = jax.device_put(jnp.ones((n, n), jnp.float32), device)
+  dot = jax.jit(lambda a: a @ a)
+  dot(x).block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    dot(x).block_until_ready()
+    best = min(best, time.perf_counter() - t0)
+  return 2.0 * n ** 3 / best
 
 
 def _fmt_metrics(m: dict) -> str:
