@@ -321,8 +321,14 @@ def predict(config, workdir: str, lines: list[str], devices=None) -> list[str]:
   return exp.task.predict(state.params, lines)
 
 
-def benchmark(config, devices=None) -> dict:
-  """Times train steps after warm-up (compilation excluded); returns the JSON row."""
+def benchmark(config, workdir: str = '', devices=None) -> dict:
+  """Times train steps after warm-up (compilation excluded); returns the JSON row.
+  With bench.what=decode, times translating the test split instead."""
+  what = config.bench.get('what', 'train')
+  if what == 'decode':
+    return _benchmark_decode(config, workdir, devices)
+  if what != 'train':
+    raise UserError(f'unknown bench.what {what!r}; use train or decode')
   exp = Experiment(config, workdir='', devices=devices)
   runtime, task = exp.runtime, exp.task
   state = runtime.put_state(exp.fresh_state())
@@ -359,6 +365,37 @@ def benchmark(config, devices=None) -> dict:
                matmul_peak_gflops=sig(peak / 1e9), mfu=sig(achieved / peak))
   row['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   return row
+
+
+def _benchmark_decode(config, workdir, devices):
+  """Sentences/s decoding the test split (eval.beam_size, model.kv_cache) with the
+  workdir's latest checkpoint, or fresh parameters when there is none. A first
+  pass compiles every batch shape; the second is timed."""
+  exp = Experiment(config, workdir, devices)
+  if workdir and os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    state, step = exp.restore(required=True)
+    exp.checkpointer.close()
+  else:
+    state, step = exp.fresh_state(), 0
+  src = exp.task.arrays['test']['src']
+  exp.task.translate_ids(state.params, src)  # warm-up: compiles.
+  t0 = time.perf_counter()
+  tokens, _ = exp.task.translate_ids(state.params, src)
+  seconds = time.perf_counter() - t0
+  return {
+      'config': config.name,
+      'devices': exp.runtime.num_devices,
+      'platform': jax.devices()[0].platform,
+      'what': 'decode',
+      'checkpoint_step': step,
+      'beam_size': config.eval.get('beam_size', 1),
+      'kv_cache': config.model.get('kv_cache', None),
+      'steps': -(-len(src) // config.eval.batch_size),
+      'seconds': round(seconds, 4),
+      'examples_per_second': round(len(src) / seconds, 2),
+      'tokens_per_second': round(int((tokens != 0).sum()) / seconds, 2),
+      'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+  }
 
 
 def _step_flops(step_fn, state, batch):

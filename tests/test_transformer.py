@@ -91,3 +91,11 @@ def test_tiny_transformer_trains_and_writes_every_head(tmp_path):
   maps = sorted(p.name for p in (workdir / 'plots' / 'attention_layers').glob('*.png'))
   assert maps == ['decoder_0_cross.png', 'decoder_0_self.png', 'decoder_1_cross.png',
                   'decoder_1_self.png', 'encoder_0_self.png', 'encoder_1_self.png']
+  # Decoding speed of the trained checkpoint, here without the key/value cache.
+  proc = launch('--config=configs/transformer.py:tiny', f'--workdir={workdir}',
+                f'--config.data.path={local}', f'--config.data.data_dir={tmp_path / "tfds"}',
+                '--mode=benchmark', '--config.bench.what=decode', '--config.model.kv_cache=False')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  row = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert row['what'] == 'decode' and row['checkpoint_step'] == 4 and row['kv_cache'] is False
+  assert row['beam_size'] == 2 and row['examples_per_second'] > 0
