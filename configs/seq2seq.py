@@ -90,6 +90,13 @@ def get_config(preset: str = 'bahdanau'):
 
   if preset in ('lstm', 'gru_context'):
     c.model.name, c.model.rnn = 'rnn_seq2seq', preset
+  if preset == 'lstm':
+    # Measured: 1800 steps at dropout 0.5 gave 14.06 lowercased BLEU (14.61 with beam 5);
+    # the context-vector LSTM is still underfitting there, so train longer with less dropout
+    # and decode with a beam, as Sutskever et al. did.
+    c.model.dropout = 0.3
+    c.train.steps, c.eval.every = 2200, 1100
+    c.eval.beam_size = 5
   if preset.startswith('luong_'):
     c.model.attention = preset
     c.model.encoder_dim = 256   # 2 x 256 = decoder_dim, as dot scores need.

@@ -17,7 +17,8 @@ from research.config import load_config_module
 _SEQ2SEQ = load_config_module(os.path.join(os.path.dirname(__file__), '..', 'seq2seq.py'))
 
 # Each point turns the bahdanau preset into another preset: the same data, sizes and schedule.
-LSTM = {'model.name': 'rnn_seq2seq', 'model.rnn': 'lstm'}
+LSTM = {'model.name': 'rnn_seq2seq', 'model.rnn': 'lstm', 'model.dropout': 0.3,
+        'train.steps': 2200, 'eval.every': 1100, 'eval.beam_size': 5}
 GRU_CONTEXT = {'model.name': 'rnn_seq2seq', 'model.rnn': 'gru_context'}
 ATTENTION = {'model.attention': 'bahdanau'}
 
