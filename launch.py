@@ -150,7 +150,7 @@ def main(argv):
       for line in train.predict(config, workdir, lines):
         print(line, flush=True)
     elif FLAGS.mode == 'benchmark':
-      print(json.dumps(train.benchmark(config, FLAGS.workdir)), flush=True)
+      print(json.dumps(train.benchmark(config, workdir)), flush=True)
   except NonFiniteError as e:
     _fail(str(e), code=1)
   except UserError as e:

@@ -15,8 +15,8 @@ An optional `curves` list draws, for each entry
 dict(prefix='test/bleu_len_', file='bleu_by_length.png', xlabel=..., ylabel=...),
 one line per result row over the bucketed metrics that share the prefix.
 
-A point's metrics are its results.json, overlaid by eval_results.json when a
-later `--mode=eval` wrote one (e.g. a metric added after the point trained).
+A point's metrics are its results.json, plus the metrics it lacks from an
+eval_results.json of the same step (e.g. a metric added after the point trained).
 """
 import datetime
 import json
@@ -95,11 +95,13 @@ def write_report(workdir: str, paper: dict, path: str, extra_args=()) -> str:
 
 
 def _metrics(workdir: str, point: str) -> dict:
-  out = {}
-  for name in ('results.json', 'eval_results.json'):
-    path = os.path.join(workdir, point, name)
-    if os.path.exists(path):
-      out.update(json.load(open(path)))
+  """results.json, plus the metrics it lacks from an eval_results.json of the same step."""
+  paths = [os.path.join(workdir, point, n) for n in ('results.json', 'eval_results.json')]
+  out = json.load(open(paths[0])) if os.path.exists(paths[0]) else {}
+  if os.path.exists(paths[1]):
+    later = json.load(open(paths[1]))
+    if later.get('step') == out.get('step'):
+      out.update({k: v for k, v in later.items() if k not in out})
   return out
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import flax
 import jax
+import jax.extend  # pylint: disable=unused-import  (jax.extend.core for matmul_flops)
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -22,6 +23,7 @@ from jax.experimental import multihost_utils
 
 from research import checkpoint, config as config_lib, distributed, metrics as metrics_lib, plots
 from research import tasks
+from research.data.vocab import PAD
 from research.errors import NonFiniteError, UserError
 from research.parallel import Runtime
 
@@ -356,12 +358,13 @@ def benchmark(config, workdir: str = '', devices=None) -> dict:
       'examples_per_second': round(units['examples'] / seconds, 2),
       'tokens_per_second': round(units['tokens'] / seconds, 2),
   }
-  flops = _step_flops(step_fn, state, runtime.put_batch(batches[-1]))
-  if flops and config.bench.get('matmul_size', 0):  # per device: XLA counts the partitioned step.
+  flops = _timed_flops(step_fn, state, [runtime.put_batch(b) for b in batches[warmup:]])
+  if flops and config.bench.get('matmul_size', 0):
+    flops /= runtime.num_devices  # per device, against one device's matmul rate.
     peak = matmul_peak_flops(config.bench.matmul_size, runtime.mesh.local_devices[0])
-    achieved = flops * steps / seconds
+    achieved = flops / seconds
     sig = lambda x: float(f'{x:.4g}')
-    row.update(step_gflops=sig(flops / 1e9), achieved_gflops=sig(achieved / 1e9),
+    row.update(step_gflops=sig(flops / steps / 1e9), achieved_gflops=sig(achieved / 1e9),
                matmul_peak_gflops=sig(peak / 1e9), mfu=sig(achieved / peak))
   row['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   return row
@@ -393,32 +396,62 @@ def _benchmark_decode(config, workdir, devices):
       'steps': -(-len(src) // config.eval.batch_size),
       'seconds': round(seconds, 4),
       'examples_per_second': round(len(src) / seconds, 2),
-      'tokens_per_second': round(int((tokens != 0).sum()) / seconds, 2),
+      'tokens_per_second': round(int((tokens != PAD).sum()) / seconds, 2),
       'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
   }
 
 
-def _step_flops(step_fn, state, batch):
-  """XLA's flop count of one compiled train step (None under pmap)."""
+def _timed_flops(step_fn, state, batches):
+  """Matmul flops summed over the timed steps (each batch shape traced once);
+  None under pmap."""
   if not hasattr(step_fn, 'lower'):
     return None
-  cost = step_fn.lower(state, batch).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get('flops', 0.0)) if cost else None
+  per_shape = {}
+  total = 0.0
+  for batch in batches:
+    shape = tuple(x.shape for x in jax.tree.leaves(batch))
+    if shape not in per_shape:
+      per_shape[shape] = matmul_flops(jax.make_jaxpr(step_fn)(state, batch).jaxpr)
+    total += per_shape[shape]
+  return total
 
 
-def matmul_peak_flops(n: int, device, repeats: int = 5) -> float:
-  """One device's f32 matmul rate, the best of `repeats` [n, n] x [n, n] products:
-  the denominator of model FLOP utilization."""
-  x = jax.device_put(jnp.ones((n, n), jnp.float32), device)
-  dot = jax.jit(lambda a: a @ a)
-  dot(x).block_until_ready()
+def matmul_flops(jaxpr) -> float:
+  """2 * M * N * K for every dot_general, the forward and backward passes both, with
+  loop bodies counted once per iteration (scan length). The model FLOPs of MFU."""
+  total = 0.0
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == 'dot_general':
+      (contract, _), _ = eqn.params['dimension_numbers']
+      lhs = eqn.invars[0].aval.shape
+      total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod([lhs[d] for d in contract])
+      continue
+    inner = []
+    for value in eqn.params.values():
+      for v in value if isinstance(value, (tuple, list)) else (value,):
+        if isinstance(v, jax.extend.core.ClosedJaxpr):
+          inner.append(v.jaxpr)
+        elif isinstance(v, jax.extend.core.Jaxpr):
+          inner.append(v)
+    if inner:  # cond: the costliest branch; scan: every iteration; the rest: once.
+      flops = max(matmul_flops(j) for j in inner)
+      total += flops * eqn.params.get('length', 1) if eqn.primitive.name == 'scan' else flops
+  return total
+
+
+def matmul_peak_flops(n: int, device, repeats: int = 5, chain: int = 8) -> float:
+  """One device's f32 matmul rate at the default precision: the best of `repeats`
+  runs of `chain` dependent [n, n] x [n, n] products in one program (so dispatch
+  does not count), the denominator of model FLOP utilization."""
+  x = jax.device_put(jnp.full((n, n), 1.0 / n, jnp.float32), device)
+  run = jax.jit(lambda a: jax.lax.fori_loop(0, chain, lambda i, y: y @ a, a))
+  run(x).block_until_ready()
   best = float('inf')
   for _ in range(repeats):
     t0 = time.perf_counter()
-    dot(x).block_until_ready()
+    run(x).block_until_ready()
     best = min(best, time.perf_counter() - t0)
-  return 2.0 * n ** 3 / best
+  return 2.0 * n ** 3 * chain / best
 
 
 def _fmt_metrics(m: dict) -> str:

@@ -120,16 +120,22 @@ def test_report_draws_bucket_curves_and_reads_later_evaluations(tmp_path):
   from research import reproduce  # pylint: disable=g-import-not-at-top
   for point, bleu in (('model.rnn=lstm', 10.0), ('base', 30.0)):
     (tmp_path / point).mkdir()
-    (tmp_path / point / 'results.json').write_text(json.dumps({'test/bleu': bleu}))
+    (tmp_path / point / 'results.json').write_text(json.dumps({'step': 9, 'test/bleu': bleu}))
     (tmp_path / point / 'eval_results.json').write_text(json.dumps(
-        {'test/bleu_len_1-7': bleu + 5, 'test/bleu_len_8+': bleu - 5}))
+        {'step': 9, 'test/bleu': 0.0, 'test/bleu_len_1-7': bleu + 5, 'test/bleu_len_8+': bleu - 5}))
+  stale = tmp_path / 'model.rnn=gru'  # evaluated at another step: not used.
+  stale.mkdir()
+  (stale / 'results.json').write_text(json.dumps({'step': 9}))
+  (stale / 'eval_results.json').write_text(json.dumps({'step': 5, 'test/bleu': 1.0}))
   paper = dict(title='T', results=[
       dict(label='lstm', point={'model.rnn': 'lstm'}, metric='test/bleu_len_8+', paper=4.0),
-      dict(label='attention', point={}, metric='test/bleu', paper=28.0)],
+      dict(label='attention', point={}, metric='test/bleu', paper=28.0),
+      dict(label='gru', point={'model.rnn': 'gru'}, metric='test/bleu', paper=20.0)],
       curves=[dict(prefix='test/bleu_len_', file='by_length.png', xlabel='words', ylabel='BLEU')])
   report = open(reproduce.write_report(str(tmp_path), paper, 'paper.py')).read()
   assert '| lstm | test/bleu_len_8+ | 4 | 5 | +1 |' in report  # from eval_results.json.
-  assert '| attention | test/bleu | 28 | 30 | +2 |' in report
+  assert '| attention | test/bleu | 28 | 30 | +2 |' in report  # training's value is kept.
+  assert '| gru | test/bleu | 20 | no test/bleu in results.json |  |' in report
   assert (tmp_path / 'by_length.png').stat().st_size > 1000
   assert '![by_length.png](by_length.png)' in report
 

@@ -7,6 +7,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -106,3 +107,36 @@ def test_batch_that_does_not_divide_over_devices_is_a_clear_error(tmp_path):
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1] == (
       'error: train.batch_size=6 does not divide evenly over 4 devices; use a multiple of 4')
+
+
+def test_matmul_flops_counts_every_scan_iteration_and_the_backward_pass():
+  m, k, steps = 3, 4, 7
+  x, w = jnp.ones((m, k)), jnp.ones((k, k))
+
+  def loss(w):
+    def body(carry, _):
+      return jnp.tanh(carry @ w), None
+    return jax.lax.scan(body, x, None, length=steps)[0].sum()
+
+  one = 2 * m * k * k
+  assert train.matmul_flops(jax.make_jaxpr(loss)(w).jaxpr) == steps * one
+  # Backward: g @ w^T for the carry and carry^T @ g for w, at every step.
+  assert train.matmul_flops(jax.make_jaxpr(jax.grad(loss))(w).jaxpr) == 3 * steps * one
+
+
+def test_perplexity_is_exp_of_the_mean_nll_over_real_target_tokens():
+  config = config_lib.load_config_file(os.path.join(ROOT, 'configs/dates.py'), 'tiny')
+  config.eval.batch_size = 8  # several batches, the last one partial.
+  exp = train.Experiment(config, '')
+  params = exp.fresh_state().params
+  arrays = exp.task.arrays['validation']
+  arrays['tgt'] = arrays['tgt'].copy()
+  arrays['tgt'][::3, 7:] = 0  # dates are all one length: pad some targets by hand.
+  logits, _ = exp.task.model.forward(params, arrays['src'],
+                                     exp.task.teacher_inputs(arrays['tgt']))
+  logp = jax.nn.log_softmax(np.asarray(logits, np.float64))
+  nll = -np.take_along_axis(logp, arrays['tgt'][..., None], axis=-1)[..., 0]
+  mask = arrays['tgt'] != 0
+  assert len(arrays['src']) % 8 and mask.sum() < mask.size  # partial batch, padding.
+  assert exp.task.perplexity(params, 'validation') == pytest.approx(
+      np.exp(nll[mask].mean()), rel=1e-4)

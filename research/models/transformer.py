@@ -112,8 +112,9 @@ class Sizes:
   num_heads: int = 8
   qk_dim: int = 64
   v_dim: int = 64
-  dropout: float = 0.1
-  attention_dropout: float = 0.0
+  dropout: float = 0.1            # on sublayer outputs and embedding sums (the paper's P_drop).
+  attention_dropout: float = 0.0  # on attention weights (tensor2tensor, nn.Transformer).
+  relu_dropout: float = 0.0       # inside the feed-forward layer (tensor2tensor, nn.Transformer).
   pre_ln: bool = False
 
   def attention(self, name):
@@ -127,7 +128,7 @@ class EncoderLayer(Sublayers):
   def setup(self):
     s = self.sizes
     self.self_attention = s.attention('self_attention')
-    self.feed_forward = FeedForward(s.ff_dim, s.model_dim, s.dropout, name='feed_forward')
+    self.feed_forward = FeedForward(s.ff_dim, s.model_dim, s.relu_dropout, name='feed_forward')
     self.norm1, self.norm2 = nn.LayerNorm(name='norm1'), nn.LayerNorm(name='norm2')
 
   def __call__(self, x, mask, train: bool = False):
@@ -144,7 +145,7 @@ class DecoderLayer(Sublayers):
     s = self.sizes
     self.self_attention = s.attention('self_attention')
     self.cross_attention = s.attention('cross_attention')
-    self.feed_forward = FeedForward(s.ff_dim, s.model_dim, s.dropout, name='feed_forward')
+    self.feed_forward = FeedForward(s.ff_dim, s.model_dim, s.relu_dropout, name='feed_forward')
     self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(name=f'norm{i}') for i in (1, 2, 3))
 
   def __call__(self, y, self_attend, cross_kv, src_mask, train: bool = False):
@@ -356,6 +357,13 @@ class TransformerModel:
       raise UserError(f'decoding {max_len} tokens needs model.max_len >= {max_len}, '
                       f'got {self.module.max_len}')
 
+  def check_lengths(self, max_source_len: int, max_target_len: int):
+    """Positions exist up to model.max_len: a clear error before any compiling."""
+    longest = max(max_source_len, max_target_len)
+    if longest > self.module.max_len:
+      raise UserError(f'data.max_source_len/max_target_len up to {longest} need '
+                      f'model.max_len >= {longest}, got {self.module.max_len}')
+
   @classmethod
   def from_config(cls, cfg, src_vocab_size: int, tgt_vocab_size: int):
     d, h = cfg.model_dim, cfg.num_heads
@@ -367,13 +375,13 @@ class TransformerModel:
     if cfg.share_embeddings == 'all' and src_vocab_size != tgt_vocab_size:
       raise UserError('model.share_embeddings=all needs one vocabulary for both sides; '
                       'set data.shared_vocab=True')
-    if not cfg.qk_dim and d % h:
+    if d % h and not (cfg.qk_dim and cfg.v_dim):
       raise UserError(f'model.model_dim={d} is not divisible by model.num_heads={h}; '
                       'set model.qk_dim and model.v_dim')
     sizes = Sizes(model_dim=d, ff_dim=cfg.ff_dim, num_heads=h,
                   qk_dim=cfg.qk_dim or d // h, v_dim=cfg.v_dim or d // h,
                   dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
-                  pre_ln=cfg.pre_ln)
+                  relu_dropout=cfg.get('relu_dropout', 0.0), pre_ln=cfg.pre_ln)
     module = Transformer(src_vocab_size, tgt_vocab_size, sizes, num_layers=cfg.num_layers,
                          num_decoder_layers=cfg.num_decoder_layers or cfg.num_layers,
                          positions=cfg.positions, max_len=cfg.max_len,

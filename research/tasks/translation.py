@@ -78,6 +78,8 @@ class TranslationTask:
       raise UserError(f'unknown model {config.model.name!r}; known: {", ".join(sorted(MODELS))}')
     self.model = MODELS[config.model.name].from_config(
         config.model, len(self.src_vocab), len(self.tgt_vocab))
+    if hasattr(self.model, 'check_lengths'):
+      self.model.check_lengths(self.max_src, self.max_tgt)
     beam, alpha = config.eval.beam_size, config.eval.length_penalty
     if beam > 1:
       decode = lambda params, src: self.model.beam_search(params, src, self.max_tgt, beam,
