@@ -73,6 +73,7 @@ def get_config(preset: str = 'bahdanau'):
   c.model.num_layers = 2
   c.model.reverse_source = True
   c.model.dropout = 0.5
+  c.model.tie_embeddings = False  # True: the softmax reuses the target embeddings.
   c.model.label_smoothing = 0.0
 
   c.optimizer.name = 'adam'

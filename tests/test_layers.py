@@ -212,3 +212,26 @@ def test_models_without_attention(rnn):
   logits_longer, _ = model.forward(params, longer, tgt_in)
   np.testing.assert_allclose(logits_longer, logits, rtol=1e-5, atol=1e-6)
   _assert_beam_of_one_is_at_least_greedy(model, params, src)
+
+
+@pytest.mark.parametrize('name,extra', [
+    ('rnn_seq2seq', dict(rnn='lstm')), ('rnn_seq2seq', dict(rnn='gru_context')),
+    ('rnn_attention', dict(attention='bahdanau', readout_dim=3)),
+    ('rnn_attention', dict(attention='luong_general'))])
+def test_tied_output_embeddings(name, extra):
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from research.models import MODELS  # pylint: disable=g-import-not-at-top
+  cfg = ml_collections.ConfigDict(dict(
+      embed_dim=4, hidden_dim=6, num_layers=1, reverse_source=False, encoder_dim=3,
+      decoder_dim=6, attention_dim=5, dropout=0.0, tie_embeddings=True, **extra))
+  model = MODELS[name].from_config(cfg, 11, 9)
+  src = jnp.array([[5, 6, 7, PAD], [8, 9, PAD, PAD]], jnp.int32)
+  tgt_in = jnp.array([[1, 4, 5], [1, 6, 7]], jnp.int32)
+  params = model.init(jax.random.PRNGKey(0), src, tgt_in)
+  assert 'output' not in params and params['tie_projection']['kernel'].shape[1] == 4
+  logits, _ = model.forward(params, src, tgt_in)
+  # The softmax weights are the target embeddings: change row 8, and only logit 8 moves.
+  moved = jax.tree.map(lambda x: x, params)
+  moved['tgt_embed']['embedding'] = params['tgt_embed']['embedding'].at[8].add(1.0)
+  changed = np.abs(np.asarray(model.forward(moved, src, tgt_in)[0] - logits)) > 1e-6
+  assert changed[..., 8].all() and not changed[..., :8].any()

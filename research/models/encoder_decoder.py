@@ -18,14 +18,28 @@ from research import decode
 
 
 class RecurrentPieces(nn.Module):
-  """What the recurrent modules share. A subclass's setup defines tgt_embed,
-  output and drop, and it defines encode and step."""
+  """What the recurrent modules share. A subclass has the fields tgt_vocab_size,
+  embed_dim and tie_embeddings; its setup defines tgt_embed and drop and calls
+  make_output; it defines encode and step."""
+
+  def make_output(self):
+    """The softmax layer: its own weights, or the target embeddings, tied (Press and
+    Wolf 2017) after a projection of the features to the embedding size."""
+    if self.tie_embeddings:
+      self.tie_projection = nn.Dense(self.embed_dim, name='tie_projection')
+    else:
+      self.output = nn.Dense(self.tgt_vocab_size, name='output')
+
+  def logits(self, features):
+    if self.tie_embeddings:
+      return self.tgt_embed.attend(self.tie_projection(features))
+    return self.output(features)
 
   def embed_targets(self, tokens, train: bool = False):
     return self.drop(self.tgt_embed(tokens), deterministic=not train)
 
   def project(self, features, train: bool = False):
-    return self.output(self.drop(features, deterministic=not train))
+    return self.logits(self.drop(features, deterministic=not train))
 
   def __call__(self, src, tgt_in):
     """Used only to create every parameter (one decoder step is enough)."""

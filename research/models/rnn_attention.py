@@ -27,6 +27,7 @@ class RNNSearch(RecurrentPieces):
   attention_dim: int = 128
   readout_dim: int = 0       # >0: Bahdanau's deep output, a maxout layer before the softmax.
   dropout: float = 0.0
+  tie_embeddings: bool = False
 
   def setup(self):
     self.src_embed = nn.Embed(self.src_vocab_size, self.embed_dim, name='src_embed')
@@ -38,7 +39,7 @@ class RNNSearch(RecurrentPieces):
     self.decoder = layers.GRUCell(self.decoder_dim, name='decoder')
     if self.readout_dim:
       self.readout = nn.Dense(2 * self.readout_dim, name='readout')
-    self.output = nn.Dense(self.tgt_vocab_size, name='output')
+    self.make_output()
     self.drop = nn.Dropout(self.dropout)
 
   def make_attention(self):
@@ -68,7 +69,7 @@ class RNNSearch(RecurrentPieces):
     if self.readout_dim:  # maxout with pools of 2 (Bahdanau et al. 2014, appendix A.2.2).
       pairs = self.readout(features).reshape(features.shape[:-1] + (self.readout_dim, 2))
       features = pairs.max(-1)
-    return self.output(features)
+    return self.logits(features)
 
 
 class LuongSeq2Seq(RNNSearch):
@@ -115,7 +116,8 @@ class Seq2Seq(EncoderDecoder):
     kwargs = dict(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
                   embed_dim=cfg.embed_dim, encoder_dim=cfg.encoder_dim,
                   decoder_dim=cfg.decoder_dim, attention_dim=cfg.attention_dim,
-                  readout_dim=cfg.get('readout_dim', 0), dropout=cfg.dropout)
+                  readout_dim=cfg.get('readout_dim', 0), dropout=cfg.dropout,
+                  tie_embeddings=cfg.get('tie_embeddings', False))
     if attention == 'bahdanau':
       return cls(RNNSearch(**kwargs))
     return cls(LuongSeq2Seq(score=attention.split('_')[1], **kwargs))

@@ -24,6 +24,7 @@ class SutskeverLSTM(RecurrentPieces):
   num_layers: int = 2
   reverse_source: bool = True
   dropout: float = 0.0
+  tie_embeddings: bool = False
 
   def setup(self):
     self.src_embed = nn.Embed(self.src_vocab_size, self.embed_dim, name='src_embed')
@@ -32,7 +33,7 @@ class SutskeverLSTM(RecurrentPieces):
                     for i in range(self.num_layers)]
     self.decoder = [layers.LSTMCell(self.hidden_dim, name=f'decoder_{i}')
                     for i in range(self.num_layers)]
-    self.output = nn.Dense(self.tgt_vocab_size, name='output')
+    self.make_output()
     self.drop = nn.Dropout(self.dropout)
 
   def encode(self, src, train: bool = False):
@@ -63,13 +64,14 @@ class ChoGRU(RecurrentPieces):
   embed_dim: int = 256
   hidden_dim: int = 512        # the context vector's size.
   dropout: float = 0.0
+  tie_embeddings: bool = False
 
   def setup(self):
     self.src_embed = nn.Embed(self.src_vocab_size, self.embed_dim, name='src_embed')
     self.tgt_embed = nn.Embed(self.tgt_vocab_size, self.embed_dim, name='tgt_embed')
     self.encoder = layers.GRU(self.hidden_dim, name='encoder')
     self.decoder = layers.GRUCell(self.hidden_dim, name='decoder')
-    self.output = nn.Dense(self.tgt_vocab_size, name='output')
+    self.make_output()
     self.drop = nn.Dropout(self.dropout)
 
   def encode(self, src, train: bool = False):
@@ -96,7 +98,8 @@ class Seq2Seq(EncoderDecoder):
   def from_config(cls, cfg, src_vocab_size: int, tgt_vocab_size: int):
     rnn = cfg.get('rnn', 'lstm')
     common = dict(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
-                  embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, dropout=cfg.dropout)
+                  embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, dropout=cfg.dropout,
+                  tie_embeddings=cfg.get('tie_embeddings', False))
     if rnn == 'lstm':
       return cls(SutskeverLSTM(num_layers=cfg.get('num_layers', 2),
                                reverse_source=cfg.get('reverse_source', True), **common))
