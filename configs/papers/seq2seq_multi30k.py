@@ -7,8 +7,9 @@ Two results from one sweep of configs/seq2seq.py presets:
   The paper's claim is the shape: the encoder-decoder that squeezes the source
   into one vector loses BLEU on long sentences, attention does not.
 
-Run:  python launch.py --reproduce=seq2seq_multi30k   (three 30-minute runs on 2 CPU cores)
+Run:  python launch.py --reproduce=seq2seq_multi30k   (three 30-35 minute runs on 2 CPU cores)
 Writes runs/papers/seq2seq_multi30k/report.md and bleu_by_length.png.
+Measured (lowercased test2016 BLEU): LSTM 18.33, GRU with context 25.54, attention 36.89.
 """
 import os
 
