@@ -26,9 +26,9 @@ which is optimizer.schedule=rsqrt with learning_rate = (d * warmup)^-0.5
 import os
 
 from research import sweep
-from research.config import base_config
+from research.config import base_config, load_config_module
 
-_SHARED = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'multi30k')
+_SEQ2SEQ = load_config_module(os.path.join(os.path.dirname(__file__), 'seq2seq.py'))
 
 PRESETS = ('multi30k', 'base', 'big', 'table3', 'bench')
 
@@ -42,18 +42,10 @@ def get_config(preset: str = 'multi30k'):
   c = base_config()
   c.task = 'translation'
 
-  c.data.name = 'multi30k'
-  c.data.pair = 'de-en'
-  c.data.path = os.path.normpath(_SHARED) if os.path.isdir(_SHARED) else ''
-  c.data.data_dir = ''
-  c.data.tokenizer = 'sentencepiece'
-  c.data.vocab_size = 8000
-  c.data.spm_model_type = 'bpe'
-  c.data.shared_vocab = True      # one joint vocabulary, so all embeddings can be shared.
-  c.data.max_source_len = 64
-  c.data.max_target_len = 64
-  c.data.test_split = 'test2016'
-  c.data.bucket_boundaries = (16, 24, 32, 48, 64)
+  # The data, tokenizer and batching of configs/seq2seq.py, with one joint vocabulary so
+  # that all embeddings can be shared.
+  c.data = _SEQ2SEQ.get_config(preset if preset in ('bench', 'tiny') else 'bahdanau').data
+  c.data.shared_vocab = True
 
   c.model.name = 'transformer'
   c.model.num_layers = 3          # N, in the encoder and (by default) the decoder.
@@ -69,7 +61,7 @@ def get_config(preset: str = 'multi30k'):
   c.model.label_smoothing = 0.1
   c.model.pre_ln = False          # False: post-LN, as in the paper.
   c.model.positions = 'sinusoidal'  # sinusoidal | learned
-  c.model.max_len = 64
+  c.model.max_len = max(c.data.max_source_len, c.data.max_target_len)
   c.model.share_embeddings = 'all'  # none | output | all
   c.model.kv_cache = True         # incremental decoding; False reruns the prefix each step.
 
@@ -110,19 +102,11 @@ def get_config(preset: str = 'multi30k'):
     c.train.steps, c.eval.every = 1500, 1500
     c.eval.beam_size = 1
   elif preset == 'bench':
-    c.data.name, c.data.path, c.data.tokenizer, c.data.test_split = 'random', '', 'word', 'test'
-    c.data.train_size = 4096
-    c.data.max_source_len = c.data.max_target_len = c.model.max_len = 32
-    c.data.bucket_boundaries = ()
     c.model.num_heads, c.model.pre_ln, c.model.positions = 4, True, 'learned'
     c.model.attention_dropout = c.model.relu_dropout = 0.1  # as nn.Transformer does.
     c.train.batch_size = 64
     c.bench.warmup_steps, c.bench.steps = 3, 20
   elif preset == 'tiny':
-    c.data.path = ''
-    c.data.vocab_size = 300
-    c.data.max_source_len = c.data.max_target_len = c.model.max_len = 24
-    c.data.bucket_boundaries = (8, 24)
     c.model.num_layers, c.model.model_dim, c.model.ff_dim, c.model.num_heads = 2, 16, 32, 2
     c.train.steps, c.train.batch_size, c.train.log_every = 4, 4, 2
     c.eval.every, c.eval.batch_size, c.eval.num_samples, c.eval.beam_size = 4, 8, 1, 2

@@ -358,7 +358,7 @@ def benchmark(config, workdir: str = '', devices=None) -> dict:
       'examples_per_second': round(units['examples'] / seconds, 2),
       'tokens_per_second': round(units['tokens'] / seconds, 2),
   }
-  flops = _timed_flops(step_fn, state, [runtime.put_batch(b) for b in batches[warmup:]])
+  flops = _timed_flops(step_fn, state, batches[warmup:])
   if flops and config.bench.get('matmul_size', 0):
     flops /= runtime.num_devices  # per device, against one device's matmul rate.
     peak = matmul_peak_flops(config.bench.matmul_size, runtime.mesh.local_devices[0])
@@ -410,8 +410,9 @@ def _timed_flops(step_fn, state, batches):
   total = 0.0
   for batch in batches:
     shape = tuple(x.shape for x in jax.tree.leaves(batch))
-    if shape not in per_shape:
-      per_shape[shape] = matmul_flops(jax.make_jaxpr(step_fn)(state, batch).jaxpr)
+    if shape not in per_shape:  # traced on shapes alone: nothing is copied to the devices.
+      abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)
+      per_shape[shape] = matmul_flops(jax.make_jaxpr(step_fn)(state, abstract).jaxpr)
     total += per_shape[shape]
   return total
 

@@ -106,19 +106,18 @@ class TranslationTask:
     return np.concatenate([np.full_like(tgt[:, :1], BOS), tgt[:, :-1]], axis=1)
 
   def _example_nll(self, params, packed):
-    """packed [N, S + T] (source ids, then target ids) -> [N, 2]: summed NLL, token count."""
-    src, tgt = packed[:, :self.max_src], packed[:, self.max_src:]
-    tgt_in = jnp.concatenate([jnp.full_like(tgt[:, :1], BOS), tgt[:, :-1]], axis=1)
+    """packed [N, S + 2T] (source, teacher inputs, targets) -> [N, 2]: summed NLL, tokens."""
+    t = (packed.shape[1] - self.max_src) // 2
+    src, tgt_in, tgt = packed[:, :-2 * t], packed[:, -2 * t:-t], packed[:, -t:]
     logits, _ = self.model.forward(params, src, tgt_in)
-    mask = tgt != PAD
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32))
-    nll = -jnp.take_along_axis(logp, tgt[..., None], axis=-1)[..., 0]
-    return jnp.stack([(nll * mask).sum(1), mask.sum(1).astype(jnp.float32)], axis=1)
+    nll, count, _ = jax.vmap(lambda l, y: sequence_loss(l[None], y[None]))(logits, tgt)
+    return jnp.stack([nll, count], axis=1)
 
   def perplexity(self, params, split: str) -> float:
     """exp(mean NLL per target token) under teacher forcing: the dev PPL of Vaswani et al."""
     arrays, bs = self.arrays[split], self.config.eval.batch_size
-    packed = np.concatenate([arrays['src'], arrays['tgt']], axis=1)
+    packed = np.concatenate([arrays['src'], self.teacher_inputs(arrays['tgt']), arrays['tgt']],
+                            axis=1)
     sums = sum(self.runtime.run_batched(self._nll, params, packed[i:i + bs]).sum(0)
                for i in range(0, len(packed), bs))
     return float(np.exp(sums[0] / sums[1]))
@@ -226,9 +225,8 @@ class TranslationTask:
     in_pieces = ['<s>'] + out_pieces[:-1]
     paths = []
     for name, w in maps.items():  # [1, H, rows, cols]
-      kind = name.split('/')[1]
-      rows = in_pieces if name.startswith('decoder') else src_pieces
-      cols = src_pieces if kind in ('cross',) or name.startswith('encoder') else in_pieces
+      rows = src_pieces if name.startswith('encoder') else in_pieces
+      cols = in_pieces if name.startswith('decoder') and name.endswith('/self') else src_pieces
       path = os.path.join(workdir, 'plots', 'attention_layers', name.replace('/', '_') + '.png')
       plots.attention_heads(w[0], cols, rows, path, title=f'{name}: {source_text!r}')
       paths.append(path)
