@@ -1,6 +1,7 @@
 """The Transformer: masks, cached decoding, embedding sharing, and a tiny run."""
 import json
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -10,11 +11,16 @@ import pytest
 from conftest import ROOT, launch
 from research import config as config_lib
 from research.errors import UserError
-from research.models.transformer import TransformerModel, sinusoids
+from research.models.transformer import TransformerModel, dropout, sinusoids
+from research.tasks.translation import smoothed_cross_entropy
 from test_translation_data import _multi30k_dir
 
 SRC = jnp.array([[5, 6, 7, 8, 0, 0], [9, 10, 11, 12, 13, 14]])
 TGT_IN = jnp.array([[1, 5, 6, 7, 0], [1, 8, 9, 10, 11]])
+
+
+class _Shell(nn.Module):
+  pass
 
 
 def _model(vocab=(20, 20), **overrides):
@@ -25,6 +31,40 @@ def _model(vocab=(20, 20), **overrides):
   cfg.update(overrides)
   model = TransformerModel.from_config(cfg, *vocab)
   return model, model.init(jax.random.PRNGKey(0), SRC, TGT_IN)
+
+
+@pytest.mark.parametrize('eps', [0.0, 0.1])
+def test_fused_cross_entropy_matches_autodiff_of_log_softmax(eps):
+  logits = 3 * jax.random.normal(jax.random.PRNGKey(0), (3, 5, 11))
+  targets = jax.random.randint(jax.random.PRNGKey(1), (3, 5), 0, 11)
+  weights = jax.random.uniform(jax.random.PRNGKey(2), (3, 5))
+
+  def reference(x):
+    logp = jax.nn.log_softmax(x)
+    nll = -jnp.take_along_axis(logp, targets[..., None], -1)[..., 0]
+    return (1 - eps) * nll - eps * logp.mean(-1)
+
+  fused = lambda x: smoothed_cross_entropy(x, targets, eps)[0]
+  np.testing.assert_allclose(fused(logits), reference(logits), rtol=1e-6)
+  grad = lambda f: jax.grad(lambda x: (f(x) * weights).sum())(logits)
+  np.testing.assert_allclose(grad(fused), grad(reference), atol=1e-6)
+  margin = smoothed_cross_entropy(logits, targets, eps)[1]
+  np.testing.assert_array_equal(margin >= 0, logits.argmax(-1) == targets)
+
+
+def test_hashed_dropout_rate_scale_and_key_determinism():
+  x = jnp.ones((64, 32, 256))
+
+  def drop(seed, rate=0.1):
+    return nn.apply(lambda m: dropout(m, x, rate, True), _Shell())(
+        {}, rngs={'dropout': jax.random.PRNGKey(seed)})
+
+  a, b, c = drop(0), drop(0), drop(1)
+  np.testing.assert_array_equal(a, b)
+  assert set(np.unique(a).tolist()) == {0.0, np.float32(1 / 0.9)}
+  assert abs(float((a == 0).mean()) - 0.1) < 0.005
+  assert float(((a == 0) & (c == 0)).mean()) < 0.015  # other keys, independent masks.
+  assert abs(float((drop(0, 0.5) == 0).mean()) - 0.5) < 0.005
 
 
 def test_sinusoids_match_the_formula():
