@@ -1,0 +1,155 @@
+"""word2vec (Mikolov et al. 2013): skip-gram and CBOW, negative sampling or
+hierarchical softmax, as pure functions of (params, batch).
+
+Parameters: 'input' [V, D], the word vectors (the C tool's syn0); 'output'
+[V, D] for negative sampling (syn1neg) or [V - 1, D] for the hierarchical
+softmax's inner nodes (syn1). Initialization as in the C tool: input uniform in
++-0.5 / D, output zero.
+
+A batch is a slice of the subsampled token stream with `window` tokens of
+context on each side (research/tasks/embeddings.py builds it); every position
+of the middle part is a center word. Per center, word2vec's updates:
+- the window is shrunk to b ~ U{1..window} (dynamic window), inside the
+  center's sentence;
+- skip-gram: each context word's input vector predicts the center; CBOW: the
+  sum (or mean) of the context's input vectors predicts it;
+- negative sampling: the center (label 1) against `negative` words from the
+  unigram^0.75 distribution (label 0), drawn once per center and shared by its
+  context words as in BlazingText, which turns the window into one small
+  matrix product; hierarchical softmax: the binary decisions along the center's
+  Huffman path.
+
+`updates` returns the SGD steps as (rows, deltas) for the rows the batch
+touches: delta = -lr * d(loss)/d(row), summed when a row occurs more than once
+in the batch (what Hogwild threads do in the C tool, without the races).
+Applying them is a scatter-add, so a step costs the batch, not the vocabulary.
+"""
+import dataclasses
+import heapq
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Word2Vec:
+  vocab_size: int
+  dim: int = 100
+  window: int = 5
+  negative: int = 5       # 0: hierarchical softmax instead.
+  cbow: bool = False      # False: skip-gram.
+  cbow_mean: bool = True  # CBOW's hidden layer: mean (gensim's default) or sum of the context.
+
+  def init(self, rng):
+    v, d = self.vocab_size, self.dim
+    inputs = jax.random.uniform(rng, (v, d), jnp.float32, -0.5 / d, 0.5 / d)
+    outputs = jnp.zeros((v if self.negative else max(v - 1, 1), d), jnp.float32)
+    return {'input': inputs, 'output': outputs}
+
+  # ---- the batch's structure: windows and targets.
+
+  def windows(self, tokens, sentence, valid, rng):
+    """tokens, sentence ids, valid [B + 2W] -> (centers [B], contexts [B, 2W], mask [B, 2W])."""
+    w = self.window
+    size = tokens.shape[0] - 2 * w
+    offsets = np.array([o for o in range(-w, w + 1) if o], np.int32)  # [2W]
+    pos = w + jnp.arange(size)[:, None] + offsets[None]                # [B, 2W]
+    centers = tokens[w:w + size]
+    reduced = jax.random.randint(rng, (size, 1), 1, w + 1)             # dynamic window.
+    mask = ((jnp.abs(offsets)[None] <= reduced)
+            & valid[pos] & (sentence[pos] == sentence[w:w + size, None])
+            & valid[w:w + size, None])
+    return centers, tokens[pos], mask
+
+  def targets(self, centers, rng, noise_cdf):
+    """Negative sampling: ([B, 1 + K] word ids, [B, 1 + K] labels, [B, 1 + K] mask)."""
+    k = self.negative
+    u = jax.random.uniform(rng, (centers.shape[0], k))
+    negatives = jnp.minimum(jnp.searchsorted(noise_cdf, u), self.vocab_size - 1)
+    words = jnp.concatenate([centers[:, None], negatives.astype(centers.dtype)], 1)
+    labels = jnp.zeros(words.shape, jnp.float32).at[:, 0].set(1.0)
+    mask = jnp.ones(words.shape, bool).at[:, 1:].set(negatives != centers[:, None])
+    return words, labels, mask  # the C tool skips a negative equal to the center.
+
+  @staticmethod
+  def huffman_targets(centers, codes, points, lengths):
+    """Hierarchical softmax: inner nodes on the center's path, label 1 - code bit."""
+    max_len = codes.shape[1]
+    mask = jnp.arange(max_len)[None] < lengths[centers][:, None]
+    return points[centers], 1.0 - codes[centers].astype(jnp.float32), mask
+
+  # ---- loss and updates.
+
+  def loss_and_updates(self, params, centers, contexts, context_mask, words, labels,
+                       target_mask, lr):
+    """(loss summed over the batch's predictions, number of predictions,
+    {'input': (rows, deltas), 'output': (rows, deltas)})."""
+    ctx = params['input'][contexts]                   # [B, 2W, D]
+    out = params['output'][words]                     # [B, T, D]
+    cmask = context_mask.astype(jnp.float32)[..., None]
+    tmask = target_mask.astype(jnp.float32)
+    if self.cbow:
+      count = context_mask.sum(1, keepdims=True).astype(jnp.float32)  # [B, 1]
+      scale = 1.0 / jnp.maximum(count, 1.0) if self.cbow_mean else jnp.ones_like(count)
+      hidden = (ctx * cmask).sum(1) * scale            # [B, D]
+      has_context = (count > 0).astype(jnp.float32)    # a center alone in its sentence: skip.
+      scores = jnp.einsum('bd,btd->bt', hidden, out)
+      live = tmask * has_context
+      loss = -(jax.nn.log_sigmoid(jnp.where(labels > 0, scores, -scores)) * live).sum()
+      g = (labels - jax.nn.sigmoid(scores)) * live * lr  # -lr * dloss/dscore.
+      d_out = g[..., None] * hidden[:, None]           # [B, T, D]
+      d_hidden = jnp.einsum('bt,btd->bd', g, out)
+      d_ctx = d_hidden[:, None] * scale[..., None] * cmask
+      n = live[:, 0].sum()
+    else:
+      scores = jnp.einsum('bcd,btd->bct', ctx, out)    # [B, 2W, T]
+      live = cmask * tmask[:, None]
+      logit = jnp.where(labels[:, None] > 0, scores, -scores)
+      loss = -(jax.nn.log_sigmoid(logit) * live).sum()
+      g = (labels[:, None] - jax.nn.sigmoid(scores)) * live * lr
+      d_ctx = jnp.einsum('bct,btd->bcd', g, out)
+      d_out = jnp.einsum('bct,bcd->btd', g, ctx)
+      n = (cmask[..., 0] * target_mask[:, :1]).sum()
+    d = self.dim
+    return loss, n, {'input': (contexts.reshape(-1), d_ctx.reshape(-1, d)),
+                     'output': (words.reshape(-1), d_out.reshape(-1, d))}
+
+  @staticmethod
+  def apply(params, updates):
+    return {name: params[name].at[rows].add(deltas)
+            for name, (rows, deltas) in updates.items()}
+
+
+def huffman_tree(counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """word2vec's binary Huffman tree over the vocabulary: per word, the code bits
+  and the inner-node ids (0 .. V-2, root first) of its path, padded; and lengths."""
+  counts = np.asarray(counts)
+  v = len(counts)
+  if v < 2:
+    return np.zeros((v, 1), np.int8), np.zeros((v, 1), np.int32), np.zeros(v, np.int32)
+  heap = [(int(c), i) for i, c in enumerate(counts)]
+  heapq.heapify(heap)
+  parent, bit = np.zeros(2 * v - 1, np.int64), np.zeros(2 * v - 1, np.int8)
+  nxt = v
+  while len(heap) > 1:
+    (c1, a), (c2, b) = heapq.heappop(heap), heapq.heappop(heap)
+    parent[a], parent[b], bit[a], bit[b] = nxt, nxt, 0, 1
+    heapq.heappush(heap, (c1 + c2, nxt))
+    nxt += 1
+  root = 2 * v - 2
+  paths = []
+  for i in range(v):
+    codes, points, node = [], [], i
+    while node != root:
+      codes.append(bit[node])
+      points.append(parent[node] - v)  # inner nodes v .. 2v-2 -> 0 .. v-2.
+      node = parent[node]
+    paths.append((codes[::-1], points[::-1]))
+  max_len = max(len(c) for c, _ in paths)
+  codes = np.zeros((v, max_len), np.int8)
+  points = np.zeros((v, max_len), np.int32)
+  lengths = np.zeros(v, np.int32)
+  for i, (c, p) in enumerate(paths):
+    codes[i, :len(c)], points[i, :len(p)], lengths[i] = c, p, len(c)
+  return codes, points, lengths

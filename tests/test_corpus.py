@@ -1,0 +1,72 @@
+"""Plain-text corpora: one-pass counting and encoding, sentence limits, bad input."""
+import gzip
+
+import numpy as np
+import pytest
+
+from research.data import corpus as corpus_lib
+from research.errors import UserError
+
+
+def _read(tmp_path, text, name='c.txt', **kw):
+  path = tmp_path / name
+  if name.endswith('.gz'):
+    with gzip.open(path, 'wb') as f:
+      f.write(text.encode() if isinstance(text, str) else text)
+  else:
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+  return corpus_lib.read(str(path), **kw)
+
+
+def test_vocabulary_order_counts_and_dropped_words(tmp_path):
+  c = _read(tmp_path, 'b a c a\nb d b a\n\nc e\n', min_count=2)
+  # a and b both occur 3 times: ties keep the order of first appearance.
+  assert c.words == ['b', 'a', 'c'] and c.counts.tolist() == [3, 3, 2]
+  assert [c.words[i] for i in c.tokens] == ['b', 'a', 'c', 'a', 'b', 'b', 'a', 'c']
+  assert c.starts.tolist() == [0, 4, 7, 8] and c.raw_words == 10
+  assert _read(tmp_path, 'b a c a\nb d b a\n', min_count=1, max_vocab=2).words == ['b', 'a']
+
+
+def test_long_lines_are_cut_and_block_boundaries_change_nothing(tmp_path, monkeypatch):
+  text = ' '.join(f'w{i % 7}' for i in range(50)) + '\nw1 w2\n'
+  whole = _read(tmp_path, text, min_count=1, max_sentence=20)
+  assert np.diff(whole.starts).tolist() == [20, 20, 10, 2]
+  monkeypatch.setattr(corpus_lib, 'CHUNK_BYTES', 7)  # blocks end mid-word and mid-line.
+  small = _read(tmp_path, text, name='c.gz', min_count=1, max_sentence=20)
+  assert small.words == whole.words
+  np.testing.assert_array_equal(small.tokens, whole.tokens)
+  np.testing.assert_array_equal(small.starts, whole.starts)
+
+
+def test_directories_and_globs_read_every_file_in_order(tmp_path):
+  (tmp_path / 'a.txt').write_text('x y\n')
+  with gzip.open(tmp_path / 'b.gz', 'wt') as f:
+    f.write('y z')
+  (tmp_path / 'notes.md').write_text('ignored')
+  for path in (str(tmp_path), str(tmp_path / '[ab].*')):  # a glob takes what it matches.
+    c = corpus_lib.read(path, min_count=1)
+    assert c.words == ['y', 'x', 'z'] and c.starts.tolist() == [0, 2, 4]
+
+
+def test_bad_corpora_are_clear_errors(tmp_path):
+  with pytest.raises(UserError, match='is empty'):
+    _read(tmp_path, ' \n\n ')
+  with pytest.raises(UserError, match='no word occurs min_count=5 times'):
+    _read(tmp_path, 'a b c a')
+  with pytest.raises(UserError, match='no such file'):
+    corpus_lib.read(str(tmp_path / 'missing.txt'))
+  bad = b'caf\xe9 ok ok\n'
+  with pytest.raises(UserError, match='not valid UTF-8.*encoding_errors=replace'):
+    _read(tmp_path, bad, min_count=1)
+  assert _read(tmp_path, bad, min_count=1, errors='replace').words == ['ok', 'caf\ufffd']
+
+
+def test_subsampling_and_noise_follow_word2vec():
+  counts = np.array([1000, 100, 10, 1])
+  keep = corpus_lib.keep_probabilities(counts, sample=1e-2)
+  t = 1e-2 * counts.sum()
+  assert keep[0] == pytest.approx((np.sqrt(1000 / t) + 1) * t / 1000)
+  assert keep[-1] == 1.0 and np.all(np.diff(keep) >= 0)
+  assert np.all(corpus_lib.keep_probabilities(counts, 0) == 1)
+  noise = corpus_lib.noise_distribution(counts)
+  assert noise.sum() == pytest.approx(1) and noise[0] / noise[1] == pytest.approx(10 ** 0.75)

@@ -1,0 +1,92 @@
+"""word2vec's pure functions: windows, targets, and updates that equal -lr * gradient."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from research.models.word2vec import Word2Vec, huffman_tree
+
+
+def _reference_loss(params, centers, contexts, cmask, words, labels, tmask, cbow, mean):
+  """word2vec's objective written out one prediction at a time."""
+  total = 0.0
+  for b in range(len(centers)):
+    ctx = [params['input'][contexts[b, j]] for j in range(contexts.shape[1]) if cmask[b, j]]
+    inputs = ([sum(ctx) / (len(ctx) if mean else 1)] if ctx else []) if cbow else ctx
+    for x in inputs:
+      for t in range(words.shape[1]):
+        if tmask[b, t]:
+          s = jnp.dot(x, params['output'][words[b, t]])
+          total -= jax.nn.log_sigmoid(s if labels[b, t] else -s)
+  return total
+
+
+@pytest.mark.parametrize('cbow,mean,negative', [(False, True, 3), (True, True, 3),
+                                                (True, False, 3), (False, True, 0)])
+def test_updates_are_minus_lr_times_the_gradient(cbow, mean, negative):
+  model = Word2Vec(vocab_size=9, dim=4, window=2, negative=negative, cbow=cbow, cbow_mean=mean)
+  params = model.init(jax.random.PRNGKey(0))
+  params['output'] = 0.3 * jax.random.normal(jax.random.PRNGKey(1), params['output'].shape)
+  tokens = jnp.array([1, 2, 3, 1, 4, 5, 2, 6, 7, 1])      # repeats: summed updates.
+  sentence = jnp.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 2])    # windows stop at boundaries.
+  valid = jnp.ones(10, bool).at[-1].set(False)
+  centers, contexts, cmask = model.windows(tokens, sentence, valid, jax.random.PRNGKey(2))
+  if negative:
+    cdf = jnp.cumsum(jnp.full(9, 1 / 9))
+    words, labels, tmask = model.targets(centers, jax.random.PRNGKey(3), cdf)
+  else:
+    codes, points, lengths = (jnp.asarray(a) for a in huffman_tree(np.arange(1, 10)))
+    words, labels, tmask = Word2Vec.huffman_targets(centers, codes, points, lengths)
+  args = (centers, contexts, cmask, words, labels, tmask)
+  loss, n, updates = model.loss_and_updates(params, *args, lr=0.1)
+  ref = lambda p: _reference_loss(p, *args, cbow, mean)
+  np.testing.assert_allclose(loss, ref(params), rtol=1e-5)
+  grads = jax.grad(ref)(params)
+  new = Word2Vec.apply(params, updates)
+  for name in params:
+    np.testing.assert_allclose(new[name], params[name] - 0.1 * grads[name], atol=1e-6)
+  assert n > 0
+
+
+def test_windows_respect_the_dynamic_size_sentences_and_padding():
+  model = Word2Vec(vocab_size=50, dim=2, window=3)
+  tokens = jnp.arange(20)
+  sentence = (jnp.arange(20) >= 12).astype(jnp.int32)
+  valid = jnp.arange(20) < 18
+  centers, contexts, mask = model.windows(tokens, sentence, valid, jax.random.PRNGKey(0))
+  assert centers.tolist() == list(range(3, 17))
+  for b, c in enumerate(centers.tolist()):
+    seen = contexts[b][mask[b]].tolist()
+    assert c not in seen and all(abs(o - c) <= 3 for o in seen)
+    assert all((o >= 12) == (c >= 12) and o < 18 for o in seen)
+    # the window is shrunk symmetrically: it is a contiguous run around the center.
+    reach = max(abs(o - c) for o in seen) if seen else 0
+    expected = [o for o in range(c - reach, c + reach + 1)
+                if o != c and (o >= 12) == (c >= 12) and o < 18]
+    assert seen == expected
+  sizes = {max(abs(o - c) for o in contexts[b][mask[b]].tolist())
+           for b, c in enumerate(centers.tolist()[3:9]) if mask[b].any()}
+  assert len(sizes) > 1  # the size varies per center.
+
+
+def test_negatives_follow_the_noise_distribution_and_skip_the_center():
+  model = Word2Vec(vocab_size=4, dim=2, negative=5)
+  noise = np.array([0.1, 0.2, 0.3, 0.4])
+  centers = jnp.zeros(20000, jnp.int32)
+  words, labels, mask = model.targets(centers, jax.random.PRNGKey(0), jnp.cumsum(noise))
+  freq = np.bincount(np.asarray(words[:, 1:]).ravel(), minlength=4) / words[:, 1:].size
+  np.testing.assert_allclose(freq, noise, atol=0.01)
+  assert labels[:, 0].all() and not labels[:, 1:].any()
+  np.testing.assert_array_equal(mask[:, 1:], words[:, 1:] != 0)
+
+
+def test_huffman_tree_is_prefix_free_and_frequent_words_get_short_codes():
+  counts = np.array([50, 20, 10, 10, 5, 3, 1, 1])
+  codes, points, lengths = huffman_tree(counts)
+  words = [''.join(map(str, codes[i, :lengths[i]])) for i in range(len(counts))]
+  assert all(not b.startswith(a) for a in words for b in words if a != b)
+  assert lengths[0] == lengths.min() and lengths[-1] == lengths.max()
+  assert points.max() == len(counts) - 2 and (points[:, 0] == len(counts) - 2).all()
+  # Expected code length is the entropy bound's: within one bit of it.
+  p = counts / counts.sum()
+  assert (p * lengths).sum() < -(p * np.log2(p)).sum() + 1
