@@ -139,10 +139,20 @@ class Experiment:
                    out_shardings=self.runtime.replicated)()
 
   def compile_train_step(self):
+    if hasattr(self.task, 'train_step'):  # a task with its own update rule (word2vec's sparse SGD).
+      if self.runtime.mode == 'pmap':
+        raise UserError(f'task {self.config.task!r} runs with parallel=mesh only')
+      return self.runtime.compile_train_step(
+          lambda state, batch, axis_name=None: self.task.train_step(state, batch, self.schedule))
     return self.runtime.compile_train_step(
         lambda state, batch, axis_name=None: train_step(
             state, batch, loss_fn=self.task.loss, tx=self.tx, schedule=self.schedule,
             axis_name=axis_name))
+
+  @property
+  def eval_splits(self):
+    """The splits evaluated at the end; the first is also evaluated during training."""
+    return getattr(self.task, 'eval_splits', ('validation', 'test'))
 
   def restore(self, required: bool = False):
     """(state, step): the latest checkpoint of the workdir, else a fresh state."""
@@ -160,7 +170,8 @@ class Experiment:
     return state, step
 
   def evaluate(self, params, split: str) -> dict:
-    return {f'{split}/{k}': v for k, v in self.task.evaluate(params, split).items()}
+    prefix = f'{split}/' if split else ''
+    return {prefix + k: v for k, v in self.task.evaluate(params, split).items()}
 
 
 def _is_main() -> bool:
@@ -264,11 +275,11 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
       if done % cfg.eval.every == 0 or done == total:
         t_eval = time.time()
         params = runtime.global_state(state).params
-        ev = exp.evaluate(params, 'validation')
+        ev = exp.evaluate(params, exp.eval_splits[0])
         ev['time/elapsed_seconds'] = time.time() - t_start  # this process, compile included.
         writer.write(done, ev)
         logging.info('step %d eval: %s', done, _fmt_metrics(ev))
-        for src, hyp, ref in task.samples(params, 'validation', cfg.eval.num_samples):
+        for src, hyp, ref in task.samples(params, exp.eval_splits[0], cfg.eval.num_samples):
           if _is_main():
             logging.info('  %-32r -> %-14r %s', src, hyp, '✓' if hyp == ref else f'(want {ref!r})')
         eval_seconds += time.time() - t_eval  # keep eval time out of steps/s.
@@ -288,7 +299,7 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   exp.checkpointer.close()
   state = runtime.global_state(state)
   results = {'step': int(state.step)}
-  for split in ('validation', 'test'):
+  for split in exp.eval_splits:
     results.update(exp.evaluate(state.params, split))
   writer.write(int(state.step), {k: v for k, v in results.items() if k != 'step'})
   writer.close()
@@ -308,7 +319,7 @@ def evaluate(config, workdir: str, devices=None) -> dict:
   state, step = exp.restore(required=True)
   exp.checkpointer.close()
   results = {'step': step}
-  for split in ('validation', 'test'):
+  for split in exp.eval_splits:
     results.update(exp.evaluate(state.params, split))
   # Beside results.json, never over it: this config's eval settings may differ from training's.
   _write_json(os.path.join(workdir, 'eval_results.json'), results)
@@ -337,14 +348,14 @@ def benchmark(config, workdir: str = '', devices=None) -> dict:
   step_fn = exp.compile_train_step()
   warmup, steps = config.bench.warmup_steps, config.bench.steps
   batches = [task.train_batch(i) for i in range(warmup + steps)]
-  units = {'examples': 0, 'tokens': 0}
+  units = {}
   for i, batch in enumerate(batches):
     if i == warmup:
       jax.block_until_ready(state)
       t0 = time.perf_counter()
     if i >= warmup:
       for k, v in task.units(batch).items():
-        units[k] += v
+        units[k] = units.get(k, 0) + v
     state, metrics = step_fn(state, runtime.put_batch(batch))
   jax.block_until_ready((state, metrics))
   seconds = time.perf_counter() - t0
@@ -355,8 +366,7 @@ def benchmark(config, workdir: str = '', devices=None) -> dict:
       'steps': steps,
       'seconds': round(seconds, 4),
       'steps_per_second': round(steps / seconds, 3),
-      'examples_per_second': round(units['examples'] / seconds, 2),
-      'tokens_per_second': round(units['tokens'] / seconds, 2),
+      **{_per_second(k): round(v / seconds, 2) for k, v in units.items()},
   }
   flops = _timed_flops(step_fn, state, batches[warmup:])
   if flops and config.bench.get('matmul_size', 0):
@@ -368,6 +378,12 @@ def benchmark(config, workdir: str = '', devices=None) -> dict:
                matmul_peak_gflops=sig(peak / 1e9), mfu=sig(achieved / peak))
   row['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   return row
+
+
+def _per_second(unit: str) -> str:
+  """'tokens' -> 'tokens_per_second'; 'words_effective' -> 'words_per_second_effective'."""
+  base, _, qualifier = unit.partition('_')
+  return f'{base}_per_second' + (f'_{qualifier}' if qualifier else '')
 
 
 def _benchmark_decode(config, workdir, devices):

@@ -90,3 +90,38 @@ def test_huffman_tree_is_prefix_free_and_frequent_words_get_short_codes():
   # Expected code length is the entropy bound's: within one bit of it.
   p = counts / counts.sum()
   assert (p * lengths).sum() < -(p * np.log2(p)).sum() + 1
+
+
+@pytest.mark.parametrize('cbow', [False, True])
+def test_segment_updates_are_minus_lr_times_the_gradient_of_the_shared_negative_objective(cbow):
+  model = Word2Vec(vocab_size=9, dim=4, window=2, negative=5, cbow=cbow)
+  params = model.init(jax.random.PRNGKey(0))
+  params['output'] = 0.3 * jax.random.normal(jax.random.PRNGKey(1), params['output'].shape)
+  tokens = jnp.array([1, 2, 3, 1, 4, 5, 2, 6, 7, 1, 8, 3])
+  sentence = jnp.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2])
+  valid = jnp.ones(12, bool).at[-1].set(False)
+  cdf = jnp.cumsum(jnp.full(9, 1 / 9))
+  rng, lr, k = jax.random.PRNGKey(2), 0.1, 3
+  loss, n, updates = model.segment_updates(params, tokens, sentence, valid, rng, lr, cdf, k)
+
+  window_rng, noise_rng = jax.random.split(rng)
+  centers, contexts, cmask = model.windows(tokens, sentence, valid, window_rng)
+  negatives = jnp.searchsorted(cdf, jax.random.uniform(noise_rng, (k,)))
+
+  def reference(p):
+    total = 0.0
+    for b in range(len(centers)):
+      ctx = [p['input'][contexts[b, j]] for j in range(contexts.shape[1]) if cmask[b, j]]
+      inputs = ([sum(ctx) / len(ctx)] if ctx else []) if cbow else ctx
+      for x in inputs:
+        total -= jax.nn.log_sigmoid(jnp.dot(x, p['output'][centers[b]]))
+        for neg in negatives:  # each shared draw stands for negative / k of word2vec's.
+          total -= 5 / k * jax.nn.log_sigmoid(-jnp.dot(x, p['output'][neg]))
+    return total
+
+  np.testing.assert_allclose(loss, reference(params), rtol=1e-5)
+  grads = jax.grad(reference)(params)
+  new = Word2Vec.apply(params, updates)
+  for name in params:
+    np.testing.assert_allclose(new[name], params[name] - lr * grads[name], atol=1e-6)
+  assert n == (cmask.any(1).sum() if cbow else cmask.sum())

@@ -56,7 +56,7 @@ class Word2Vec:
     offsets = np.array([o for o in range(-w, w + 1) if o], np.int32)  # [2W]
     pos = w + jnp.arange(size)[:, None] + offsets[None]                # [B, 2W]
     centers = tokens[w:w + size]
-    reduced = jax.random.randint(rng, (size, 1), 1, w + 1)             # dynamic window.
+    reduced = jax.random.randint(rng, (size,), 1, w + 1)[:, None]      # dynamic window.
     mask = ((jnp.abs(offsets)[None] <= reduced)
             & valid[pos] & (sentence[pos] == sentence[w:w + size, None])
             & valid[w:w + size, None])
@@ -114,6 +114,85 @@ class Word2Vec:
     d = self.dim
     return loss, n, {'input': (contexts.reshape(-1), d_ctx.reshape(-1, d)),
                      'output': (words.reshape(-1), d_out.reshape(-1, d))}
+
+  # ---- the fast path for negative sampling: one segment of the stream at a time.
+
+  def segment_updates(self, params, tokens, sentence, valid, rng, lr, noise_cdf,
+                      shared_negatives: int = 64, center_mask=None):
+    """Negative sampling over one segment [L + 2W] without per-window copies.
+
+    Each stream position's input vector is gathered once; the window sums are
+    shifted adds of that [L + 2W, D] array, and the gradient of every position is
+    accumulated the same way, so a segment costs one gather and one scatter-add
+    per position (plus one per center on the output side). The segment's
+    negatives are shared: `shared_negatives` draws, each weighted
+    negative / shared_negatives, so the expected objective is word2vec's
+    (negative draws per prediction) with less variance, and the negative
+    scores are one matrix product (Ji et al. 2016 share them the same way).
+    Unlike the C tool, a negative equal to the center is not skipped.
+    center_mask [L + 2W] (default: valid) limits which middle positions are
+    centers; the others still serve as context.
+    Returns (loss sum, predictions, updates) as loss_and_updates does.
+    """
+    w, k = self.window, shared_negatives
+    size = tokens.shape[0] - 2 * w
+    window_rng, noise_rng = jax.random.split(rng)
+    offsets = [o for o in range(-w, w + 1) if o]
+    reduced = jax.random.randint(window_rng, (size,), 1, w + 1)
+    center_ok = valid[w:w + size] & (True if center_mask is None else center_mask[w:w + size])
+    masks = [((abs(o) <= reduced) & valid[w + o:w + o + size] & center_ok
+              & (sentence[w + o:w + o + size] == sentence[w:w + size])).astype(jnp.float32)
+             for o in offsets]                                   # 2W x [L]
+    x = params['input'][tokens]                                  # [L + 2W, D]
+    u = params['output'][tokens[w:w + size]]                     # [L, D]
+    negatives = jnp.minimum(jnp.searchsorted(noise_cdf, jax.random.uniform(noise_rng, (k,))),
+                            self.vocab_size - 1).astype(tokens.dtype)
+    nv = params['output'][negatives]                             # [K, D]
+    weight = self.negative / k
+    shifted = lambda a, o: a[w + o:w + o + size]                 # positions c + o, c centers.
+    d_x = jnp.zeros_like(x)
+
+    def add_shifted(acc, o, value):
+      return acc.at[w + o:w + o + size].add(value)
+
+    if self.cbow:
+      count = sum(masks)
+      scale = 1.0 / jnp.maximum(count, 1.0) if self.cbow_mean else jnp.ones_like(count)
+      live = (count > 0).astype(jnp.float32)
+      hidden = sum(m[:, None] * shifted(x, o) for m, o in zip(masks, offsets)) * scale[:, None]
+      pos = (hidden * u).sum(-1)
+      neg = hidden @ nv.T                                        # [L, K]
+      g_pos = (1.0 - jax.nn.sigmoid(pos)) * live * lr
+      g_neg = -jax.nn.sigmoid(neg) * (live * weight * lr)[:, None]
+      loss = -(jax.nn.log_sigmoid(pos) * live).sum() - weight * (
+          jax.nn.log_sigmoid(-neg) * live[:, None]).sum()
+      d_u = g_pos[:, None] * hidden
+      d_nv = g_neg.T @ hidden
+      d_hidden = (g_pos[:, None] * u + g_neg @ nv) * scale[:, None]
+      for m, o in zip(masks, offsets):
+        d_x = add_shifted(d_x, o, m[:, None] * d_hidden)
+      n = live.sum()
+    else:
+      uses = jnp.zeros(x.shape[0])                               # windows each position is in.
+      loss = 0.0
+      d_u = jnp.zeros_like(u)
+      for m, o in zip(masks, offsets):
+        xo = shifted(x, o)
+        pos = (xo * u).sum(-1)
+        g = (1.0 - jax.nn.sigmoid(pos)) * m * lr
+        loss -= (jax.nn.log_sigmoid(pos) * m).sum()
+        d_u += g[:, None] * xo
+        d_x = add_shifted(d_x, o, g[:, None] * u)
+        uses = uses.at[w + o:w + o + size].add(m)
+      neg = x @ nv.T                                             # [L + 2W, K]
+      g_neg = -jax.nn.sigmoid(neg) * (uses * weight * lr)[:, None]
+      loss -= weight * (jax.nn.log_sigmoid(-neg) * uses[:, None]).sum()
+      d_x += g_neg @ nv
+      d_nv = g_neg.T @ x
+      n = uses.sum()
+    return loss, n, {'input': (tokens, d_x),
+                     'output': (jnp.concatenate([tokens[w:w + size], negatives]),
+                                jnp.concatenate([d_u, d_nv]))}
 
   @staticmethod
   def apply(params, updates):

@@ -1,0 +1,85 @@
+"""word2vec (Mikolov et al. 2013) on a plain-text corpus.
+
+Presets:
+  skipgram  skip-gram, negative sampling (5), dim 100, window 5, min_count 5,
+            sample 1e-3, 5 epochs, learning rate 0.025 decaying linearly to
+            0.0001 (the word2vec C tool's and gensim's defaults).
+  cbow      CBOW (mean of the context), the same, learning rate 0.05.
+  tiny      the test-suite size; give it --config.data.path.
+Not yet measured here.
+
+Run:  python launch.py --config=configs/word2vec.py:skipgram --workdir=runs/w2v-sg
+Data: data.path is a .txt / .gz file, a directory of them or a glob (default:
+      ../shared/data/wiki2019_text8like/text8like.gz when it exists);
+      data.eval_dir holds questions-words.txt, wordsim353.tsv and simlex999.txt
+      (default: ../shared/data/word_eval when it exists).
+Hierarchical softmax: --config.model.negative=0.
+"""
+import os
+
+from research.config import base_config
+
+_SHARED = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data')
+
+PRESETS = ('skipgram', 'cbow')
+
+
+def _shared(*parts):
+  path = os.path.normpath(os.path.join(_SHARED, *parts))
+  return path if os.path.exists(path) else ''
+
+
+def get_config(preset: str = 'skipgram'):
+  c = base_config()
+  c.task = 'word2vec'
+
+  c.data.name = 'text'
+  c.data.path = _shared('wiki2019_text8like', 'text8like.gz')
+  c.data.eval_dir = _shared('word_eval')
+  c.data.min_count = 5
+  c.data.max_vocab = 0            # 0: no limit.
+  c.data.max_sentence = 10000     # longer lines are cut (text8 is one line), as gensim does.
+  c.data.encoding_errors = 'strict'  # strict | replace
+  c.data.sample = 1e-3            # subsampling of frequent words; 0 keeps every word.
+  c.data.epochs = 5               # with train.steps = 0.
+  c.data.segment = 1024           # center words per segment; a step takes several.
+  c.data.parallel_segments = 2    # segments updated side by side (a multiple of the devices).
+
+  c.model.name = 'word2vec'
+  c.model.dim = 100
+  c.model.window = 5
+  c.model.negative = 5            # 0: hierarchical softmax.
+  c.model.cbow = False
+  c.model.cbow_mean = True
+
+  c.optimizer.name = 'sgd'        # word2vec's own sparse SGD; only the schedule is used.
+  c.optimizer.momentum = 0.0
+  c.optimizer.grad_clip_norm = 0.0
+  c.optimizer.schedule = 'linear'
+  c.optimizer.learning_rate = 0.025
+  c.optimizer.final_lr_fraction = 0.0001 / 0.025  # the C tool's floor.
+
+  c.train.steps = 0               # 0: data.epochs passes over the corpus.
+  c.train.batch_size = 16384      # center words per step.
+  c.train.log_every = 100
+  c.eval.every = 1_000_000        # evaluate at the end only.
+  c.eval.num_samples = 3
+  c.eval.analogy_restrict = 30000  # gensim's convention: the 30k most frequent words.
+  c.eval.num_neighbours = 10
+  c.checkpoint.every = 1000
+
+  if preset == 'cbow':
+    c.model.cbow = True
+    c.optimizer.learning_rate = 0.05
+    c.optimizer.final_lr_fraction = 0.0001 / 0.05
+  elif preset == 'tiny':
+    c.data.path = c.data.eval_dir = ''
+    c.data.min_count, c.data.segment, c.data.epochs, c.data.parallel_segments = 1, 8, 2, 4
+    c.model.dim, c.model.window = 8, 2
+    c.train.batch_size, c.train.log_every = 64, 2
+    c.checkpoint.every = 4
+    c.bench.warmup_steps, c.bench.steps, c.bench.matmul_size = 1, 2, 0
+  elif preset not in PRESETS:
+    raise ValueError(f'unknown preset {preset!r} for configs/word2vec.py; use '
+                     + ', '.join(PRESETS + ('tiny',)))
+  return c

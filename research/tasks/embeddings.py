@@ -1,0 +1,240 @@
+"""Word embeddings: word2vec on a plain-text corpus, evaluated on analogies and
+word similarity (research/word_vectors.py).
+
+Training follows the word2vec C tool and gensim: each epoch subsamples frequent
+words afresh (its own seed), the kept stream is cut into segments of
+`data.segment` center words (plus `model.window` words of context on each
+side), and the learning rate decays linearly to optimizer.final_lr_fraction of
+its start over the run. The update is word2vec's sparse SGD, not an optax
+optimizer: `train_step` applies each segment's row updates in turn (a lax.scan
+over the batch's segments), so a step touches only the rows its words use.
+
+Each step runs rounds: `data.parallel_segments` segments at a time, split over
+the devices, with their summed updates applied to every copy of the tables
+before the next round. The result does not depend on the number of devices.
+
+train.steps = 0 means `data.epochs` passes over the corpus.
+"""
+import functools
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from research import word_vectors
+from research.data import corpus as corpus_lib
+from research.data import pipeline
+from research.errors import UserError
+from research.models.word2vec import Word2Vec, huffman_tree
+
+EVAL_FILES = {'analogy': 'questions-words.txt', 'ws353': 'wordsim353.tsv',
+              'simlex999': 'simlex999.txt'}
+
+
+class Word2VecTask:
+  eval_splits = ('',)  # results are analogy/*, similarity/*: no split prefix.
+
+  def __init__(self, config, runtime):
+    self.config, self.runtime = config, runtime
+    d, m = config.data, config.model
+    if not d.path:
+      raise UserError('data.path: give the corpus (a .txt / .gz file, a directory or a glob)')
+    self.corpus = corpus_lib.read(d.path, d.min_count, d.max_vocab, d.max_sentence,
+                                  d.encoding_errors)
+    c = self.corpus
+    logging.info('corpus %s: %d words, vocabulary %d (min_count %d), %d sentences', d.path,
+                 c.raw_words, c.vocab_size, d.min_count, len(c.starts) - 1)
+    self.model = Word2Vec(c.vocab_size, m.dim, m.window, m.negative, m.cbow, m.cbow_mean)
+    self.keep = corpus_lib.keep_probabilities(c.counts, d.sample).astype(np.float32)
+    self.noise_cdf = jnp.asarray(np.cumsum(corpus_lib.noise_distribution(c.counts)),
+                                 jnp.float32)
+    if not m.negative:
+      self.huffman = tuple(jnp.asarray(a) for a in huffman_tree(c.counts))
+    self.segment = d.segment
+    bs = config.train.batch_size
+    if bs % self.segment:
+      raise UserError(f'train.batch_size={bs} must be a multiple of data.segment={self.segment}')
+    self.rows = bs // self.segment
+    self.together = d.parallel_segments
+    if self.rows % self.together or self.together % runtime.num_devices:
+      raise UserError(f'data.parallel_segments={self.together} must divide the '
+                      f'{self.rows} segments of a batch and be a multiple of the '
+                      f'{runtime.num_devices} device(s)')
+    self.expected_kept = float((c.counts * self.keep).sum())  # per epoch.
+    self.steps_per_epoch = max(1, math.ceil(self.expected_kept / bs))
+    if not config.train.steps:
+      with config.unlocked():
+        config.train.steps = d.epochs * self.steps_per_epoch
+    logging.info('%.0f words kept per epoch (sample %g): %d steps of %d words an epoch',
+                 self.expected_kept, d.sample, self.steps_per_epoch, bs)
+    self.eval_sets = self._read_eval_sets(d.eval_dir)
+    self._step_fn = None
+
+  @staticmethod
+  def _read_eval_sets(directory):
+    if not directory:
+      return {}
+    if not os.path.isdir(directory):
+      raise UserError(f'data.eval_dir {directory!r} does not exist; expected '
+                      + ', '.join(EVAL_FILES.values()) + ' in it')
+    sets = {}
+    for name, filename in EVAL_FILES.items():
+      path = os.path.join(directory, filename)
+      if os.path.isfile(path):
+        read = word_vectors.read_analogies if name == 'analogy' else word_vectors.read_pairs
+        sets[name] = read(path)
+    if not sets:
+      raise UserError(f'data.eval_dir {directory!r} has none of: ' + ', '.join(EVAL_FILES.values()))
+    return sets
+
+  # --- training ---------------------------------------------------------------------
+
+  def init(self, rng):
+    return self.model.init(rng)
+
+  @functools.lru_cache(maxsize=1)
+  def _epoch(self, epoch: int):
+    """The subsampled stream of one epoch: (tokens, sentence ids), from (seed, epoch)."""
+    c = self.corpus
+    rng = np.random.default_rng([self.config.seed, epoch])
+    kept = rng.random(len(c.tokens), dtype=np.float32) < self.keep[c.tokens]
+    sentence = np.repeat(np.arange(len(c.starts) - 1, dtype=np.int32), np.diff(c.starts))
+    return c.tokens[kept], sentence[kept]
+
+  def train_batch(self, step: int):
+    """[rows, segment + 2W] tokens, sentence ids and validity: this process's rows."""
+    epoch, index = divmod(step, self.steps_per_epoch)
+    tokens, sentence = self._epoch(epoch)
+    w, length = self.model.window, self.segment
+    start = index * self.config.train.batch_size
+    end = min(start + self.config.train.batch_size, len(tokens))  # centers stop here.
+    first = start + length * np.arange(self.rows)[pipeline.process_slice(self.rows)]
+    pos = first[:, None] + np.arange(-w, length + w)[None]
+    inside = (pos >= 0) & (pos < len(tokens))
+    is_center = np.zeros(pos.shape, bool)
+    is_center[:, w:w + length] = pos[:, w:w + length] < end
+    safe = np.clip(pos, 0, max(len(tokens) - 1, 0))
+    return {'tokens': tokens[safe], 'sentence': np.where(inside, sentence[safe], -1),
+            'valid': inside, 'center': is_center}
+
+  def units(self, batch):
+    kept = int(batch['center'].sum())
+    raw_per_kept = self.corpus.raw_words / max(self.expected_kept, 1.0)
+    return {'examples': kept, 'words_effective': kept, 'words': int(kept * raw_per_kept)}
+
+  def train_step(self, state, batch, schedule):
+    """(state, batch) -> (state, metrics): each segment's sparse SGD update in turn."""
+    rng = jax.random.fold_in(state.rng, state.step)
+    lr = schedule(state.step)
+    model = self.model
+    rows, together = batch['tokens'].shape[0], self.together
+
+    def updates_for(params, tokens, sentence, valid, center, key):
+      if model.negative:
+        return model.segment_updates(params, tokens, sentence, valid, key, lr, self.noise_cdf,
+                                     center_mask=center)
+      return self._huffman_updates(params, tokens, sentence, valid, center, key, lr)
+
+    def one_round(params, xs):
+      """`together` segments side by side (split over the devices); their updates are
+      summed into every copy of the tables."""
+      loss, n, updates = jax.vmap(updates_for, in_axes=(None, 0, 0, 0, 0, 0))(params, *xs)
+      updates = {name: (ids.reshape(-1), deltas.reshape(-1, deltas.shape[-1]))
+                 for name, (ids, deltas) in updates.items()}
+      size = sum(jnp.vdot(d, d) for _, d in updates.values())
+      return Word2Vec.apply(params, updates), (loss.sum(), n.sum(), size)
+
+    # Round i takes rows i, i + rows / together, ...: far apart in the stream, like the C
+    # tool's threads, and (rows being split over devices in blocks) one per device block.
+    split = lambda a: a.reshape((together, rows // together) + a.shape[1:]).swapaxes(0, 1)
+    keys = jax.random.split(rng, rows)
+    xs = tuple(split(batch[k]) for k in ('tokens', 'sentence', 'valid', 'center')) + (split(keys),)
+    params, (loss, n, size) = jax.lax.scan(one_round, state.params, xs)
+    n = jnp.maximum(n.sum(), 1.0)
+    metrics = {'loss': loss.sum() / n, 'learning_rate': lr,
+               'grad_norm': jnp.sqrt(size.sum()) / jnp.maximum(lr, 1e-12)}
+    return state.replace(step=state.step + 1, params=params), metrics
+
+  def _huffman_updates(self, params, tokens, sentence, valid, center, key, lr):
+    model = self.model
+    w = model.window
+    centers, contexts, cmask = model.windows(tokens, sentence, valid, key)
+    cmask = cmask & center[w:-w, None]
+    words, labels, tmask = Word2Vec.huffman_targets(centers, *self.huffman)
+    return model.loss_and_updates(params, centers, contexts, cmask, words, labels, tmask, lr)
+
+  # --- evaluation and use ---------------------------------------------------------
+
+  def vectors(self, params) -> word_vectors.WordVectors:
+    return word_vectors.WordVectors(self.corpus.words, np.asarray(jax.device_get(params['input'])))
+
+  def evaluate(self, params, split: str = ''):
+    del split
+    wv = self.vectors(params)
+    out = {}
+    restrict = self.config.eval.analogy_restrict
+    if 'analogy' in self.eval_sets:
+      res = word_vectors.evaluate_analogies(wv, self.eval_sets['analogy'], restrict)
+      out.update({'analogy/3cosadd': res['3cosadd'], 'analogy/3cosmul': res['3cosmul'],
+                  'analogy/answered': res['answered'], 'analogy/oov': res['oov']})
+      for name, sec in res['sections'].items():
+        out[f'analogy/{name}/3cosadd'] = sec['3cosadd']
+    for name in ('ws353', 'simlex999'):
+      if name in self.eval_sets:
+        res = word_vectors.evaluate_similarity(wv, self.eval_sets[name])
+        out[f'similarity/{name}'] = res['spearman']
+        out[f'similarity/{name}_oov'] = res['oov']
+    return out
+
+  def samples(self, params, split: str, n: int):
+    """A few analogies from the evaluation set, with the model's answers."""
+    del split
+    wv = self.vectors(params)
+    out = []
+    for section, questions in self.eval_sets.get('analogy', [])[:n]:
+      for a, b, c, d in questions:
+        if all(x in wv.index for x in (a, b, c)):
+          best = wv.nearest([b, c], [a], topn=1)[0][0]
+          out.append((f'{b} - {a} + {c}', best, d))
+          break
+    return out
+
+  def predict(self, params, lines):
+    """'paris' -> its nearest words; 'king - man + woman' -> the analogy's answers."""
+    wv = self.vectors(params)
+    answers = []
+    for line in lines:
+      positive, negative = _parse_query(line.lower())
+      if not positive:
+        answers.append('')
+        continue
+      try:
+        best = wv.nearest(positive, negative, topn=self.config.eval.num_neighbours)
+        answers.append(', '.join(f'{word} {score:.3f}' for word, score in best))
+      except UserError as e:
+        answers.append(f'error: {e}')
+    return answers
+
+  def write_artifacts(self, params, workdir: str):
+    if jax.process_index() != 0:
+      return []
+    wv = self.vectors(params)
+    paths = [os.path.join(workdir, 'vectors.txt'), os.path.join(workdir, 'vectors.bin')]
+    word_vectors.save(wv, paths[0], 'word2vec')
+    word_vectors.save(wv, paths[1], 'word2vec_binary')
+    return paths
+
+
+def _parse_query(line: str):
+  """'a - b + c' -> (['a', 'c'], ['b']); a bare word is one positive term."""
+  positive, negative, sign = [], [], '+'
+  for token in line.replace('+', ' + ').replace(' - ', ' - ').split():
+    if token in '+-':
+      sign = token
+    else:
+      (positive if sign == '+' else negative).append(token)
+      sign = '+'
+  return positive, negative

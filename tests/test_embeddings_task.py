@@ -1,0 +1,106 @@
+"""word2vec through the shared loop: a tiny corpus end to end, exact resume,
+device-count independence, queries and bad input."""
+import json
+import os
+import random
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from research import config as config_lib, metrics, train, word_vectors
+from research.errors import UserError
+
+PAIRS = [('king', 'queen'), ('man', 'woman'), ('boy', 'girl'), ('father', 'mother')]
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+  root = tmp_path_factory.mktemp('w2v_data')
+  r = random.Random(0)
+  lines = []
+  for _ in range(300):
+    he, she = r.choice(PAIRS)
+    lines.append(f'the {he} is a male and the {she} is a female {r.choice(["now", "here"])}')
+  (root / 'corpus.txt').write_text('\n'.join(lines) + '\n')
+  (root / 'eval').mkdir()
+  (root / 'eval' / 'questions-words.txt').write_text(
+      ': family\nking queen man woman\nboy girl father mother\nson daughter king queen\n')
+  (root / 'eval' / 'wordsim353.tsv').write_text('# a\n# b\nking\tqueen\t8\nman\tnow\t1\n'
+                                                'boy\tgirl\t8\nfather\there\t1\n')
+  return root
+
+
+def _config(data, **overrides):
+  config = config_lib.load_config_file(os.path.join(ROOT, 'configs/word2vec.py'), 'tiny')
+  config.data.path = str(data / 'corpus.txt')
+  config.data.eval_dir = str(data / 'eval')
+  config.data.sample = 0.0
+  for key, value in overrides.items():
+    section, name = key.split('__')
+    config[section][name] = value
+  return config
+
+
+def _run(data, workdir, devices=None, **overrides):
+  results = train.train_and_evaluate(_config(data, **overrides), str(workdir),
+                                     devices=devices or jax.devices()[:1])
+  return results
+
+
+def test_tiny_run_learns_evaluates_and_writes_vectors(data, tmp_path):
+  results = _run(data, tmp_path, optimizer__learning_rate=0.05, data__epochs=8)
+  assert results['analogy/answered'] == 2 and results['analogy/oov'] == 1
+  assert results['similarity/ws353_oov'] == 0
+  for key in ('analogy/3cosadd', 'analogy/3cosmul', 'analogy/family/3cosadd',
+              'similarity/ws353', 'params_sha256'):
+    assert key in results
+  losses = [r['train/loss'] for r in metrics.read(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
+  assert len(losses) > 4 and losses[-1] < losses[0] - 0.2  # it learns the co-occurrences.
+  wv = word_vectors.load(str(tmp_path / 'vectors.bin'))
+  assert wv.words[0] == 'the' and wv.vectors.shape == (len(wv.words), 8)
+  text = word_vectors.load(str(tmp_path / 'vectors.txt'))
+  np.testing.assert_allclose(text.vectors, wv.vectors, atol=1e-5)
+  # Words of a sentence end up closer than words never seen together.
+  assert wv.nearest(['king'], topn=len(wv.words) - 1)[-1][0] not in ('queen', 'male', 'female')
+  answers = train.predict(_config(data), str(tmp_path), ['king', 'king - man + woman', 'zebra'])
+  assert answers[0].count(',') == 9 and not answers[0].startswith('king ')
+  assert answers[1] and 'king' not in answers[1].split(', ')[0]
+  assert answers[2] == 'error: not in the vocabulary: zebra'
+
+
+def test_resume_from_an_earlier_checkpoint_is_bit_exact(data, tmp_path):
+  first = _run(data, tmp_path)
+  steps = sorted(int(p) for p in os.listdir(tmp_path / 'checkpoints') if p.isdigit())
+  assert len(steps) == 3 and steps[-1] == first['step']
+  for step in steps[1:]:  # back to the oldest kept checkpoint, mid-run.
+    for root, dirs, files in os.walk(tmp_path / 'checkpoints' / str(step), topdown=False):
+      for name in files:
+        os.remove(os.path.join(root, name))
+      os.rmdir(root)
+  os.remove(tmp_path / 'results.json')
+  again = _run(data, tmp_path)
+  assert again['params_sha256'] == first['params_sha256']
+
+
+def test_four_devices_give_the_one_device_result(data, tmp_path):
+  assert jax.device_count() == 4
+  one = _run(data, tmp_path / 'one', data__epochs=1)
+  four = _run(data, tmp_path / 'four', devices=jax.devices(), data__epochs=1)
+  a = word_vectors.load(str(tmp_path / 'one' / 'vectors.bin')).vectors
+  b = word_vectors.load(str(tmp_path / 'four' / 'vectors.bin')).vectors
+  np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)  # summation order only.
+  assert json.loads((tmp_path / 'one' / 'results.json').read_text())['step'] == one['step'] == four['step']
+
+
+def test_bad_corpora_and_settings_are_clear_errors(data, tmp_path):
+  (tmp_path / 'empty.txt').write_text('\n \n')
+  with pytest.raises(UserError, match='is empty'):
+    _run(data, tmp_path / 'a', data__path=str(tmp_path / 'empty.txt'))
+  with pytest.raises(UserError, match='no word occurs min_count=1000 times'):
+    _run(data, tmp_path / 'b', data__min_count=1000)
+  with pytest.raises(UserError, match='parallel_segments=3 must divide'):
+    _run(data, tmp_path / 'c', data__parallel_segments=3)
+  with pytest.raises(UserError, match="data.eval_dir .* does not exist"):
+    _run(data, tmp_path / 'd', data__eval_dir=str(tmp_path / 'nowhere'))
