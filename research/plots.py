@@ -2,6 +2,7 @@
 import os
 
 import matplotlib
+import numpy as np
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -97,3 +98,36 @@ def attention_heads(weights, source_tokens, target_tokens, path, title=''):
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def word_pairs_pca(vectors: dict, groups: dict, path: str, title=''):
+  """One panel per group of (a, b) word pairs, e.g. countries and capitals: the
+  words' 2-D PCA projection (of that group's vectors), each pair joined by a line
+  (Mikolov et al. 2013b, Figure 2). Pairs with an unknown word are left out."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  panels = {name: [(a, b) for a, b in pairs if a in vectors and b in vectors]
+            for name, pairs in groups.items()}
+  panels = {name: pairs for name, pairs in panels.items() if pairs}
+  if not panels:
+    return None
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)
+  for ax, (name, pairs) in zip(axes.flat, panels.items()):
+    words = [w for pair in pairs for w in pair]
+    x = np.stack([vectors[w] for w in words]).astype(np.float64)
+    x -= x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    xy = x @ vt[:2].T if len(vt) >= 2 else np.pad(x @ vt.T, ((0, 0), (0, 1)))
+    for i in range(0, len(words), 2):
+      ax.plot(xy[i:i + 2, 0], xy[i:i + 2, 1], color='0.7', lw=0.8, zorder=1)
+    ax.scatter(xy[0::2, 0], xy[0::2, 1], s=14, c='tab:blue', zorder=2)
+    ax.scatter(xy[1::2, 0], xy[1::2, 1], s=14, c='tab:red', zorder=2)
+    for (px, py), w in zip(xy, words):
+      ax.annotate(_plain(w), (px, py), fontsize=7, xytext=(2, 2), textcoords='offset points')
+    ax.set_title(_plain(name), fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+  fig.suptitle(_plain(title), fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

@@ -58,6 +58,7 @@ def test_tiny_run_learns_evaluates_and_writes_vectors(data, tmp_path):
     assert key in results
   losses = [r['train/loss'] for r in metrics.read(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
   assert len(losses) > 4 and losses[-1] < losses[0] - 0.2  # it learns the co-occurrences.
+  assert (tmp_path / 'plots' / 'word_pairs_pca.png').stat().st_size > 1000  # king/queen ...
   wv = word_vectors.load(str(tmp_path / 'vectors.bin'))
   assert wv.words[0] == 'the' and wv.vectors.shape == (len(wv.words), 8)
   text = word_vectors.load(str(tmp_path / 'vectors.txt'))

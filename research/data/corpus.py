@@ -56,28 +56,43 @@ def read(path: str, min_count: int = 5, max_vocab: int = 0, max_sentence: int = 
   reads them as U+FFFD."""
   if errors not in ('strict', 'replace'):
     raise UserError(f'data.encoding_errors must be strict or replace, not {errors!r}')
+  names = files(path)
+  segments = (seg for name in names for seg in _segments(name, errors))
+  return build(segments, f'corpus {path!r}', min_count, max_vocab, max_sentence,
+               f' in {", ".join(names)}')
+
+
+def from_lines(lines, what: str, min_count: int = 5, max_vocab: int = 0,
+               max_sentence: int = 10000) -> Corpus:
+  """The same from an iterable of text lines (e.g. a TFDS split)."""
+  return build(((line.split(), True) for line in lines), what, min_count, max_vocab,
+               max_sentence)
+
+
+def build(segments, what: str, min_count: int, max_vocab: int, max_sentence: int,
+          where: str = '') -> Corpus:
+  """segments: (words, ends_line) pieces, in order."""
   first_id: dict[str, int] = {}  # word -> id in order of first appearance.
   pieces, lengths, line = [], [], []
-  for name in files(path):
-    for words, ends_line in _segments(name, errors):
-      if words:
-        line.append(np.fromiter((first_id.setdefault(w, len(first_id)) for w in words),
-                                np.int32, len(words)))
-      if ends_line and line:
-        ids, line = np.concatenate(line), []
-        for start in range(0, len(ids), max_sentence):
-          pieces.append(ids[start:start + max_sentence])
-          lengths.append(len(pieces[-1]))
+  for words, ends_line in segments:
+    if words:
+      line.append(np.fromiter((first_id.setdefault(w, len(first_id)) for w in words),
+                              np.int32, len(words)))
+    if ends_line and line:
+      ids, line = np.concatenate(line), []
+      for start in range(0, len(ids), max_sentence):
+        pieces.append(ids[start:start + max_sentence])
+        lengths.append(len(pieces[-1]))
   raw = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
   if not len(raw):
-    raise UserError(f'corpus {path!r} is empty: no words in {", ".join(files(path))}')
+    raise UserError(f'{what} is empty: no words{where}')
   counts = np.bincount(raw, minlength=len(first_id))
   order = np.argsort(-counts, kind='stable')
   kept = order[counts[order] >= min_count]
   if max_vocab:
     kept = kept[:max_vocab]
   if not len(kept):
-    raise UserError(f'corpus {path!r}: no word occurs min_count={min_count} times '
+    raise UserError(f'{what}: no word occurs min_count={min_count} times '
                     f'({len(raw)} words, {len(first_id)} distinct); lower data.min_count')
   remap = np.full(len(first_id), -1, np.int32)
   remap[kept] = np.arange(len(kept), dtype=np.int32)

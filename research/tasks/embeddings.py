@@ -24,12 +24,22 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from research import word_vectors
+from research import plots, word_vectors
 from research.data import corpus as corpus_lib
-from research.data import pipeline
+from research.data import pipeline, text8
 from research.errors import UserError
 from research.models.word2vec import Word2Vec, huffman_tree
 
+# The pictures of Mikolov et al. 2013b (Figure 2) and "The amazing power of word vectors".
+WORD_GROUPS = {
+    'countries and capitals': [
+        ('france', 'paris'), ('germany', 'berlin'), ('italy', 'rome'), ('spain', 'madrid'),
+        ('russia', 'moscow'), ('japan', 'tokyo'), ('china', 'beijing'), ('greece', 'athens'),
+        ('poland', 'warsaw'), ('portugal', 'lisbon'), ('turkey', 'ankara')],
+    'man and woman': [
+        ('man', 'woman'), ('king', 'queen'), ('uncle', 'aunt'), ('brother', 'sister'),
+        ('father', 'mother'), ('son', 'daughter'), ('he', 'she'), ('boy', 'girl')],
+}
 EVAL_FILES = {'analogy': 'questions-words.txt', 'ws353': 'wordsim353.tsv',
               'simlex999': 'simlex999.txt'}
 
@@ -40,10 +50,7 @@ class Word2VecTask:
   def __init__(self, config, runtime):
     self.config, self.runtime = config, runtime
     d, m = config.data, config.model
-    if not d.path:
-      raise UserError('data.path: give the corpus (a .txt / .gz file, a directory or a glob)')
-    self.corpus = corpus_lib.read(d.path, d.min_count, d.max_vocab, d.max_sentence,
-                                  d.encoding_errors)
+    self.corpus = _load_corpus(d)
     c = self.corpus
     logging.info('corpus %s: %d words, vocabulary %d (min_count %d), %d sentences', d.path,
                  c.raw_words, c.vocab_size, d.min_count, len(c.starts) - 1)
@@ -225,7 +232,25 @@ class Word2VecTask:
     paths = [os.path.join(workdir, 'vectors.txt'), os.path.join(workdir, 'vectors.bin')]
     word_vectors.save(wv, paths[0], 'word2vec')
     word_vectors.save(wv, paths[1], 'word2vec_binary')
-    return paths
+    vectors = {w: wv.vectors[wv.index[w]] for pairs in WORD_GROUPS.values()
+               for pair in pairs for w in pair if w in wv.index}
+    plot = plots.word_pairs_pca(vectors, WORD_GROUPS,
+                                os.path.join(workdir, 'plots', 'word_pairs_pca.png'),
+                                title=f'{self.config.name}: PCA of word pairs')
+    return paths + ([plot] if plot else [])
+
+
+def _load_corpus(d) -> corpus_lib.Corpus:
+  """data.name 'text': the files at data.path; 'text8': the TFDS builder, reading
+  data.path (a directory holding text8[.zip|.gz]) when given, else downloading."""
+  if d.name == 'text8':
+    lines = text8.load_lines(d.path, d.get('data_dir', ''))
+    return corpus_lib.from_lines(lines, 'text8', d.min_count, d.max_vocab, d.max_sentence)
+  if d.name != 'text':
+    raise UserError(f'unknown data.name {d.name!r} for word2vec; use text or text8')
+  if not d.path:
+    raise UserError('data.path: give the corpus (a .txt / .gz file, a directory or a glob)')
+  return corpus_lib.read(d.path, d.min_count, d.max_vocab, d.max_sentence, d.encoding_errors)
 
 
 def _parse_query(line: str):

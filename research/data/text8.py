@@ -1,0 +1,70 @@
+"""text8 (Mahoney: the first 10^8 bytes of English Wikipedia, cleaned) as a TFDS builder.
+
+Online it downloads text8.zip from mattmahoney.net; offline it reads `text8`,
+`text8.zip` or `text8.gz` from a local directory (`--config.data.path` with
+data.name=text8). Examples are 10,000-word pieces of the one long line, the
+sentence length gensim's Text8Corpus uses. Prepared data is array_record, read
+through TFDS data sources without TensorFlow.
+"""
+import gzip
+import os
+import zipfile
+
+import tensorflow_datasets as tfds
+from absl import logging
+
+from research.errors import UserError
+
+URL = 'http://mattmahoney.net/dc/text8.zip'
+WORDS_PER_EXAMPLE = 10000
+LOCAL_NAMES = ('text8', 'text8.zip', 'text8.gz')
+
+
+class Text8(tfds.core.GeneratorBasedBuilder):
+  """text8: 17M words of lowercased Wikipedia text, one line."""
+  VERSION = tfds.core.Version('1.0.0')
+
+  def __init__(self, *, local_dir: str = '', **kwargs):
+    self.local_dir = local_dir
+    super().__init__(**kwargs)
+
+  def _info(self):
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({'text': tfds.features.Text()}),
+        homepage='http://mattmahoney.net/dc/textdata.html')
+
+  def _split_generators(self, dl_manager):
+    if self.local_dir:
+      found = [os.path.join(self.local_dir, n) for n in LOCAL_NAMES
+               if os.path.isfile(os.path.join(self.local_dir, n))]
+      if not found:
+        raise UserError(f'text8: none of {", ".join(LOCAL_NAMES)} in {self.local_dir}')
+      path = found[0]
+    else:
+      path = os.path.join(dl_manager.download_and_extract(URL), 'text8')
+    return {'train': self._generate_examples(path)}
+
+  def _generate_examples(self, path):
+    words = _read_text(path).split()
+    for i in range(0, len(words), WORDS_PER_EXAMPLE):
+      yield i // WORDS_PER_EXAMPLE, {'text': ' '.join(words[i:i + WORDS_PER_EXAMPLE])}
+
+
+def _read_text(path: str) -> str:
+  path = str(path)
+  if path.endswith('.zip'):
+    with zipfile.ZipFile(path) as z:
+      return z.read('text8').decode('utf-8')
+  opener = gzip.open if path.endswith('.gz') else open
+  with opener(path, 'rb') as f:
+    return f.read().decode('utf-8')
+
+
+def load_lines(local_dir: str = '', data_dir: str = ''):
+  """Prepares text8 once (array_record) and returns its pieces as strings."""
+  builder = Text8(local_dir=local_dir, data_dir=data_dir or None, file_format='array_record')
+  builder.download_and_prepare()
+  source = builder.as_data_source('train')
+  logging.info('text8: %d pieces of %d words from %s', len(source), WORDS_PER_EXAMPLE,
+               builder.data_dir)
+  return [r['text'].decode('utf-8') for r in source.__getitems__(list(range(len(source))))]
