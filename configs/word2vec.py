@@ -42,6 +42,7 @@ def get_config(preset: str = 'skipgram'):
   c.data.encoding_errors = 'strict'  # strict | replace
   c.data.sample = 1e-3            # subsampling of frequent words; 0 keeps every word.
   c.data.epochs = 5               # with train.steps = 0.
+  c.data.update_from = ''         # a finished run's workdir: continue it on data.path (online).
   c.data.segment = 1024           # center words per segment; a step takes several.
   c.data.parallel_segments = 2    # segments updated side by side (a multiple of the devices).
 

@@ -84,3 +84,12 @@ def test_text8_builder_reads_a_local_zip_in_10000_word_pieces(tmp_path):
   assert c.raw_words == 25000 and c.starts.tolist() == [0, 10000, 20000, 25000]
   with pytest.raises(UserError, match='none of text8, text8.zip, text8.gz'):
     text8.load_lines(str(tmp_path / 'tfds'), str(tmp_path / 'tfds2'))
+
+
+def test_growing_a_vocabulary_keeps_old_ids_and_adds_counts(tmp_path):
+  old = _read(tmp_path, 'a b a c\n', min_count=1)
+  assert old.words == ['a', 'b', 'c']
+  new = _read(tmp_path, 'd b d e d\n', min_count=2, base=(old.words, old.counts))
+  assert new.words == ['a', 'b', 'c', 'd']   # e is new and rare; a and c stay though unseen.
+  assert new.counts.tolist() == [2, 2, 1, 3]
+  assert [new.words[i] for i in new.tokens] == ['d', 'b', 'd', 'd']

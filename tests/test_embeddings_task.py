@@ -95,6 +95,22 @@ def test_four_devices_give_the_one_device_result(data, tmp_path):
   assert json.loads((tmp_path / 'one' / 'results.json').read_text())['step'] == one['step'] == four['step']
 
 
+def test_online_training_grows_the_vocabulary_and_keeps_old_rows(data, tmp_path):
+  _run(data, tmp_path / 'old', data__epochs=1)
+  (tmp_path / 'more.txt').write_text('the prince is a male and the princess is a female\n' * 20)
+  _run(data, tmp_path / 'new', data__path=str(tmp_path / 'more.txt'), data__epochs=1,
+       data__update_from=str(tmp_path / 'old'))
+  old = word_vectors.load(str(tmp_path / 'old' / 'vectors.bin'))
+  new = word_vectors.load(str(tmp_path / 'new' / 'vectors.bin'))
+  assert new.words[:len(old.words)] == old.words
+  assert set(new.words[len(old.words):]) == {'prince', 'princess'}
+  for word in ('king', 'queen', 'now'):  # not in the new text: their vectors stay.
+    np.testing.assert_array_equal(new.vectors[new.index[word]], old.vectors[old.index[word]])
+  assert not np.allclose(new.vectors[new.index['male']], old.vectors[old.index['male']])
+  with pytest.raises(UserError, match='model.dim is 16'):
+    _run(data, tmp_path / 'c', data__update_from=str(tmp_path / 'old'), model__dim=16)
+
+
 def test_bad_corpora_and_settings_are_clear_errors(data, tmp_path):
   (tmp_path / 'empty.txt').write_text('\n \n')
   with pytest.raises(UserError, match='is empty'):

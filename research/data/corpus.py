@@ -51,7 +51,7 @@ def files(path: str) -> list[str]:
 
 
 def read(path: str, min_count: int = 5, max_vocab: int = 0, max_sentence: int = 10000,
-         errors: str = 'strict') -> Corpus:
+         errors: str = 'strict', base: tuple | None = None) -> Corpus:
   """errors: 'strict' fails on bytes that are not UTF-8, naming the file; 'replace'
   reads them as U+FFFD."""
   if errors not in ('strict', 'replace'):
@@ -59,20 +59,26 @@ def read(path: str, min_count: int = 5, max_vocab: int = 0, max_sentence: int = 
   names = files(path)
   segments = (seg for name in names for seg in _segments(name, errors))
   return build(segments, f'corpus {path!r}', min_count, max_vocab, max_sentence,
-               f' in {", ".join(names)}')
+               f' in {", ".join(names)}', base)
 
 
 def from_lines(lines, what: str, min_count: int = 5, max_vocab: int = 0,
-               max_sentence: int = 10000) -> Corpus:
+               max_sentence: int = 10000, base: tuple | None = None) -> Corpus:
   """The same from an iterable of text lines (e.g. a TFDS split)."""
   return build(((line.split(), True) for line in lines), what, min_count, max_vocab,
-               max_sentence)
+               max_sentence, base=base)
 
 
 def build(segments, what: str, min_count: int, max_vocab: int, max_sentence: int,
-          where: str = '') -> Corpus:
-  """segments: (words, ends_line) pieces, in order."""
-  first_id: dict[str, int] = {}  # word -> id in order of first appearance.
+          where: str = '', base: tuple | None = None) -> Corpus:
+  """segments: (words, ends_line) pieces, in order.
+
+  base = (words, counts) of an existing vocabulary, for online training (gensim's
+  build_vocab(update=True)): its words keep their ids whatever their count here,
+  new words that reach min_count follow them, and counts add up.
+  """
+  base_words, base_counts = base if base is not None else ([], np.zeros(0, np.int64))
+  first_id = {w: i for i, w in enumerate(base_words)}  # then in order of first appearance.
   pieces, lengths, line = [], [], []
   for words, ends_line in segments:
     if words:
@@ -86,16 +92,17 @@ def build(segments, what: str, min_count: int, max_vocab: int, max_sentence: int
   raw = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
   if not len(raw):
     raise UserError(f'{what} is empty: no words{where}')
-  counts = np.bincount(raw, minlength=len(first_id))
-  order = np.argsort(-counts, kind='stable')
-  kept = order[counts[order] >= min_count]
+  counts = np.bincount(raw, minlength=len(first_id)).astype(np.int64)
+  counts[:len(base_words)] += base_counts
+  new = len(base_words) + np.argsort(-counts[len(base_words):], kind='stable')
+  kept = np.concatenate([np.arange(len(base_words)), new[counts[new] >= min_count]])
   if max_vocab:
-    kept = kept[:max_vocab]
+    kept = kept[:max(max_vocab, len(base_words))]
   if not len(kept):
     raise UserError(f'{what}: no word occurs min_count={min_count} times '
                     f'({len(raw)} words, {len(first_id)} distinct); lower data.min_count')
   remap = np.full(len(first_id), -1, np.int32)
-  remap[kept] = np.arange(len(kept), dtype=np.int32)
+  remap[kept.astype(np.int64)] = np.arange(len(kept), dtype=np.int32)
   by_id = list(first_id)
   mapped = remap[raw]
   keep = mapped >= 0

@@ -14,6 +14,11 @@ the devices, with their summed updates applied to every copy of the tables
 before the next round. The result does not depend on the number of devices.
 
 train.steps = 0 means `data.epochs` passes over the corpus.
+
+Online training (gensim's build_vocab(update=True) then train): with
+data.update_from=DIR, a finished run's DIR/model.npz is the starting point;
+the new corpus's words that reach min_count join the vocabulary (old words
+keep their rows, counts add up), and training runs on the new text.
 """
 import functools
 import math
@@ -40,6 +45,7 @@ WORD_GROUPS = {
         ('man', 'woman'), ('king', 'queen'), ('uncle', 'aunt'), ('brother', 'sister'),
         ('father', 'mother'), ('son', 'daughter'), ('he', 'she'), ('boy', 'girl')],
 }
+MODEL_FILE = 'model.npz'
 EVAL_FILES = {'analogy': 'questions-words.txt', 'ws353': 'wordsim353.tsv',
               'simlex999': 'simlex999.txt'}
 
@@ -50,7 +56,9 @@ class Word2VecTask:
   def __init__(self, config, runtime):
     self.config, self.runtime = config, runtime
     d, m = config.data, config.model
-    self.corpus = _load_corpus(d)
+    self.previous = _load_previous(d.get('update_from', ''), m.dim)
+    self.corpus = _load_corpus(d, self.previous and (self.previous['words'],
+                                                     self.previous['counts']))
     c = self.corpus
     logging.info('corpus %s: %d words, vocabulary %d (min_count %d), %d sentences', d.path,
                  c.raw_words, c.vocab_size, d.min_count, len(c.starts) - 1)
@@ -100,7 +108,12 @@ class Word2VecTask:
   # --- training ---------------------------------------------------------------------
 
   def init(self, rng):
-    return self.model.init(rng)
+    params = self.model.init(rng)
+    if self.previous:  # online training: the saved rows, then fresh ones for new words.
+      for name in ('input', 'output'):
+        old = jnp.asarray(self.previous[name])
+        params[name] = params[name].at[:len(old)].set(old)
+    return params
 
   @functools.lru_cache(maxsize=1)
   def _epoch(self, epoch: int):
@@ -232,6 +245,12 @@ class Word2VecTask:
     paths = [os.path.join(workdir, 'vectors.txt'), os.path.join(workdir, 'vectors.bin')]
     word_vectors.save(wv, paths[0], 'word2vec')
     word_vectors.save(wv, paths[1], 'word2vec_binary')
+    # Everything online training needs (data.update_from): both tables and the counts.
+    tmp = os.path.join(workdir, MODEL_FILE + '.tmp.npz')
+    np.savez(tmp, words=np.array(self.corpus.words), counts=self.corpus.counts,
+             input=wv.vectors, output=np.asarray(jax.device_get(params['output'])))
+    os.replace(tmp, os.path.join(workdir, MODEL_FILE))
+    paths.append(os.path.join(workdir, MODEL_FILE))
     vectors = {w: wv.vectors[wv.index[w]] for pairs in WORD_GROUPS.values()
                for pair in pairs for w in pair if w in wv.index}
     plot = plots.word_pairs_pca(vectors, WORD_GROUPS,
@@ -240,17 +259,37 @@ class Word2VecTask:
     return paths + ([plot] if plot else [])
 
 
-def _load_corpus(d) -> corpus_lib.Corpus:
+def _load_previous(workdir: str, dim: int):
+  """A finished run's model.npz, to continue training it on new text."""
+  if not workdir:
+    return None
+  path = os.path.join(workdir, MODEL_FILE)
+  if not os.path.isfile(path):
+    raise UserError(f'data.update_from: no {MODEL_FILE} in {workdir!r}; train that run to the end first')
+  with np.load(path) as f:
+    previous = {k: f[k] for k in ('words', 'counts', 'input', 'output')}
+  previous['words'] = previous['words'].tolist()
+  if previous['input'].shape[1] != dim:
+    raise UserError(f'data.update_from: {path} has vectors of size {previous["input"].shape[1]}, '
+                    f'model.dim is {dim}')
+  if len(previous['output']) != len(previous['words']):
+    raise UserError(f'data.update_from: {path} was trained with hierarchical softmax; '
+                    'online training needs negative sampling')
+  return previous
+
+
+def _load_corpus(d, base=None) -> corpus_lib.Corpus:
   """data.name 'text': the files at data.path; 'text8': the TFDS builder, reading
   data.path (a directory holding text8[.zip|.gz]) when given, else downloading."""
   if d.name == 'text8':
     lines = text8.load_lines(d.path, d.get('data_dir', ''))
-    return corpus_lib.from_lines(lines, 'text8', d.min_count, d.max_vocab, d.max_sentence)
+    return corpus_lib.from_lines(lines, 'text8', d.min_count, d.max_vocab, d.max_sentence, base)
   if d.name != 'text':
     raise UserError(f'unknown data.name {d.name!r} for word2vec; use text or text8')
   if not d.path:
     raise UserError('data.path: give the corpus (a .txt / .gz file, a directory or a glob)')
-  return corpus_lib.read(d.path, d.min_count, d.max_vocab, d.max_sentence, d.encoding_errors)
+  return corpus_lib.read(d.path, d.min_count, d.max_vocab, d.max_sentence, d.encoding_errors,
+                         base)
 
 
 def _parse_query(line: str):
