@@ -104,7 +104,9 @@ def train_step(state: TrainState, batch, *, loss_fn, tx, schedule, axis_name=Non
 
 def init_state(task, tx, seed: int) -> TrainState:
   params = task.init(jax.random.PRNGKey(seed))
-  return TrainState(step=jnp.array(0, jnp.int32), params=params, opt_state=tx.init(params),
+  # Tasks with their own update rule may keep their own optimizer state (GloVe's AdaGrad).
+  opt_state = task.init_opt_state(params) if hasattr(task, 'init_opt_state') else tx.init(params)
+  return TrainState(step=jnp.array(0, jnp.int32), params=params, opt_state=opt_state,
                     rng=jax.random.fold_in(jax.random.PRNGKey(seed), 1))
 
 

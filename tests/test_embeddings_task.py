@@ -121,3 +121,21 @@ def test_bad_corpora_and_settings_are_clear_errors(data, tmp_path):
     _run(data, tmp_path / 'c', data__parallel_segments=3)
   with pytest.raises(UserError, match="data.eval_dir .* does not exist"):
     _run(data, tmp_path / 'd', data__eval_dir=str(tmp_path / 'nowhere'))
+
+
+def test_glove_trains_evaluates_and_saves_w_plus_w_tilde(data, tmp_path):
+  config = config_lib.load_config_file(os.path.join(ROOT, 'configs/glove.py'), 'tiny')
+  config.data.path, config.data.eval_dir = str(data / 'corpus.txt'), str(data / 'eval')
+  config.data.epochs = 6
+  results = train.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
+  assert results['analogy/answered'] == 2 and 'similarity/ws353' in results
+  losses = [r['train/loss'] for r in metrics.read(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
+  assert losses[-1] < 0.5 * losses[0]
+  glove = word_vectors.load(str(tmp_path / 'vectors.glove.txt'))
+  w2v = word_vectors.load(str(tmp_path / 'vectors.bin'))
+  assert glove.words == w2v.words and glove.words[0] == 'the'
+  np.testing.assert_allclose(glove.vectors, w2v.vectors, atol=1e-5)
+  four = train.train_and_evaluate(config, str(tmp_path / 'four'), devices=jax.devices())
+  np.testing.assert_allclose(word_vectors.load(str(tmp_path / 'four' / 'vectors.bin')).vectors,
+                             w2v.vectors, rtol=1e-4, atol=1e-5)
+  assert four['step'] == results['step']

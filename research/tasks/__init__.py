@@ -14,7 +14,8 @@ from research.errors import UserError
 
 def build(config, runtime):
   from research.tasks import embeddings, translation
-  tasks = {'translation': translation.TranslationTask, 'word2vec': embeddings.Word2VecTask}
+  tasks = {'translation': translation.TranslationTask, 'word2vec': embeddings.Word2VecTask,
+           'glove': embeddings.GloVeTask}
   if config.task not in tasks:
     raise UserError(f'unknown task {config.task!r}; known: {", ".join(sorted(tasks))}')
   return tasks[config.task](config, runtime)

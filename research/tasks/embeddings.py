@@ -23,6 +23,7 @@ keep their rows, counts add up), and training runs on the new text.
 import functools
 import math
 import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +32,9 @@ from absl import logging
 
 from research import plots, word_vectors
 from research.data import corpus as corpus_lib
-from research.data import pipeline, text8
+from research.data import cooccur, pipeline, text8
 from research.errors import UserError
+from research.models.glove import GloVe
 from research.models.word2vec import Word2Vec, huffman_tree
 
 # The pictures of Mikolov et al. 2013b (Figure 2) and "The amazing power of word vectors".
@@ -50,8 +52,96 @@ EVAL_FILES = {'analogy': 'questions-words.txt', 'ws353': 'wordsim353.tsv',
               'simlex999': 'simlex999.txt'}
 
 
-class Word2VecTask:
+class WordVectorTask:
+  """What word2vec and GloVe share: evaluation, queries and saved vectors.
+  Subclasses set self.config, self.corpus, self.eval_sets and define vectors()."""
   eval_splits = ('',)  # results are analogy/*, similarity/*: no split prefix.
+
+  @staticmethod
+  def _read_eval_sets(directory):
+    if not directory:
+      return {}
+    if not os.path.isdir(directory):
+      raise UserError(f'data.eval_dir {directory!r} does not exist; expected '
+                      + ', '.join(EVAL_FILES.values()) + ' in it')
+    sets = {}
+    for name, filename in EVAL_FILES.items():
+      path = os.path.join(directory, filename)
+      if os.path.isfile(path):
+        read = word_vectors.read_analogies if name == 'analogy' else word_vectors.read_pairs
+        sets[name] = read(path)
+    if not sets:
+      raise UserError(f'data.eval_dir {directory!r} has none of: ' + ', '.join(EVAL_FILES.values()))
+    return sets
+
+  def evaluate(self, params, split: str = ''):
+    del split
+    wv = self.vectors(params)
+    out = {}
+    restrict = self.config.eval.analogy_restrict
+    if 'analogy' in self.eval_sets:
+      res = word_vectors.evaluate_analogies(wv, self.eval_sets['analogy'], restrict)
+      out.update({'analogy/3cosadd': res['3cosadd'], 'analogy/3cosmul': res['3cosmul'],
+                  'analogy/answered': res['answered'], 'analogy/oov': res['oov']})
+      for name, sec in res['sections'].items():
+        out[f'analogy/{name}/3cosadd'] = sec['3cosadd']
+    for name in ('ws353', 'simlex999'):
+      if name in self.eval_sets:
+        res = word_vectors.evaluate_similarity(wv, self.eval_sets[name])
+        out[f'similarity/{name}'] = res['spearman']
+        out[f'similarity/{name}_oov'] = res['oov']
+    return out
+
+  def samples(self, params, split: str, n: int):
+    """A few analogies from the evaluation set, with the model's answers."""
+    del split
+    wv = self.vectors(params)
+    out = []
+    for section, questions in self.eval_sets.get('analogy', [])[:n]:
+      for a, b, c, d in questions:
+        if all(x in wv.index for x in (a, b, c)):
+          best = wv.nearest([b, c], [a], topn=1)[0][0]
+          out.append((f'{b} - {a} + {c}', best, d))
+          break
+    return out
+
+  def predict(self, params, lines):
+    """'paris' -> its nearest words; 'king - man + woman' -> the analogy's answers."""
+    wv = self.vectors(params)
+    answers = []
+    for line in lines:
+      positive, negative = _parse_query(line.lower())
+      if not positive:
+        answers.append('')
+        continue
+      try:
+        best = wv.nearest(positive, negative, topn=self.config.eval.num_neighbours)
+        answers.append(', '.join(f'{word} {score:.3f}' for word, score in best))
+      except UserError as e:
+        answers.append(f'error: {e}')
+    return answers
+
+  def write_artifacts(self, params, workdir: str):
+    if jax.process_index() != 0:
+      return []
+    wv = self.vectors(params)
+    paths = [os.path.join(workdir, 'vectors.txt'), os.path.join(workdir, 'vectors.bin')]
+    word_vectors.save(wv, paths[0], 'word2vec')
+    word_vectors.save(wv, paths[1], 'word2vec_binary')
+    paths += self.extra_artifacts(params, workdir)
+    vectors = {w: wv.vectors[wv.index[w]] for pairs in WORD_GROUPS.values()
+               for pair in pairs for w in pair if w in wv.index}
+    plot = plots.word_pairs_pca(vectors, WORD_GROUPS,
+                                os.path.join(workdir, 'plots', 'word_pairs_pca.png'),
+                                title=f'{self.config.name}: PCA of word pairs')
+    return paths + ([plot] if plot else [])
+
+  def extra_artifacts(self, params, workdir):
+    del params, workdir
+    return []
+
+
+class Word2VecTask(WordVectorTask):
 
   def __init__(self, config, runtime):
     self.config, self.runtime = config, runtime
@@ -87,23 +177,6 @@ class Word2VecTask:
                  self.expected_kept, d.sample, self.steps_per_epoch, bs)
     self.eval_sets = self._read_eval_sets(d.eval_dir)
     self._step_fn = None
-
-  @staticmethod
-  def _read_eval_sets(directory):
-    if not directory:
-      return {}
-    if not os.path.isdir(directory):
-      raise UserError(f'data.eval_dir {directory!r} does not exist; expected '
-                      + ', '.join(EVAL_FILES.values()) + ' in it')
-    sets = {}
-    for name, filename in EVAL_FILES.items():
-      path = os.path.join(directory, filename)
-      if os.path.isfile(path):
-        read = word_vectors.read_analogies if name == 'analogy' else word_vectors.read_pairs
-        sets[name] = read(path)
-    if not sets:
-      raise UserError(f'data.eval_dir {directory!r} has none of: ' + ', '.join(EVAL_FILES.values()))
-    return sets
 
   # --- training ---------------------------------------------------------------------
 
@@ -178,6 +251,18 @@ class Word2VecTask:
                'grad_norm': jnp.sqrt(size.sum()) / jnp.maximum(lr, 1e-12)}
     return state.replace(step=state.step + 1, params=params), metrics
 
+  def vectors(self, params) -> word_vectors.WordVectors:
+    return word_vectors.WordVectors(self.corpus.words, np.asarray(jax.device_get(params['input'])))
+
+  def extra_artifacts(self, params, workdir):
+    """Everything online training needs (data.update_from): both tables and the counts."""
+    path = os.path.join(workdir, MODEL_FILE)
+    np.savez(path + '.tmp.npz', words=np.array(self.corpus.words), counts=self.corpus.counts,
+             input=np.asarray(jax.device_get(params['input'])),
+             output=np.asarray(jax.device_get(params['output'])))
+    os.replace(path + '.tmp.npz', path)
+    return [path]
+
   def _huffman_updates(self, params, tokens, sentence, valid, center, key, lr):
     model = self.model
     w = model.window
@@ -186,77 +271,74 @@ class Word2VecTask:
     words, labels, tmask = Word2Vec.huffman_targets(centers, *self.huffman)
     return model.loss_and_updates(params, centers, contexts, cmask, words, labels, tmask, lr)
 
-  # --- evaluation and use ---------------------------------------------------------
+class GloVeTask(WordVectorTask):
+  """GloVe: co-occurrence counts once, then `data.epochs` shuffled passes of
+  sparse AdaGrad over the nonzero entries (train.batch_size entries a step)."""
+
+  def __init__(self, config, runtime):
+    self.config, self.runtime = config, runtime
+    d, m = config.data, config.model
+    self.corpus = _load_corpus(d)
+    c = self.corpus
+    t0 = time.time()
+    self.rows, self.cols, self.values = cooccur.count(c.tokens, c.starts, c.vocab_size,
+                                                      d.window, d.symmetric)
+    logging.info('co-occurrence: %d nonzero entries over a vocabulary of %d (window %d) in '
+                 '%.1f s', len(self.values), c.vocab_size, d.window, time.time() - t0)
+    self.model = GloVe(c.vocab_size, m.dim, m.x_max, m.alpha)
+    bs = config.train.batch_size
+    runtime.check_batch_size(bs)
+    self.steps_per_epoch = max(1, math.ceil(len(self.values) / bs))
+    if not config.train.steps:
+      with config.unlocked():
+        config.train.steps = d.epochs * self.steps_per_epoch
+    self.eval_sets = self._read_eval_sets(d.eval_dir)
+
+  def init(self, rng):
+    return self.model.init(rng)['params']
+
+  def init_opt_state(self, params):
+    """AdaGrad's squared-gradient sums, starting at 1 as in glove.c."""
+    return jax.tree.map(jnp.ones_like, params)
+
+  @functools.lru_cache(maxsize=1)
+  def _order(self, epoch: int):
+    return np.random.default_rng([self.config.seed, epoch]).permutation(len(self.values))
+
+  def train_batch(self, step: int):
+    epoch, index = divmod(step, self.steps_per_epoch)
+    bs = self.config.train.batch_size
+    order = self._order(epoch)[index * bs:(index + 1) * bs]
+    live = np.zeros(bs, np.float32)
+    live[:len(order)] = 1.0
+    order = np.pad(order, (0, bs - len(order)))  # the epoch's last batch: padding entries.
+    rows = pipeline.process_slice(bs)
+    return {'rows': self.rows[order][rows], 'cols': self.cols[order][rows],
+            'x': self.values[order][rows], 'live': live[rows]}
+
+  def units(self, batch):
+    return {'examples': int(batch['live'].sum()), 'entries': int(batch['live'].sum())}
+
+  def train_step(self, state, batch, schedule):
+    lr = schedule(state.step)
+    loss, grads = self.model.loss_and_grads(state.params, batch['rows'], batch['cols'],
+                                            batch['x'], batch['live'])
+    new = self.model.adagrad({'params': state.params, 'gradsq': state.opt_state}, grads, lr)
+    n = jnp.maximum(batch['live'].sum(), 1.0)
+    norm = jnp.sqrt(sum(jnp.vdot(g, g) for _, g in grads.values()))
+    metrics = {'loss': loss / n, 'learning_rate': lr, 'grad_norm': norm}
+    return state.replace(step=state.step + 1, params=new['params'],
+                         opt_state=new['gradsq']), metrics
 
   def vectors(self, params) -> word_vectors.WordVectors:
-    return word_vectors.WordVectors(self.corpus.words, np.asarray(jax.device_get(params['input'])))
+    """W + W~, as the paper and glove.c (model 2) save them."""
+    w = jax.device_get(params['w']) + jax.device_get(params['w_tilde'])
+    return word_vectors.WordVectors(self.corpus.words, np.asarray(w))
 
-  def evaluate(self, params, split: str = ''):
-    del split
-    wv = self.vectors(params)
-    out = {}
-    restrict = self.config.eval.analogy_restrict
-    if 'analogy' in self.eval_sets:
-      res = word_vectors.evaluate_analogies(wv, self.eval_sets['analogy'], restrict)
-      out.update({'analogy/3cosadd': res['3cosadd'], 'analogy/3cosmul': res['3cosmul'],
-                  'analogy/answered': res['answered'], 'analogy/oov': res['oov']})
-      for name, sec in res['sections'].items():
-        out[f'analogy/{name}/3cosadd'] = sec['3cosadd']
-    for name in ('ws353', 'simlex999'):
-      if name in self.eval_sets:
-        res = word_vectors.evaluate_similarity(wv, self.eval_sets[name])
-        out[f'similarity/{name}'] = res['spearman']
-        out[f'similarity/{name}_oov'] = res['oov']
-    return out
-
-  def samples(self, params, split: str, n: int):
-    """A few analogies from the evaluation set, with the model's answers."""
-    del split
-    wv = self.vectors(params)
-    out = []
-    for section, questions in self.eval_sets.get('analogy', [])[:n]:
-      for a, b, c, d in questions:
-        if all(x in wv.index for x in (a, b, c)):
-          best = wv.nearest([b, c], [a], topn=1)[0][0]
-          out.append((f'{b} - {a} + {c}', best, d))
-          break
-    return out
-
-  def predict(self, params, lines):
-    """'paris' -> its nearest words; 'king - man + woman' -> the analogy's answers."""
-    wv = self.vectors(params)
-    answers = []
-    for line in lines:
-      positive, negative = _parse_query(line.lower())
-      if not positive:
-        answers.append('')
-        continue
-      try:
-        best = wv.nearest(positive, negative, topn=self.config.eval.num_neighbours)
-        answers.append(', '.join(f'{word} {score:.3f}' for word, score in best))
-      except UserError as e:
-        answers.append(f'error: {e}')
-    return answers
-
-  def write_artifacts(self, params, workdir: str):
-    if jax.process_index() != 0:
-      return []
-    wv = self.vectors(params)
-    paths = [os.path.join(workdir, 'vectors.txt'), os.path.join(workdir, 'vectors.bin')]
-    word_vectors.save(wv, paths[0], 'word2vec')
-    word_vectors.save(wv, paths[1], 'word2vec_binary')
-    # Everything online training needs (data.update_from): both tables and the counts.
-    tmp = os.path.join(workdir, MODEL_FILE + '.tmp.npz')
-    np.savez(tmp, words=np.array(self.corpus.words), counts=self.corpus.counts,
-             input=wv.vectors, output=np.asarray(jax.device_get(params['output'])))
-    os.replace(tmp, os.path.join(workdir, MODEL_FILE))
-    paths.append(os.path.join(workdir, MODEL_FILE))
-    vectors = {w: wv.vectors[wv.index[w]] for pairs in WORD_GROUPS.values()
-               for pair in pairs for w in pair if w in wv.index}
-    plot = plots.word_pairs_pca(vectors, WORD_GROUPS,
-                                os.path.join(workdir, 'plots', 'word_pairs_pca.png'),
-                                title=f'{self.config.name}: PCA of word pairs')
-    return paths + ([plot] if plot else [])
+  def extra_artifacts(self, params, workdir):
+    path = os.path.join(workdir, 'vectors.glove.txt')
+    word_vectors.save(self.vectors(params), path, 'glove')
+    return [path]
 
 
 def _load_previous(workdir: str, dim: int):

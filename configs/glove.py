@@ -1,0 +1,47 @@
+"""GloVe (Pennington et al. 2014) on a plain-text corpus.
+
+Presets:
+  glove  dim 100, symmetric window 15 with 1/d weighting, x_max 10, alpha 0.75,
+         AdaGrad at 0.05, 15 passes, min_count 5 (the settings of the Stanford
+         demo run used as the peer).
+  tiny   the test-suite size; give it --config.data.path.
+Not yet measured here.
+
+Run:  python launch.py --config=configs/glove.py --workdir=runs/glove
+Data: as configs/word2vec.py (data.path, data.eval_dir, data.name=text8).
+"""
+import os
+
+from research.config import load_config_module
+
+_WORD2VEC = load_config_module(os.path.join(os.path.dirname(__file__), 'word2vec.py'))
+
+PRESETS = ('glove',)
+
+
+def get_config(preset: str = 'glove'):
+  if preset not in PRESETS + ('tiny',):
+    raise ValueError(f'unknown preset {preset!r} for configs/glove.py; use glove or tiny')
+  c = _WORD2VEC.get_config('tiny' if preset == 'tiny' else 'skipgram')
+  c.task = 'glove'
+  for key in ('sample', 'segment', 'parallel_segments', 'update_from'):
+    del c.data[key]
+  c.data.window = 15
+  c.data.symmetric = True
+  c.data.epochs = 15              # passes over the co-occurrence entries.
+
+  c.model = type(c.model)()
+  c.model.name = 'glove'
+  c.model.dim = 100
+  c.model.x_max = 10.0
+  c.model.alpha = 0.75
+  c.model.dropout = 0.0
+
+  c.optimizer.schedule = 'constant'
+  c.optimizer.learning_rate = 0.05  # AdaGrad's step (glove.c's eta).
+  c.train.batch_size = 65536      # co-occurrence entries per step.
+  if preset == 'tiny':
+    c.data.window, c.data.epochs = 3, 3
+    c.model.dim = 8
+    c.train.batch_size = 64
+  return c
