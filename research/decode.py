@@ -6,8 +6,8 @@ A model exposes two pure functions of its parameters:
                states, projected keys, mask); carry: the decoder state.
   step(params, context, carry, tokens [B]) -> (carry, log_probs [B, V], attention [B, S])
 
-Both decoders run a fixed number of steps under lax.scan, so they jit-compile
-once per shape. Leading axes of context and carry are the batch.
+Both decoders run under lax.while_loop, so they jit-compile once per shape,
+and stop as soon as the remaining steps could not change the result. Leading axes of context and carry are the batch.
 """
 import jax
 import jax.numpy as jnp
@@ -22,14 +22,21 @@ def greedy(start, step, params, src, max_len: int):
   context, carry = start(params, src)
   first = jnp.full((src.shape[0],), BOS, jnp.int32)
 
-  def body(state, _):
-    carry, token = state
-    carry, log_probs, attention = step(params, context, carry, token)
-    token = jnp.argmax(_never_special(log_probs), -1).astype(jnp.int32)
-    return (carry, token), (token, attention)
+  batch = src.shape[0]
 
-  _, (tokens, attention) = jax.lax.scan(body, (carry, first), None, length=max_len)
-  tokens, attention = jnp.swapaxes(tokens, 0, 1), jnp.swapaxes(attention, 0, 1)
+  def body(state):
+    t, carry, token, done, tokens, attention = state
+    carry, log_probs, attn = step(params, context, carry, token)
+    token = jnp.argmax(_never_special(log_probs), -1).astype(jnp.int32)
+    tokens = tokens.at[:, t].set(token)
+    attention = attention.at[:, t].set(attn)
+    return t + 1, carry, token, done | (token == EOS), tokens, attention
+
+  # Stop once every row has ended: the steps after that would all be padding.
+  _, carry, _, _, tokens, attention = jax.lax.while_loop(
+      lambda state: (state[0] < max_len) & ~jnp.all(state[3]), body,
+      (0, carry, first, jnp.zeros(batch, bool), jnp.full((batch, max_len), PAD, jnp.int32),
+       jnp.zeros((batch, max_len, src.shape[1]))))
   after = _after_eos(tokens)
   return jnp.where(after, PAD, tokens), jnp.where(after[..., None], 0.0, attention)
 
@@ -60,8 +67,8 @@ def beam_search(start, step, params, src, *, beam_size: int, max_len: int, alpha
   fin_tokens = jnp.full((batch, k, max_len), PAD, jnp.int32)
   fin_attn = jnp.zeros((batch, k, max_len, src_len))
 
-  def body(state, t):
-    carry, live_scores, live_tokens, live_attn, fin_scores, fin_tokens, fin_attn = state
+  def body(state):
+    t, carry, live_scores, live_tokens, live_attn, fin_scores, fin_tokens, fin_attn = state
     prev = jnp.where(t == 0, BOS, live_tokens[:, :, jnp.maximum(t - 1, 0)]).reshape(-1)
     carry, log_probs, attention = step(params, context, carry, prev)
     log_probs = _never_special(log_probs)
@@ -91,11 +98,19 @@ def beam_search(start, step, params, src, *, beam_size: int, max_len: int, alpha
     live_tokens, live_attn = sel(cand_tokens), sel(cand_attn)
     rows = (jnp.arange(batch)[:, None] * k + jnp.take_along_axis(origin, keep, axis=1)).reshape(-1)
     carry = jax.tree.map(lambda x: x[rows], carry)
-    return (carry, live_scores, live_tokens, live_attn, fin_scores, fin_tokens, fin_attn), None
+    return t + 1, carry, live_scores, live_tokens, live_attn, fin_scores, fin_tokens, fin_attn
 
-  state = (carry, live_scores, live_tokens, live_attn, fin_scores, fin_tokens, fin_attn)
-  state, _ = jax.lax.scan(body, state, jnp.arange(max_len))
-  _, live_scores, live_tokens, live_attn, fin_scores, fin_tokens, fin_attn = state
+  def running(state):
+    """Stop early when no live hypothesis can still beat a row's best finished one:
+    log-probabilities only fall, so a live score is at best itself over the
+    largest length penalty. The result is the same as running all max_len steps."""
+    t, live_scores, fin_scores = state[0], state[2], state[5]
+    best_possible = live_scores[:, 0] / length_penalty(float(max_len), alpha)
+    return (t < max_len) & ~jnp.all(fin_scores[:, 0] >= best_possible)
+
+  state = (0, carry, live_scores, live_tokens, live_attn, fin_scores, fin_tokens, fin_attn)
+  state = jax.lax.while_loop(running, body, state)
+  _, _, live_scores, live_tokens, live_attn, fin_scores, fin_tokens, fin_attn = state
   # At max_len the live hypotheses stop too and compete with the finished ones.
   live_best = live_scores[:, 0] / length_penalty(float(max_len), alpha)
   use_finished = fin_scores[:, 0] >= live_best
