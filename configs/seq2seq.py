@@ -28,10 +28,10 @@ Presets:
             measured here.
   bench     the shapes of ../shared/bench/torch_rnn_attention.py (emb 256, hidden 512,
             vocab 8000, batch 64 x 32) on random tokens, no data; with --mode=benchmark.
-            Measured (2 CPU cores, one session): 2,220-2,603 target tokens/s, 2.8-3.4x
-            PyTorch 2.13 (771-796); like for like with the peer
-            (--config.model.readout_dim=0 --config.model.dropout=0): 1,818-1,871,
-            2.3-2.4x. Peak RSS 1.6 GB (PyTorch 1.32 GB).
+            Measured (2 CPU cores, one session, 2026-11-25): 2,736-2,911 target
+            tokens/s, 3.3-3.4x PyTorch 2.13 (818-845); like for like with the peer
+            (--config.model.readout_dim=0 --config.model.dropout=0): 1,896-1,968,
+            2.3x. Peak RSS 1.6-1.7 GB (PyTorch 1.32 GB, measured 2026-11-24).
   tiny      the test-suite size; give it --config.data.path.
 
 Run:  python launch.py --config=configs/seq2seq.py:bahdanau

@@ -6,7 +6,9 @@ Presets:
             the source, target and output embeddings; beam 4. Public reference:
             36.52 lowercased BLEU on test2016 (bentrevett/pytorch-seq2seq,
             3 + 3 layers, d 256); our target >= 37 in <= 45 minutes on 2 CPU
-            cores. Not yet measured.
+            cores. Measured (2 CPU cores, 38 min 47 s wall, 3000 steps): test2016
+            lowercased BLEU 38.28, sacrebleu BLEU 38.05, chrF 57.5, perplexity
+            6.09; validation BLEU 39.69.
   base      the paper's base model: N=6, d_model 512, d_ff 2048, h=8, dropout 0.1,
             label smoothing 0.1, warmup 4000 (Table 3, first row).
   big       the paper's big model: d_model 1024, d_ff 4096, h=16, dropout 0.3.
@@ -15,7 +17,10 @@ Presets:
   bench     the throughput shapes of ../shared/bench/torch_transformer.py: d 256,
             h 4, d_ff 1024, 3 + 3 layers, vocab 8000, batch 64 x 32, dropout 0.1,
             label smoothing 0.1, pre-LN, learned positions, shared embeddings;
-            random tokens, no data.
+            random tokens, no data. Measured (2 CPU cores, interleaved with the
+            peer, two runs each): 4,175-4,229 target tokens/s, 1.66-1.70x
+            PyTorch 2.13 (2,491-2,516); MFU 0.44-0.48; peak RSS 1,236 MB
+            (PyTorch 1,280 MB).
   tiny      the test-suite size; give it --config.data.path.
 
 Run:  python launch.py --config=configs/transformer.py:multi30k
@@ -76,7 +81,7 @@ def get_config(preset: str = 'multi30k'):
   c.optimizer.learning_rate = 0.5 * paper_learning_rate(256, warmup)
   c.optimizer.grad_clip_norm = 0.0
 
-  c.train.steps = 3000          # ~2.9k target tokens/s on 2 cores: about 13 epochs in 45 min.
+  c.train.steps = 3000          # 128 sentences a step: about 13 epochs of Multi30k.
   c.train.batch_size = 128
   c.train.log_every = 100
   c.eval.every = 1500
