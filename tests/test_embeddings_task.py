@@ -85,10 +85,12 @@ def test_resume_from_an_earlier_checkpoint_is_bit_exact(data, tmp_path):
   assert again['params_sha256'] == first['params_sha256']
 
 
-def test_four_devices_give_the_one_device_result(data, tmp_path):
+@pytest.mark.parametrize('negative', [5, 0])  # negative sampling; hierarchical softmax.
+def test_four_devices_give_the_one_device_result(data, tmp_path, negative):
   assert jax.device_count() == 4
-  one = _run(data, tmp_path / 'one', data__epochs=1)
-  four = _run(data, tmp_path / 'four', devices=jax.devices(), data__epochs=1)
+  one = _run(data, tmp_path / 'one', data__epochs=1, model__negative=negative)
+  four = _run(data, tmp_path / 'four', devices=jax.devices(), data__epochs=1,
+              model__negative=negative)
   a = word_vectors.load(str(tmp_path / 'one' / 'vectors.bin')).vectors
   b = word_vectors.load(str(tmp_path / 'four' / 'vectors.bin')).vectors
   np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)  # summation order only.

@@ -176,7 +176,6 @@ class Word2VecTask(WordVectorTask):
     logging.info('%.0f words kept per epoch (sample %g): %d steps of %d words an epoch',
                  self.expected_kept, d.sample, self.steps_per_epoch, bs)
     self.eval_sets = self._read_eval_sets(d.eval_dir)
-    self._step_fn = None
 
   # --- training ---------------------------------------------------------------------
 
@@ -270,6 +269,7 @@ class Word2VecTask(WordVectorTask):
     cmask = cmask & center[w:-w, None]
     words, labels, tmask = Word2Vec.huffman_targets(centers, *self.huffman)
     return model.loss_and_updates(params, centers, contexts, cmask, words, labels, tmask, lr)
+
 
 class GloVeTask(WordVectorTask):
   """GloVe: co-occurrence counts once, then `data.epochs` shuffled passes of
