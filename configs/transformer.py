@@ -8,7 +8,9 @@ Presets:
             3 + 3 layers, d 256); our target >= 37 in <= 45 minutes on 2 CPU
             cores. Measured (2 CPU cores, 38 min 47 s wall, 3000 steps): test2016
             lowercased BLEU 38.28, sacrebleu BLEU 38.05, chrF 57.5, perplexity
-            6.09; validation BLEU 39.69.
+            6.09; validation BLEU 39.69. Decoding test2016 with beam 4:
+            29.06 sentences/s with the key/value cache, 1.46 without (2.11 vs
+            4.22 GB peak RSS).
   base      the paper's base model: N=6, d_model 512, d_ff 2048, h=8, dropout 0.1,
             label smoothing 0.1, warmup 4000 (Table 3, first row).
   big       the paper's big model: d_model 1024, d_ff 4096, h=16, dropout 0.3.
