@@ -8,6 +8,11 @@ A task provides, as pure functions where it matters:
   predict(params, lines) -> list of strings
   write_artifacts(params, workdir) -> plots and samples at the end of a run
   units(batch) -> {'examples': n, 'tokens': n} for benchmarks
+and optionally, for tasks whose update is not an optax step on a loss
+(word2vec's sparse SGD, GloVe's sparse AdaGrad):
+  train_step(state, batch, schedule) -> (state, metrics), used instead of loss
+  init_opt_state(params) -> the optimizer state the train step keeps
+  eval_splits: the splits to evaluate ('' for no split prefix in the metric names)
 """
 from research.errors import UserError
 
