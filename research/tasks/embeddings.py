@@ -168,6 +168,7 @@ class Word2VecTask(WordVectorTask):
       raise UserError(f'data.parallel_segments={self.together} must divide the '
                       f'{self.rows} segments of a batch and be a multiple of the '
                       f'{runtime.num_devices} device(s)')
+    self.sentence = np.repeat(np.arange(len(c.starts) - 1, dtype=np.int32), np.diff(c.starts))
     self.expected_kept = float((c.counts * self.keep).sum())  # per epoch.
     self.steps_per_epoch = max(1, math.ceil(self.expected_kept / bs))
     if not config.train.steps:
@@ -193,8 +194,7 @@ class Word2VecTask(WordVectorTask):
     c = self.corpus
     rng = np.random.default_rng([self.config.seed, epoch])
     kept = rng.random(len(c.tokens), dtype=np.float32) < self.keep[c.tokens]
-    sentence = np.repeat(np.arange(len(c.starts) - 1, dtype=np.int32), np.diff(c.starts))
-    return c.tokens[kept], sentence[kept]
+    return c.tokens[kept], self.sentence[kept]
 
   def train_batch(self, step: int):
     """[rows, segment + 2W] tokens, sentence ids and validity: this process's rows."""
