@@ -140,9 +140,12 @@ class Word2Vec:
     offsets = [o for o in range(-w, w + 1) if o]
     reduced = jax.random.randint(window_rng, (size,), 1, w + 1)
     center_ok = valid[w:w + size] & (True if center_mask is None else center_mask[w:w + size])
-    masks = [((abs(o) <= reduced) & valid[w + o:w + o + size] & center_ok
-              & (sentence[w + o:w + o + size] == sentence[w:w + size])).astype(jnp.float32)
-             for o in offsets]                                   # 2W x [L]
+    masks = jnp.stack([(abs(o) <= reduced) & valid[w + o:w + o + size] & center_ok
+                       & (sentence[w + o:w + o + size] == sentence[w:w + size])
+                       for o in offsets]).astype(jnp.float32)   # [2W, L]
+    # Materialized once: otherwise XLA fuses the mask arithmetic into every [L, D]
+    # consumer and redoes it per vector element (CBOW steps were 6x slower).
+    masks = jax.lax.optimization_barrier(masks)
     x = params['input'][tokens]                                  # [L + 2W, D]
     u = params['output'][tokens[w:w + size]]                     # [L, D]
     negatives = jnp.minimum(jnp.searchsorted(noise_cdf, jax.random.uniform(noise_rng, (k,))),
@@ -156,7 +159,7 @@ class Word2Vec:
       return acc.at[w + o:w + o + size].add(value)
 
     if self.cbow:
-      count = sum(masks)
+      count = masks.sum(0)
       scale = 1.0 / jnp.maximum(count, 1.0) if self.cbow_mean else jnp.ones_like(count)
       live = (count > 0).astype(jnp.float32)
       hidden = sum(m[:, None] * shifted(x, o) for m, o in zip(masks, offsets)) * scale[:, None]
