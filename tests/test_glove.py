@@ -16,7 +16,7 @@ def _batch():
 
 def test_gradients_match_autodiff_of_the_weighted_least_squares():
   model = GloVe(vocab_size=5, dim=3, x_max=100.0)
-  params = model.init(jax.random.PRNGKey(0))['params']
+  params = model.init(jax.random.PRNGKey(0))
   rows, cols, x, live = _batch()
 
   def objective(p):
@@ -34,20 +34,28 @@ def test_gradients_match_autodiff_of_the_weighted_least_squares():
 
 def test_adagrad_updates_touched_rows_once_with_their_summed_gradient():
   model = GloVe(vocab_size=5, dim=3)
-  state = model.init(jax.random.PRNGKey(0))
+  params = model.init(jax.random.PRNGKey(0))
+  gradsq = jax.tree.map(lambda p: 1.0 + jnp.arange(p.size, dtype=p.dtype).reshape(p.shape),
+                        params)  # distinct accumulators, so a wrong row would show.
   rows, cols, x, live = _batch()
-  _, grads = model.loss_and_grads(state['params'], rows, cols, x, live)
-  new = model.adagrad(state, grads, lr=0.05)
+  _, grads = model.loss_and_grads(params, rows, cols, x, live)
+  new_params, new_gradsq = model.adagrad(params, gradsq, grads, lr=0.05)
   for name in NAMES:
     ids, g = grads[name]
-    summed = np.asarray(jnp.zeros_like(state['params'][name]).at[ids].add(0.05 * g))
-    acc = np.asarray(state['gradsq'][name]) + summed ** 2
-    np.testing.assert_allclose(new['gradsq'][name], acc, rtol=1e-6)
-    np.testing.assert_allclose(new['params'][name],
-                               np.asarray(state['params'][name]) - summed / np.sqrt(acc),
+    summed = np.asarray(jnp.zeros_like(params[name]).at[ids].add(0.05 * g))
+    acc = np.asarray(gradsq[name]) + summed ** 2
+    np.testing.assert_allclose(new_gradsq[name], acc, rtol=1e-6)
+    np.testing.assert_allclose(new_params[name], np.asarray(params[name]) - summed / np.sqrt(acc),
                                rtol=1e-5, atol=1e-7)
   untouched = 4  # word 4 is in no entry.
-  np.testing.assert_array_equal(new['params']['w'][untouched], state['params']['w'][untouched])
+  np.testing.assert_array_equal(new_params['w'][untouched], params['w'][untouched])
+
+
+def test_accumulators_start_at_one():
+  model = GloVe(vocab_size=5, dim=3)
+  gradsq = model.init_gradsq(model.init(jax.random.PRNGKey(0)))
+  assert gradsq['w'].shape == (5, 3) and gradsq['b'].shape == (5,)
+  assert all(bool((a == 1.0).all()) for a in gradsq.values())
 
 
 def test_weighting_function():

@@ -4,6 +4,7 @@ import dataclasses
 import tensorflow_datasets as tfds
 from absl import logging
 
+from research.data import prepared_records
 from research.errors import UserError
 
 
@@ -53,8 +54,7 @@ def load_tfds(name: str, pair: str, local_dir: str = '', data_dir: str = ''):
   builder.download_and_prepare()
   splits = {}
   for split in builder.info.splits:
-    source = builder.as_data_source(split)
-    records = source.__getitems__(list(range(len(source))))
+    records = prepared_records(builder, split)
     splits[split] = Split([r['source'].decode('utf-8') for r in records],
                           [r['target'].decode('utf-8') for r in records])
   logging.info('%s %s: %s from %s', name, pair,

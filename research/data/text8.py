@@ -13,6 +13,7 @@ import zipfile
 import tensorflow_datasets as tfds
 from absl import logging
 
+from research.data import prepared_records
 from research.errors import UserError
 
 URL = 'http://mattmahoney.net/dc/text8.zip'
@@ -64,7 +65,7 @@ def load_lines(local_dir: str = '', data_dir: str = ''):
   """Prepares text8 once (array_record) and returns its pieces as strings."""
   builder = Text8(local_dir=local_dir, data_dir=data_dir or None, file_format='array_record')
   builder.download_and_prepare()
-  source = builder.as_data_source('train')
-  logging.info('text8: %d pieces of %d words from %s', len(source), WORDS_PER_EXAMPLE,
+  records = prepared_records(builder, 'train')
+  logging.info('text8: %d pieces of %d words from %s', len(records), WORDS_PER_EXAMPLE,
                builder.data_dir)
-  return [r['text'].decode('utf-8') for r in source.__getitems__(list(range(len(source))))]
+  return [r['text'].decode('utf-8') for r in records]

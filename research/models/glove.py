@@ -4,8 +4,8 @@ Weighted least squares on the co-occurrence counts X:
   J = sum_ij f(X_ij) (w_i . w~_j + b_i + b~_j - log X_ij)^2,
   f(x) = min(1, (x / x_max)^alpha),
 trained with AdaGrad as the reference C tool does: parameters 'w', 'w_tilde'
-[V, D] and biases 'b', 'b_tilde' [V] initialized uniform in +-0.5 / D, squared
-gradient sums starting at 1. A batch is a set of (i, j, X_ij) entries; its
+[V, D] and biases 'b', 'b_tilde' [V] initialized uniform in +-0.5 / D, and
+squared gradient sums (the optimizer state) starting at 1. A batch is a set of (i, j, X_ij) entries; its
 gradients are summed per row and applied as sparse AdaGrad updates, so a step
 costs the batch, not the vocabulary. The saved word vectors are W + W~.
 """
@@ -29,9 +29,13 @@ class GloVe:
     v, d = self.vocab_size, self.dim
     keys = jax.random.split(rng, 4)
     shapes = {'w': (v, d), 'w_tilde': (v, d), 'b': (v,), 'b_tilde': (v,)}
-    params = {n: jax.random.uniform(k, shapes[n], jnp.float32, -0.5 / d, 0.5 / d)
-              for n, k in zip(NAMES, keys)}
-    return {'params': params, 'gradsq': {n: jnp.ones(shapes[n], jnp.float32) for n in NAMES}}
+    return {n: jax.random.uniform(k, shapes[n], jnp.float32, -0.5 / d, 0.5 / d)
+            for n, k in zip(NAMES, keys)}
+
+  @staticmethod
+  def init_gradsq(params):
+    """AdaGrad's squared-gradient sums, starting at 1 as in glove.c."""
+    return jax.tree.map(jnp.ones_like, params)
 
   def weight(self, x):
     return jnp.minimum(1.0, (x / self.x_max) ** self.alpha)
@@ -46,13 +50,13 @@ class GloVe:
     return loss, {'w': (rows, fdiff[:, None] * wt), 'w_tilde': (cols, fdiff[:, None] * w),
                   'b': (rows, fdiff), 'b_tilde': (cols, fdiff)}
 
-  def adagrad(self, state, grads, lr):
+  def adagrad(self, params, gradsq, grads, lr):
     """AdaGrad on the rows the batch touches: each row's gradients are summed
     (entries clipped as the C tool clips them), its squared sum is added to the
     row's accumulator, and the row moves by -lr * g / sqrt(accumulator). Costs
     the batch size: rows are made unique by sorting, not by a vocabulary-sized
-    scatter."""
-    params, gradsq = dict(state['params']), dict(state['gradsq'])
+    scatter. Returns the new (params, gradsq)."""
+    params, gradsq = dict(params), dict(gradsq)
     for name, (ids, g) in grads.items():
       g = jnp.clip(lr * g, -self.grad_clip, self.grad_clip)  # lr * gradient, as in glove.c.
       unique, inverse = jnp.unique(ids, size=ids.shape[0], fill_value=self.vocab_size,
@@ -62,4 +66,4 @@ class GloVe:
       step = summed / jnp.sqrt(acc)
       params[name] = params[name].at[unique].add(-step, mode='drop')
       gradsq[name] = gradsq[name].at[unique].set(acc, mode='drop')
-    return {'params': params, 'gradsq': gradsq}
+    return params, gradsq

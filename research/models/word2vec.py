@@ -55,12 +55,18 @@ class Word2Vec:
     size = tokens.shape[0] - 2 * w
     offsets = np.array([o for o in range(-w, w + 1) if o], np.int32)  # [2W]
     pos = w + jnp.arange(size)[:, None] + offsets[None]                # [B, 2W]
-    centers = tokens[w:w + size]
-    reduced = jax.random.randint(rng, (size,), 1, w + 1)[:, None]      # dynamic window.
-    mask = ((jnp.abs(offsets)[None] <= reduced)
-            & valid[pos] & (sentence[pos] == sentence[w:w + size, None])
-            & valid[w:w + size, None])
-    return centers, tokens[pos], mask
+    reduced = jax.random.randint(rng, (size,), 1, w + 1)             # dynamic window.
+    mask = self.window_mask(sentence, valid, reduced, valid[w:w + size]).T
+    return tokens[w:w + size], tokens[pos], mask
+
+  def window_mask(self, sentence, valid, reduced, center_ok):
+    """[2W, L]: whether the word at offset o (-W..-1, 1..W) of each center is
+    its context: inside the reduced window, valid, and in the same sentence."""
+    w = self.window
+    size = sentence.shape[0] - 2 * w
+    return jnp.stack([(abs(o) <= reduced) & valid[w + o:w + o + size] & center_ok
+                      & (sentence[w + o:w + o + size] == sentence[w:w + size])
+                      for o in range(-w, w + 1) if o])
 
   def targets(self, centers, rng, noise_cdf):
     """Negative sampling: ([B, 1 + K] word ids, [B, 1 + K] labels, [B, 1 + K] mask)."""
@@ -140,9 +146,7 @@ class Word2Vec:
     offsets = [o for o in range(-w, w + 1) if o]
     reduced = jax.random.randint(window_rng, (size,), 1, w + 1)
     center_ok = valid[w:w + size] & (True if center_mask is None else center_mask[w:w + size])
-    masks = jnp.stack([(abs(o) <= reduced) & valid[w + o:w + o + size] & center_ok
-                       & (sentence[w + o:w + o + size] == sentence[w:w + size])
-                       for o in offsets]).astype(jnp.float32)   # [2W, L]
+    masks = self.window_mask(sentence, valid, reduced, center_ok).astype(jnp.float32)
     # Materialized once: otherwise XLA fuses the mask arithmetic into every [L, D]
     # consumer and redoes it per vector element (CBOW steps were 6x slower).
     masks = jax.lax.optimization_barrier(masks)

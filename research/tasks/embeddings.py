@@ -295,11 +295,10 @@ class GloVeTask(WordVectorTask):
     self.eval_sets = self._read_eval_sets(d.eval_dir)
 
   def init(self, rng):
-    return self.model.init(rng)['params']
+    return self.model.init(rng)
 
   def init_opt_state(self, params):
-    """AdaGrad's squared-gradient sums, starting at 1 as in glove.c."""
-    return jax.tree.map(jnp.ones_like, params)
+    return self.model.init_gradsq(params)
 
   @functools.lru_cache(maxsize=1)
   def _order(self, epoch: int):
@@ -323,12 +322,11 @@ class GloVeTask(WordVectorTask):
     lr = schedule(state.step)
     loss, grads = self.model.loss_and_grads(state.params, batch['rows'], batch['cols'],
                                             batch['x'], batch['live'])
-    new = self.model.adagrad({'params': state.params, 'gradsq': state.opt_state}, grads, lr)
+    params, gradsq = self.model.adagrad(state.params, state.opt_state, grads, lr)
     n = jnp.maximum(batch['live'].sum(), 1.0)
     norm = jnp.sqrt(sum(jnp.vdot(g, g) for _, g in grads.values()))
     metrics = {'loss': loss / n, 'learning_rate': lr, 'grad_norm': norm}
-    return state.replace(step=state.step + 1, params=new['params'],
-                         opt_state=new['gradsq']), metrics
+    return state.replace(step=state.step + 1, params=params, opt_state=gradsq), metrics
 
   def vectors(self, params) -> word_vectors.WordVectors:
     """W + W~, as the paper and glove.c (model 2) save them."""
