@@ -248,6 +248,7 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   state = runtime.put_state(state)
   last_saved = start_step
   window, window_start, t_window, eval_seconds = [], start_step, time.time(), 0.0
+  last_eval = (-1, {})  # (step, metrics) of the latest periodic evaluation.
   with _StopRequest() as stop:
     for step in range(start_step, total):
       batch = runtime.put_batch(task.train_batch(step))
@@ -278,6 +279,7 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
         t_eval = time.time()
         params = runtime.global_state(state).params
         ev = exp.evaluate(params, exp.eval_splits[0])
+        last_eval = (done, dict(ev))  # the final results reuse it rather than decode again.
         ev['time/elapsed_seconds'] = time.time() - t_start  # this process, compile included.
         writer.write(done, ev)
         logging.info('step %d eval: %s', done, _fmt_metrics(ev))
@@ -302,11 +304,16 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   state = runtime.global_state(state)
   results = {'step': int(state.step)}
   for split in exp.eval_splits:
-    results.update(exp.evaluate(state.params, split))
+    if split == exp.eval_splits[0] and last_eval[0] == results['step']:
+      results.update(last_eval[1])
+    else:
+      results.update(exp.evaluate(state.params, split))
   writer.write(int(state.step), {k: v for k, v in results.items() if k != 'step'})
   writer.close()
   results['params_sha256'] = params_sha256(state.params)
   results['num_params'] = int(sum(np.size(x) for x in jax.tree.leaves(state.params)))
+  if hasattr(task, 'final_results'):  # e.g. regression's coefficients and diagnostics.
+    results.update(task.final_results(state.params))
   results['wall_seconds'] = time.time() - t_start
   _write_json(results_path, results)
   task.write_artifacts(state.params, workdir)  # collective: decodes on every process.
@@ -378,6 +385,8 @@ def benchmark(config, workdir: str = '', devices=None) -> dict:
     sig = lambda x: float(f'{x:.4g}')
     row.update(step_gflops=sig(flops / steps / 1e9), achieved_gflops=sig(achieved / 1e9),
                matmul_peak_gflops=sig(peak / 1e9), mfu=sig(achieved / peak))
+  if hasattr(task, 'benchmark_fields'):  # e.g. regression's fit_seconds.
+    row.update(task.benchmark_fields(seconds, steps))
   row['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   return row
 

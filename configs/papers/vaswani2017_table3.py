@@ -1,7 +1,7 @@
 """Vaswani et al. 2017, Table 3 (variations on the Transformer), at Multi30k scale.
 
 The sweep is configs/transformer.py's `table3` preset (2 + 2 layers, d_model 128,
-4 heads, d_ff 512, 1500 steps of 128 pairs) and its rows (A)-(E), mapped onto it:
+4 heads, d_ff 512, a 4000-piece vocabulary, 800 steps of 128 pairs) and its rows (A)-(E), mapped onto it:
 - (A) h = 1, 4, 16, 32 around the paper's 8 -> h = 1, 2, 8, 16 around our 4
   (d_k = d_v = d_model / h, as in the paper);
 - (B) d_k = 16, 32 (a quarter and half of 64) -> 8, 16 (of 32);
@@ -59,7 +59,7 @@ PAPER = dict(
         dict(label=label, point=point, metric='num_params', scale=1e-6, paper=params))],
     notes="""num_params is in millions. Scaled-down rows: see the config's docstring for the
 mapping; the paper's rows (A), (D) and (E) list no parameter count. The paper trained
-100k steps of 25k tokens on 4.5M sentence pairs; each point here trains 1500
+100k steps of 25k tokens on 4.5M sentence pairs; each point here trains 800
 steps of 128 pairs of Multi30k (29k pairs).""")
 
 
