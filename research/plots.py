@@ -131,3 +131,47 @@ def word_pairs_pca(vectors: dict, groups: dict, path: str, title=''):
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def regression_diagnostics(fitted, resid, vif: dict, path: str, title='', max_points=20000):
+  """One panel of the residual plots: residuals vs fitted (linearity), normal Q-Q
+  (normality), scale-location (homoscedasticity), the error histogram, and the
+  VIF of each column (multicollinearity)."""
+  from scipy import stats
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fitted, resid = np.asarray(fitted), np.asarray(resid)
+  if len(resid) > max_points:  # a fixed subsample keeps big fits readable.
+    keep = np.random.default_rng(0).choice(len(resid), max_points, replace=False)
+    fitted, resid = fitted[keep], resid[keep]
+  std = resid / (resid.std() or 1.0)
+  fig, axes = plt.subplots(2, 3, figsize=(12, 7))
+  a = axes[0, 0]
+  a.scatter(fitted, resid, s=4, alpha=0.4)
+  a.axhline(0, color='k', lw=0.8)
+  a.set(title='residuals vs fitted (linearity)', xlabel='fitted', ylabel='residual')
+  a = axes[0, 1]
+  (osm, osr), (slope, intercept, _) = stats.probplot(std)
+  a.scatter(osm, osr, s=4, alpha=0.4)
+  a.plot(osm, slope * osm + intercept, color='r', lw=1)
+  a.set(title='normal Q-Q (normality)', xlabel='theoretical quantile', ylabel='standardized residual')
+  a = axes[0, 2]
+  a.scatter(fitted, np.sqrt(np.abs(std)), s=4, alpha=0.4)
+  a.set(title='scale-location (homoscedasticity)', xlabel='fitted', ylabel='sqrt |standardized residual|')
+  a = axes[1, 0]
+  a.hist(resid, bins=50, density=True, alpha=0.7)
+  grid = np.linspace(resid.min(), resid.max(), 200)
+  a.plot(grid, stats.norm.pdf(grid, resid.mean(), resid.std() or 1.0), color='r', lw=1)
+  a.set(title='error distribution', xlabel='residual')
+  a = axes[1, 1]
+  names = list(vif)[:30]
+  a.barh(range(len(names)), [vif[n] for n in names])
+  a.set_yticks(range(len(names)), [_plain(n) for n in names], fontsize=7)
+  a.axvline(5, color='orange', lw=0.8)
+  a.axvline(10, color='r', lw=0.8)
+  a.set(title='VIF (multicollinearity)', xscale='log')
+  axes[1, 2].axis('off')
+  fig.suptitle(_plain(title), fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return path

@@ -13,14 +13,16 @@ and optionally, for tasks whose update is not an optax step on a loss
   train_step(state, batch, schedule) -> (state, metrics), used instead of loss
   init_opt_state(params) -> the optimizer state the train step keeps
   eval_splits: the splits to evaluate ('' for no split prefix in the metric names)
+  final_results(params) -> dict merged into results.json (regression's coefficients)
+  benchmark_fields(seconds, steps) -> dict added to the benchmark row (fit_seconds)
 """
 from research.errors import UserError
 
 
 def build(config, runtime):
-  from research.tasks import embeddings, translation
+  from research.tasks import embeddings, regression, translation
   tasks = {'translation': translation.TranslationTask, 'word2vec': embeddings.Word2VecTask,
-           'glove': embeddings.GloVeTask}
+           'glove': embeddings.GloVeTask, 'regression': regression.RegressionTask}
   if config.task not in tasks:
     raise UserError(f'unknown task {config.task!r}; known: {", ".join(sorted(tasks))}')
   return tasks[config.task](config, runtime)

@@ -1,0 +1,344 @@
+"""The regression family through the shared loop: OLS, polynomial, ridge, lasso
+and elastic net (research/models/linear.py), with statsmodels-style inference
+and assumption diagnostics (research/regression_stats.py).
+
+A fit is one train step: `train_step` solves the whole problem (QR, an
+eigendecomposition, or coordinate descent to scikit-learn's tolerance) on the
+full training set, sharded by rows over the devices. So train.steps is 1, the
+step is jit-compiled like every other, and a checkpoint holds the fit.
+
+Everything runs in float64 (jax_enable_x64 is switched on for the process).
+"""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from research import plots, regression_stats as rstats
+from research.data import tabular
+from research.errors import UserError
+from research.models import linear
+
+MODELS = ('ols', 'ridge', 'lasso', 'elastic_net')
+
+
+class RegressionTask:
+  eval_splits = ('train', 'test')
+
+  def __init__(self, config, runtime):
+    jax.config.update('jax_enable_x64', True)
+    self.config, self.runtime = config, runtime
+    d, m = config.data, config.model
+    if m.name not in MODELS:
+      raise UserError(f'unknown regression model.name {m.name!r}; use {", ".join(MODELS)}')
+    self.certified = None
+    degree, intercept = m.degree, m.intercept
+    if config.bench.n:  # --mode=benchmark's data: scikit-learn's benchmark generator.
+      X, y, names = tabular.synthetic('bench', config.bench.n, config.bench.p, config.seed)
+      self.dropped = 0
+    elif d.csv:
+      X, y, names, self.dropped = tabular.read_csv(d.csv, d.target, d.features, d.nonfinite)
+    elif d.synthetic.startswith('nist:'):
+      X, y, names, beta, beta_sd, degree, intercept = tabular.nist(d.synthetic[5:])
+      self.certified = (beta, beta_sd)
+      self.dropped = 0
+    elif d.synthetic:
+      X, y, names = tabular.synthetic(d.synthetic, d.n, d.p, d.seed, d.noise)
+      self.dropped = 0
+    else:
+      raise UserError('no data: set data.csv=FILE (with data.target=COLUMN) or data.synthetic')
+    if self.dropped:
+      logging.warning('dropped %d row(s) with NaN or inf (data.nonfinite=drop)', self.dropped)
+    self.degree, self.intercept = degree, intercept
+    self.exps = linear.exponents(X.shape[1], degree)
+    num_params = len(self.exps) + int(intercept)
+
+    # Held-out rows: a test CSV, or a seeded fraction of the rows (none for NIST data,
+    # whose certified values are for the whole set).
+    test_fraction = 0.0 if self.certified is not None else d.test_fraction
+    if d.test_csv:
+      Xt, yt, _, _ = tabular.read_csv(d.test_csv, d.target, ','.join(names), d.nonfinite)
+    else:
+      order = np.random.default_rng(d.seed).permutation(len(X))
+      cut = len(X) - int(round(test_fraction * len(X)))
+      X, y, Xt, yt = X[order[:cut]], y[order[:cut]], X[order[cut:]], y[order[cut:]]
+    tabular.check_columns(X, names, num_params)
+    self.names = names
+    self.feature_names = [_monomial_name(e, names) for e in self.exps]
+
+    # Polynomial features are fitted in t = (x - shift) / scale, about [-1, 1]: the
+    # shift is the midpoint cut to 8 significant bits and the scale a power of two, so
+    # x - shift and the division are exact and integer data give exact monomials.
+    if degree > 1 and m.basis == 'scaled':
+      lo, hi = X.min(0), X.max(0)
+      mantissa, exponent = np.frexp((hi + lo) / 2)
+      self.shift = np.ldexp(np.round(mantissa * 256) / 256, exponent)
+      self.scale = 2.0 ** np.ceil(np.log2(np.maximum((hi - lo) / 2, 1e-300)))
+    elif m.basis in ('scaled', 'raw'):
+      self.shift, self.scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
+    else:
+      raise UserError(f'model.basis must be scaled or raw, not {m.basis!r}')
+
+    # Rows padded to whole blocks on every device; padding has mask 0.
+    self.num_folds = m.cv_folds if m.name in ('lasso', 'elastic_net') and m.cv_folds > 1 else 1
+    # OLS factors row blocks of about model.block_rows (TSQR), a whole number on each device.
+    devices, k = runtime.num_devices, len(self.exps) + 1
+    self.num_blocks = 1
+    if m.name == 'ols':
+      self.num_blocks = devices * max(1, len(X) // (devices * max(m.block_rows, k)))
+      if -(-len(X) // self.num_blocks) < k:  # too few rows to split: one block.
+        self.num_blocks = 1
+    multiple = int(np.lcm(self.num_blocks, devices * self.num_folds))
+    self.train = _padded(X, y, multiple)
+    self.test = _padded(Xt, yt, runtime.num_devices) if len(Xt) else None
+    self.n_train = len(X)
+
+  # --- the model --------------------------------------------------------------------
+
+  def features(self, params, X):
+    return linear.polynomial_features(X, self.exps, params['shift'], params['scale'])
+
+  def init(self, rng):
+    del rng
+    p = len(self.exps)
+    return {'coef': jnp.zeros(p, jnp.float64), 'intercept': jnp.zeros((), jnp.float64),
+            'alpha': jnp.asarray(self.config.model.alpha, jnp.float64),
+            'shift': jnp.asarray(self.shift, jnp.float64),
+            'scale': jnp.asarray(self.scale, jnp.float64)}
+
+  def init_opt_state(self, params):
+    del params
+    return ()
+
+  def train_batch(self, step: int):
+    del step
+    return self.train
+
+  def units(self, batch):
+    return {'examples': int(batch['mask'].sum())}
+
+  def train_step(self, state, batch, schedule):
+    """The whole fit, as one jit-compiled step."""
+    del schedule
+    params, metrics = self.fit(state.params, batch['x'], batch['y'], batch['mask'])
+    return state.replace(step=state.step + 1, params=params), metrics
+
+  def fit(self, params, X, y, mask):
+    m = self.config.model
+    F = self.features(params, X)
+    n = mask.sum()
+    if m.name == 'ols':
+      fit = self._ols(F, y, mask)
+      coef, b, alpha = _split_intercept(fit['params'], self.intercept) + (params['alpha'],)
+      loss = fit['rss'] / (2 * n)
+    else:
+      G, q, yy, xm, ym = linear.gram(F, y, mask, self.intercept)
+      if m.name == 'ridge':
+        alphas = jnp.asarray(_ridge_grid(m), jnp.float64)
+        coefs, gcv = linear.ridge(G, q, yy, n, alphas)
+        best = jnp.argmin(gcv)
+        coef, alpha = coefs[best], alphas[best]
+      else:
+        l1_ratio = 1.0 if m.name == 'lasso' else m.l1_ratio
+        alpha = params['alpha']
+        if self.num_folds > 1:
+          alphas = linear.alpha_grid(q, n, l1_ratio, m.num_alphas)
+          mse = linear.cross_validate(
+              linear.fold_moments(F, y, mask, self.num_folds), alphas, l1_ratio,
+              intercept=self.intercept, tol=m.tol, max_iter=m.max_iter)
+          alpha = alphas[jnp.argmin(mse.mean(0))]
+        coef, _, _ = linear.elastic_net(G, q, yy, n, alpha, l1_ratio, jnp.zeros_like(q),
+                                        tol=m.tol, max_iter=m.max_iter)
+      b = ym - xm @ coef
+      rss = yy - 2 * q @ coef + coef @ G @ coef
+      loss = rss / (2 * n)
+    resid = (y - b - F @ coef) * mask
+    grad = F.T @ resid / n  # at an OLS optimum this is ~0: a check of the solve.
+    params = dict(params, coef=coef, intercept=b, alpha=alpha)
+    return params, {'loss': loss, 'grad_norm': jnp.sqrt(grad @ grad), 'alpha': alpha}
+
+  def _ols(self, F, y, mask):
+    m = self.config.model
+    return linear.ols(F, y, mask, intercept=self.intercept, num_blocks=self.num_blocks,
+                      rcond=m.rcond, refine_steps=m.refine_steps)
+
+  def predict_values(self, params, X):
+    return params['intercept'] + self.features(params, X) @ params['coef']
+
+  # --- evaluation ---------------------------------------------------------------------
+
+  def evaluate(self, params, split: str):
+    data = self.train if split == 'train' else self.test
+    if data is None:
+      return {}
+    out = _metrics(jax.device_get(self._predict(params, data['x'])), data['y'], data['mask'],
+                   len(self.exps))
+    return out
+
+  @property
+  def _predict(self):
+    if not hasattr(self, '_predict_fn'):
+      self._predict_fn = jax.jit(self.predict_values)
+    return self._predict_fn
+
+  def raw_coefficients(self, params):
+    """(names, [intercept,] coefficients on the raw monomials of x, transform T)
+    with raw = T @ fitted, T the identity unless a scaled polynomial basis was used."""
+    p = len(self.exps)
+    M, c = linear.monomial_map(self.exps, jnp.asarray(params['shift']),
+                               jnp.asarray(params['scale']))
+    coef = np.asarray(M @ params['coef'])
+    b = float(params['intercept'] + c @ params['coef'])
+    if self.intercept:
+      T = np.block([[np.ones((1, 1)), np.asarray(c)[None, :]], [np.zeros((p, 1)), np.asarray(M)]])
+      return ['const'] + self.feature_names, np.concatenate([[b], coef]), T
+    return self.feature_names, coef, np.asarray(M)
+
+  def final_results(self, params) -> dict:
+    """Coefficients at full float64 precision, inference (OLS) and diagnostics."""
+    names, values, T = self.raw_coefficients(params)
+    out = {'coefficients': dict(zip(names, map(float, values))),
+           'alpha': float(params['alpha']), 'rows_dropped': self.dropped}
+    stats = self._statistics(params, T, values)
+    out.update(stats['results'])
+    if self.certified is not None:
+      beta, beta_sd = self.certified
+      digits = -np.log10(np.maximum(np.abs(values - beta) / np.abs(beta), 1e-17))
+      out['nist/min_significant_digits'] = float(digits.min())
+      if 'std_errors' in out:
+        se = np.array(list(out['std_errors'].values()))
+        # Exact fits (Wampler1, 2) certify standard errors of 0: measure against the coefficient.
+        denom = np.where(beta_sd != 0, np.abs(beta_sd), np.abs(beta))
+        out['nist/min_std_error_digits'] = float(
+            (-np.log10(np.maximum(np.abs(se - beta_sd) / denom, 1e-17))).min())
+    self._summary = (names, values, stats)
+    return out
+
+  def _statistics(self, params, T, values):
+    m = self.config.model
+    data = self.train
+    X, y, mask = (jnp.asarray(data[k]) for k in ('x', 'y', 'mask'))
+    F = self.features(params, X)
+    fitted = self.predict_values(params, X) * mask
+    resid = (y * mask - fitted)
+    n = self.n_train
+    fit = jax.jit(self._ols)(F, y, mask)
+    rank = int(fit['rank'])
+    rss = float(resid @ resid)
+    yc = y - (float(mask @ y) / n if self.intercept else 0.0)
+    tss = float(((yc * mask) @ (yc * mask)))
+    jb, jb_p, skew, kurt = rstats.jarque_bera(np.asarray(resid)[np.asarray(mask) > 0])
+    bp, bp_p = rstats.breusch_pagan(F, resid, mask)
+    rs, rs_p = rstats.reset(F, y, fitted, mask, rss, rank, self.intercept)
+    cov = np.asarray(linear.ols_covariance(fit))
+    vifs = rstats.vif(cov, F, mask, self.intercept) if len(self.exps) > 1 else np.ones(1)
+    diag = dict(jarque_bera=jb, jarque_bera_p=jb_p, skew=skew, kurtosis=kurt,
+                breusch_pagan=bp, breusch_pagan_p=bp_p, reset=rs, reset_p=rs_p,
+                condition_number=rstats.condition_number(F, mask, self.intercept),
+                vif=dict(zip(self.feature_names, map(float, vifs))))
+    results = {f'diagnostics/{k}': float(v) for k, v in diag.items() if k != 'vif'}
+    results['diagnostics/vif'] = diag['vif']
+    results['rank'] = rank
+    results['rank_deficient'] = rank < len(values)
+    if rank < len(values):
+      columns = ['const'] * self.intercept + self.feature_names
+      dependent = [columns[j] for j in np.flatnonzero(~np.asarray(fit['independent']))]
+      logging.warning('the design is rank deficient (rank %d of %d); dependent column(s): %s; '
+                      'the minimum-norm solution is reported', rank, len(values),
+                      ', '.join(dependent))
+      results['dependent_columns'] = dependent
+    inf = None
+    if m.name == 'ols':
+      inf = rstats.inference(values, T @ cov @ T.T, rss, tss, n, rank, self.intercept)
+      names = ['const'] + self.feature_names if self.intercept else self.feature_names
+      for k in ('std_errors', 't_values', 'p_values', 'conf_low', 'conf_high'):
+        results[k] = dict(zip(names, map(float, inf[k])))
+      for k in ('f_statistic', 'f_p_value', 'log_likelihood', 'aic', 'bic', 'sigma'):
+        results[k] = float(inf[k])
+    results.update({f'verdict/{k}': v for k, v in rstats.verdicts(diag).items()})
+    return {'results': results, 'diag': diag, 'inference': inf,
+            'fitted': np.asarray(fitted)[np.asarray(mask) > 0],
+            'resid': np.asarray(resid)[np.asarray(mask) > 0]}
+
+  def samples(self, params, split, n):
+    del params, split, n
+    return []
+
+  def predict(self, params, lines):
+    """Each line: comma-separated feature values -> the prediction."""
+    out = []
+    for line in lines:
+      try:
+        x = np.array([[float(v) for v in line.split(',')]])
+      except ValueError:
+        out.append(f'error: {line!r} is not comma-separated numbers')
+        continue
+      if x.shape[1] != len(self.names):
+        out.append(f'error: expected {len(self.names)} values ({", ".join(self.names)})')
+        continue
+      out.append(repr(float(self.predict_values(params, jnp.asarray(x))[0])))
+    return out
+
+  def write_artifacts(self, params, workdir: str):
+    if jax.process_index() != 0:
+      return []
+    if not hasattr(self, '_summary'):
+      self.final_results(params)
+    names, values, stats = self._summary
+    title = f'{self.config.name}: {self.config.model.name}, degree {self.degree}'
+    if stats['inference'] is not None:
+      text = rstats.summary_table(names, values, stats['inference'], stats['diag'],
+                                  self.n_train, title)
+    else:
+      text = title + '\n' + '\n'.join(f'{n:<20}{v:>24.16g}' for n, v in zip(names, values)) + '\n'
+      text += '\n'.join(f'  {k}: {v}' for k, v in rstats.verdicts(stats['diag']).items()) + '\n'
+    path = os.path.join(workdir, 'summary.txt')
+    with open(path, 'w') as f:
+      f.write(text)
+    logging.info('\n%s', text)
+    plot = plots.regression_diagnostics(stats['fitted'], stats['resid'], stats['diag']['vif'],
+                                        os.path.join(workdir, 'plots', 'diagnostics.png'), title)
+    return [path, plot]
+
+  def benchmark_fields(self, seconds: float, steps: int) -> dict:
+    return {'fit_seconds': round(seconds / steps, 4), 'n': self.n_train,
+            'p': len(self.exps)}
+
+
+def _split_intercept(params, intercept: bool):
+  return (params[1:], params[0]) if intercept else (params, jnp.zeros((), params.dtype))
+
+
+def _ridge_grid(m):
+  """model.alpha alone, or (model.gcv) a log grid around it searched by GCV."""
+  if not m.gcv:
+    return [m.alpha]
+  return list(np.logspace(np.log10(m.alpha) - 4, np.log10(m.alpha) + 4, 33))
+
+
+def _padded(X, y, multiple):
+  n = len(X)
+  total = -(-n // multiple) * multiple
+  pad = total - n
+  return {'x': np.concatenate([X, np.zeros((pad, X.shape[1]))]).astype(np.float64),
+          'y': np.concatenate([y, np.zeros(pad)]).astype(np.float64),
+          'mask': np.concatenate([np.ones(n), np.zeros(pad)])}
+
+
+def _metrics(pred, y, mask, num_coef):
+  keep = mask > 0
+  r = (y - pred)[keep]
+  yk = y[keep]
+  n = len(r)
+  mse = float(np.mean(r ** 2))
+  r2 = 1 - float(np.sum(r ** 2)) / float(np.sum((yk - yk.mean()) ** 2))
+  return {'mse': mse, 'rmse': float(np.sqrt(mse)), 'mae': float(np.mean(np.abs(r))), 'r2': r2,
+          'adj_r2': 1 - (1 - r2) * (n - 1) / max(n - num_coef - 1, 1)}
+
+
+def _monomial_name(e, names):
+  parts = [n if k == 1 else f'{n}^{k}' for n, k in zip(names, e) if k]
+  return ' '.join(parts)
