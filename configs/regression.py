@@ -56,7 +56,8 @@ def get_config(preset: str = 'ols'):
   c.model.gcv = preset == 'ridge'  # ridge: alpha from a log grid (alpha * 1e-4 .. 1e4) by GCV.
   c.model.l1_ratio = 0.5
   c.model.cv_folds = 5 if preset in ('lasso', 'elastic_net') else 0
-  c.model.num_alphas = 100     # the CV grid, scikit-learn's: alpha_max down to 1e-3 of it.
+  c.model.num_alphas = 100     # the path / CV grid, scikit-learn's: alpha_max down to 1e-3 of it.
+  c.model.path = False         # lasso / elastic net: fit the whole warm-started path (plots/path.png).
   c.model.tol = 1e-4           # scikit-learn's duality-gap tolerance (times ||y||^2).
   c.model.max_iter = 1000
   if preset in ('lasso', 'elastic_net'):

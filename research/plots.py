@@ -133,7 +133,8 @@ def word_pairs_pca(vectors: dict, groups: dict, path: str, title=''):
   return path
 
 
-def regression_diagnostics(fitted, resid, vif: dict, path: str, title='', max_points=20000):
+def regression_diagnostics(fitted, resid, vif: dict, path: str, title='', verdicts=None,
+                           max_points=20000):
   """One panel of the residual plots: residuals vs fitted (linearity), normal Q-Q
   (normality), scale-location (homoscedasticity), the error histogram, and the
   VIF of each column (multicollinearity)."""
@@ -169,7 +170,37 @@ def regression_diagnostics(fitted, resid, vif: dict, path: str, title='', max_po
   a.axvline(5, color='orange', lw=0.8)
   a.axvline(10, color='r', lw=0.8)
   a.set(title='VIF (multicollinearity)', xscale='log')
-  axes[1, 2].axis('off')
+  a = axes[1, 2]
+  a.axis('off')
+  if verdicts:  # the tests' plain-word verdicts beside the pictures.
+    import textwrap
+    text = '\n\n'.join(textwrap.fill(f'{k}: {v}', 40) for k, v in verdicts.items())
+    a.text(0, 1, _plain(text), va='top', fontsize=8, family='monospace')
+  fig.suptitle(_plain(title), fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return path
+
+
+def regularization_path(alphas, coefs, names, path: str, cv_mse=None, chosen=None, title=''):
+  """Each coefficient against alpha (log scale), and the cross-validated MSE when given."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  panels = 2 if cv_mse is not None and len(cv_mse) else 1
+  fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+  a = axes[0, 0]
+  if len(coefs) and np.any(coefs):
+    a.plot(alphas, coefs)
+    a.set(xscale='log', xlabel='alpha', ylabel='coefficient', title='regularization path')
+    if len(names) <= 10:
+      a.legend([_plain(n) for n in names], fontsize=7)
+  if panels == 2:
+    a = axes[0, 1]
+    a.plot(alphas, cv_mse, marker='.')
+    a.set(xscale='log', xlabel='alpha', ylabel='mean CV MSE', title='cross-validation')
+  for a in axes[0]:
+    if chosen is not None:
+      a.axvline(chosen, color='k', lw=0.8, ls='--')
   fig.suptitle(_plain(title), fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=90)

@@ -133,27 +133,27 @@ def verdicts(diag: dict) -> dict:
 
 def summary_table(names, coef, inf: dict, diag: dict, n: int, title: str) -> str:
   """A text table in the manner of statsmodels' OLS summary."""
-  w = 78
+  w = 88
   lines = [title.center(w), '=' * w,
-           f'{"Observations:":<22}{n:>14d}    {"R-squared:":<22}{inf["r2"]:>14.6f}',
-           f'{"Df residuals:":<22}{inf["df_resid"]:>14d}    {"Adj. R-squared:":<22}{inf["adj_r2"]:>14.6f}',
-           f'{"Df model:":<22}{inf["df_model"]:>14d}    {"F-statistic:":<22}{inf["f_statistic"]:>14.6g}',
-           f'{"Residual std. error:":<22}{inf["sigma"]:>14.6g}    {"Prob (F-statistic):":<22}{inf["f_p_value"]:>14.4g}',
-           f'{"Log-likelihood:":<22}{inf["log_likelihood"]:>14.6g}    {"AIC:":<22}{inf["aic"]:>14.6g}',
-           f'{"":<22}{"":>14}    {"BIC:":<22}{inf["bic"]:>14.6g}',
+           f'{"Observations:":<22}{n:>14d}    {"R-squared:":<32}{inf["r2"]:>14.6f}',
+           f'{"Df residuals:":<22}{inf["df_resid"]:>14d}    {"Adj. R-squared:":<32}{inf["adj_r2"]:>14.6f}',
+           f'{"Df model:":<22}{inf["df_model"]:>14d}    {"F-statistic:":<32}{inf["f_statistic"]:>14.6g}',
+           f'{"Residual std. error:":<22}{inf["sigma"]:>14.6g}    {"Prob (F-statistic):":<32}{inf["f_p_value"]:>14.4g}',
+           f'{"Log-likelihood:":<22}{inf["log_likelihood"]:>14.6g}    {"AIC:":<32}{inf["aic"]:>14.6g}',
+           f'{"":<22}{"":>14}    {"BIC:":<32}{inf["bic"]:>14.6g}',
            '=' * w,
-           f'{"":<16}{"coef":>15}{"std err":>12}{"t":>10}{"P>|t|":>9}{"[0.025":>8}{"0.975]":>8}',
+           f'{"":<16}{"coef":>15}{"std err":>12}{"t":>10}{"P>|t|":>9}{"[0.025":>13}{"0.975]":>13}',
            '-' * w]
   for i, name in enumerate(names):
     lines.append(f'{name[:16]:<16}{coef[i]:>15.8g}{inf["std_errors"][i]:>12.4g}'
                  f'{inf["t_values"][i]:>10.3f}{inf["p_values"][i]:>9.3f}'
-                 f'{inf["conf_low"][i]:>8.3g}{inf["conf_high"][i]:>8.3g}')
+                 f'{inf["conf_low"][i]:>13.5g}{inf["conf_high"][i]:>13.5g}')
   lines += ['=' * w,
-            f'{"Jarque-Bera:":<22}{diag["jarque_bera"]:>14.6g}    {"Prob(JB):":<22}{diag["jarque_bera_p"]:>14.4g}',
-            f'{"Skew:":<22}{diag["skew"]:>14.6g}    {"Kurtosis:":<22}{diag["kurtosis"]:>14.6g}',
-            f'{"Breusch-Pagan LM:":<22}{diag["breusch_pagan"]:>14.6g}    {"Prob(BP):":<22}{diag["breusch_pagan_p"]:>14.4g}',
-            f'{"RESET F:":<22}{diag["reset"]:>14.6g}    {"Prob(RESET):":<22}{diag["reset_p"]:>14.4g}',
-            f'{"Cond. No.:":<22}{diag["condition_number"]:>14.4g}    {"Max VIF:":<22}{max(diag["vif"].values(), default=float("nan")):>14.4g}',
+            f'{"Jarque-Bera:":<22}{diag["jarque_bera"]:>14.6g}    {"Prob(JB):":<32}{diag["jarque_bera_p"]:>14.4g}',
+            f'{"Skew:":<22}{diag["skew"]:>14.6g}    {"Kurtosis:":<32}{diag["kurtosis"]:>14.6g}',
+            f'{"Breusch-Pagan LM:":<22}{diag["breusch_pagan"]:>14.6g}    {"Prob(BP):":<32}{diag["breusch_pagan_p"]:>14.4g}',
+            f'{"RESET F:":<22}{diag["reset"]:>14.6g}    {"Prob(RESET):":<32}{diag["reset_p"]:>14.4g}',
+            f'{"Cond. No.:":<22}{diag["condition_number"]:>14.4g}    {"Max VIF:":<32}{max(diag["vif"].values(), default=float("nan")):>14.4g}',
             '=' * w, 'Assumptions:']
   lines += [f'  {k}: {v}' for k, v in verdicts(diag).items()]
   return '\n'.join(lines) + '\n'

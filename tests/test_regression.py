@@ -328,3 +328,12 @@ def test_benchmark_prints_fit_seconds():
   row = json.loads(proc.stdout.strip().splitlines()[-1])
   assert row['fit_seconds'] > 0 and row['n'] == 1600 and row['p'] == 10
   assert {'config', 'devices', 'steps', 'seconds', 'examples_per_second', 'peak_rss_mb'} <= set(row)
+
+
+def test_lasso_cv_with_path_draws_both(tmp_path):
+  proc = launch('--config=configs/regression.py:lasso', '--config.model.path=True',
+                '--config.data.n=300', '--config.model.num_alphas=12', f'--workdir={tmp_path}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((tmp_path / 'results.json').read_text())
+  assert results['alpha'] > 0 and results['test/r2'] > 0.5
+  assert (tmp_path / 'plots' / 'path.png').stat().st_size > 10000

@@ -62,10 +62,15 @@ def exponents(num_features: int, degree: int) -> list[tuple[int, ...]]:
 
 
 def polynomial_features(X, exps, shift, scale):
-  """Monomials of t = (X - shift) / scale, one column per exponent tuple."""
+  """Monomials of t = (X - shift) / scale, one column per exponent tuple, each
+  the product of a lower one and one t column (no [n, p, d] intermediate)."""
   T = (X - shift) / scale
-  E = jnp.asarray(np.array(exps, np.int32))           # [p, d]
-  return jnp.prod(T[:, None, :] ** E[None, :, :], axis=-1)
+  cols = {}
+  for e in exps:
+    i = max(j for j, k in enumerate(e) if k)
+    parent = e[:i] + (e[i] - 1,) + e[i + 1:]
+    cols[e] = T[:, i] if sum(e) == 1 else cols[parent] * T[:, i]
+  return jnp.stack([cols[e] for e in exps], axis=1)
 
 
 def monomial_map(exps, shift, scale):

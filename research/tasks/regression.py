@@ -83,7 +83,9 @@ class RegressionTask:
       raise UserError(f'model.basis must be scaled or raw, not {m.basis!r}')
 
     # Rows padded to whole blocks on every device; padding has mask 0.
-    self.num_folds = m.cv_folds if m.name in ('lasso', 'elastic_net') and m.cv_folds > 1 else 1
+    sparse = m.name in ('lasso', 'elastic_net')
+    self.num_folds = m.cv_folds if sparse and m.cv_folds > 1 else 1
+    self.num_path = m.num_alphas if sparse and (m.path or self.num_folds > 1) else 0
     # OLS factors row blocks of about model.block_rows (TSQR), a whole number on each device.
     devices, k = runtime.num_devices, len(self.exps) + 1
     self.num_blocks = 1
@@ -99,15 +101,25 @@ class RegressionTask:
   # --- the model --------------------------------------------------------------------
 
   def features(self, params, X):
+    if self.degree == 1:  # the columns as they are (shift 0, scale 1).
+      return X
     return linear.polynomial_features(X, self.exps, params['shift'], params['scale'])
 
   def init(self, rng):
     del rng
     p = len(self.exps)
-    return {'coef': jnp.zeros(p, jnp.float64), 'intercept': jnp.zeros((), jnp.float64),
-            'alpha': jnp.asarray(self.config.model.alpha, jnp.float64),
-            'shift': jnp.asarray(self.shift, jnp.float64),
-            'scale': jnp.asarray(self.scale, jnp.float64)}
+    params = {'coef': jnp.zeros(p, jnp.float64), 'intercept': jnp.zeros((), jnp.float64),
+              'alpha': jnp.asarray(self.config.model.alpha, jnp.float64),
+              'shift': jnp.asarray(self.shift, jnp.float64),
+              'scale': jnp.asarray(self.scale, jnp.float64)}
+    # The alpha grid, the path (model.path) and the CV curve (cv_folds > 1), for the plot.
+    if self.num_path:
+      params['path_alphas'] = jnp.zeros(self.num_path, jnp.float64)
+    if self.config.model.path:
+      params['path_coefs'] = jnp.zeros((self.num_path, p), jnp.float64)
+    if self.num_folds > 1:
+      params['cv_mse'] = jnp.zeros(self.num_path, jnp.float64)
+    return params
 
   def init_opt_state(self, params):
     del params
@@ -144,19 +156,30 @@ class RegressionTask:
       else:
         l1_ratio = 1.0 if m.name == 'lasso' else m.l1_ratio
         alpha = params['alpha']
-        if self.num_folds > 1:
+        if self.num_path:
           alphas = linear.alpha_grid(q, n, l1_ratio, m.num_alphas)
+          params = dict(params, path_alphas=alphas)
+        if self.num_folds > 1:
           mse = linear.cross_validate(
               linear.fold_moments(F, y, mask, self.num_folds), alphas, l1_ratio,
-              intercept=self.intercept, tol=m.tol, max_iter=m.max_iter)
-          alpha = alphas[jnp.argmin(mse.mean(0))]
-        coef, _, _ = linear.elastic_net(G, q, yy, n, alpha, l1_ratio, jnp.zeros_like(q),
-                                        tol=m.tol, max_iter=m.max_iter)
+              intercept=self.intercept, tol=m.tol, max_iter=m.max_iter).mean(0)
+          alpha = alphas[jnp.argmin(mse)]
+          params = dict(params, cv_mse=mse)
+        if m.path:  # the whole path, warm-started; the model is its last (smallest) alpha.
+          coefs, _ = linear.elastic_net_path(G, q, yy, n, alphas, l1_ratio, tol=m.tol,
+                                             max_iter=m.max_iter)
+          params = dict(params, path_coefs=coefs)
+          coef = coefs[-1] if self.num_folds == 1 else coefs[jnp.argmin(mse)]
+          alpha = alphas[-1] if self.num_folds == 1 else alpha
+        else:
+          coef, _, _ = linear.elastic_net(G, q, yy, n, alpha, l1_ratio, jnp.zeros_like(q),
+                                          tol=m.tol, max_iter=m.max_iter)
       b = ym - xm @ coef
       rss = yy - 2 * q @ coef + coef @ G @ coef
       loss = rss / (2 * n)
-    resid = (y - b - F @ coef) * mask
-    grad = F.T @ resid / n  # at an OLS optimum this is ~0: a check of the solve.
+      grad = (q - G @ coef) / n  # X^T r / n, from the Gram matrix.
+    if m.name == 'ols':  # X^T r / n is ~0 at the least-squares solution: a check of the solve.
+      grad = F.T @ ((y - b - F @ coef) * mask) / n
     params = dict(params, coef=coef, intercept=b, alpha=alpha)
     return params, {'loss': loss, 'grad_norm': jnp.sqrt(grad @ grad), 'alpha': alpha}
 
@@ -299,9 +322,15 @@ class RegressionTask:
     with open(path, 'w') as f:
       f.write(text)
     logging.info('\n%s', text)
-    plot = plots.regression_diagnostics(stats['fitted'], stats['resid'], stats['diag']['vif'],
-                                        os.path.join(workdir, 'plots', 'diagnostics.png'), title)
-    return [path, plot]
+    out = [path, plots.regression_diagnostics(
+        stats['fitted'], stats['resid'], stats['diag']['vif'],
+        os.path.join(workdir, 'plots', 'diagnostics.png'), title, rstats.verdicts(stats['diag']))]
+    if self.num_path:
+      out.append(plots.regularization_path(
+          np.asarray(params['path_alphas']), np.asarray(params.get('path_coefs', [])),
+          self.feature_names, os.path.join(workdir, 'plots', 'path.png'),
+          np.asarray(params.get('cv_mse', [])), float(params['alpha']), title))
+    return out
 
   def benchmark_fields(self, seconds: float, steps: int) -> dict:
     return {'fit_seconds': round(seconds / steps, 4), 'n': self.n_train,
