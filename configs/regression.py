@@ -50,8 +50,7 @@ def get_config(preset: str = 'ols'):
   c.model.degree = 3 if preset == 'polynomial' else 1
   c.model.basis = 'scaled'     # scaled: polynomials of (x - center) / half-range; raw: of x.
   c.model.rcond = 1e-12        # R diagonal below rcond * the largest: a dependent column.
-  c.model.block_rows = 65536   # OLS: rows per block of the TSQR (refine_steps=0).
-  c.model.refine_steps = 1     # OLS: Bjorck refinement steps with double-double residuals.
+  c.model.refine_steps = 2     # OLS: refinement steps with double-double residuals.
   c.model.alpha = 1.0
   c.model.gcv = preset == 'ridge'  # ridge: alpha from a log grid (alpha * 1e-4 .. 1e4) by GCV.
   c.model.l1_ratio = 0.5

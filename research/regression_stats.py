@@ -19,6 +19,12 @@ def inference(coef, cov_unscaled, rss, tss, n, rank, intercept: bool, level=0.95
   ((X^T X)^-1) include the intercept first when there is one; `tss` is the
   centered total sum of squares with an intercept, the uncentered one without."""
   coef, cov = np.asarray(coef, np.float64), np.asarray(cov_unscaled, np.float64)
+  rss, tss = np.float64(rss), np.float64(tss)  # an exact fit gives inf and nan, not an exception.
+  with np.errstate(divide='ignore', invalid='ignore'):
+    return _inference(coef, cov, rss, tss, n, rank, intercept, level)
+
+
+def _inference(coef, cov, rss, tss, n, rank, intercept, level):
   k_const = int(intercept)
   df_resid = n - rank
   df_model = rank - k_const
@@ -43,6 +49,8 @@ def inference(coef, cov_unscaled, rss, tss, n, rank, intercept: bool, level=0.95
 def jarque_bera(resid):
   """(JB, p, skew, kurtosis) of the residuals (biased moments, as statsmodels)."""
   r = np.asarray(resid, np.float64)
+  if not np.any(r - r.mean()):  # an exact fit: nothing to test.
+    return float('nan'), float('nan'), float('nan'), float('nan')
   d = r - r.mean()
   m2, m3, m4 = (d ** 2).mean(), (d ** 3).mean(), (d ** 4).mean()
   skew, kurt = m3 / m2 ** 1.5, m4 / m2 ** 2
@@ -54,7 +62,8 @@ def _r2_of(X, y, mask):
   """Centered R^2 of y regressed on X with an intercept (QR, as every fit here)."""
   fit = linear.ols(X, y, mask, intercept=True)
   yc = (y - (mask @ y) / mask.sum()) * mask
-  return 1 - float(fit['rss']) / float(yc @ yc), fit
+  tss = float(yc @ yc)
+  return (1 - float(fit['rss']) / tss if tss > 0 else float('nan')), fit
 
 
 def breusch_pagan(X, resid, mask):
@@ -110,7 +119,7 @@ def verdicts(diag: dict) -> dict:
   """Plain words for each assumption."""
   def test(p, bad, good):
     if not np.isfinite(p):
-      return 'too few rows to test'
+      return 'not testable here (too few rows, or an exact fit)'
     return (f'{bad} (p = {p:.3g} < {ALPHA})' if p < ALPHA else f'{good} (p = {p:.3g})')
   out = {
       'linearity': test(diag['reset_p'], 'RESET rejects a linear mean: add terms or transform',

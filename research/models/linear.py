@@ -115,11 +115,11 @@ def ols(X, y, mask, *, intercept: bool = True, num_blocks: int = 1, rcond: float
   a column of ones), each column scaled by the power of two nearest its norm, so
   the scaled design is exactly the data. Never the normal equations.
 
-  refine_steps > 0: Bjorck's iterative refinement of the augmented system
-  [I A; A^T 0] [r; x] = [y; 0], with its residuals accumulated in double-double
-  arithmetic (`_dd_reduce`). Each step gets the exact least-squares solution of
-  the data as given to about cond(A) * 2^-53, however large the residual; the
-  factorization is then one block (the refinement needs Q).
+  refine_steps > 0: iterative refinement by the corrected seminormal equations,
+  x += R^-1 R^-T A^T (y - A x), with y - A x and A^T r accumulated in
+  double-double arithmetic (`_dd_reduce`). With the exact residual each step
+  moves x toward the exact least-squares solution of the data as given, however
+  large the residual; R alone is needed, so the QR stays TSQR over row blocks.
 
   Returns params ([intercept,] coefficients of the columns of X), and what
   inference needs: the R factor of the scaled design, the scales, the residual
@@ -135,33 +135,27 @@ def ols(X, y, mask, *, intercept: bool = True, num_blocks: int = 1, rcond: float
   scale = jnp.where(norms > 0, 2.0 ** jnp.round(jnp.log2(jnp.where(norms > 0, norms, 1.0))), 1.0)
   A = A / scale
   k = A.shape[1]
-  if refine_steps:
-    Q, R = jnp.linalg.qr(A)
-    qty = Q.T @ y
-  else:
-    R_aug = qr_r(jnp.concatenate([A, y[:, None]], axis=1), num_blocks)
-    R, qty = R_aug[:k, :k], R_aug[:k, k]
+  R_aug = qr_r(jnp.concatenate([A, y[:, None]], axis=1), num_blocks)
+  R, qty = R_aug[:k, :k], R_aug[:k, k]
   diag = jnp.abs(jnp.diag(R))
   independent = diag > rcond * jnp.max(diag)
   rank = jnp.sum(independent)
   full = rank == k
-  x = jax.lax.cond(full, lambda: jax.scipy.linalg.solve_triangular(R, qty, lower=False),
+  solve = lambda b: jax.scipy.linalg.solve_triangular(R, b, lower=False)
+  x = jax.lax.cond(full, lambda: solve(qty),
                    # the minimum norm of the raw coefficients: R S is the raw design's R.
                    lambda: (jnp.linalg.pinv(R * scale[None, :], rtol=rcond) @ qty) * scale)
-  if not refine_steps:
-    rss = jnp.where(full, R_aug[k, k] ** 2, jnp.sum((y - A @ x) ** 2))
-    return dict(params=x / scale, R=R, scale=scale, rss=rss, rank=rank, independent=independent)
-  r = _dd_residual(y, A, x)
   for _ in range(refine_steps):
-    f = _dd_residual(y, A, x, minus=r)
-    g = -_dd_reduce(*_two_prod(A, r[:, None]), axis=0)
-    h = jax.scipy.linalg.solve_triangular(R, g, lower=False, trans='T')
-    d1 = Q.T @ f
-    dx = jax.scipy.linalg.solve_triangular(R, d1 - h, lower=False)
-    dr = Q @ (h - d1) + f
+    r = _dd_residual(y, A, x)
+    g = _dd_reduce(*_two_prod(A, r[:, None]), axis=0)
+    dx = solve(jax.scipy.linalg.solve_triangular(R, g, lower=False, trans='T'))
     x = jnp.where(full, x + dx, x)
-    r = jnp.where(full, r + dr, r)
-  return dict(params=x / scale, R=R, scale=scale, rss=r @ r, rank=rank, independent=independent)
+  if refine_steps:
+    r = _dd_residual(y, A, x)
+    rss = r @ r
+  else:
+    rss = jnp.where(full, R_aug[k, k] ** 2, jnp.sum((y - A @ x) ** 2))
+  return dict(params=x / scale, R=R, scale=scale, rss=rss, rank=rank, independent=independent)
 
 
 def ols_covariance(fit):
@@ -217,12 +211,11 @@ def _dd_reduce(hi, lo, axis):
   return s + e
 
 
-def _dd_residual(y, A, x, minus=None):
-  """y - A x (- minus), each row summed in double-double."""
+def _dd_residual(y, A, x):
+  """y - A x, each row summed in double-double."""
   p, e = _two_prod(A, -x[None, :])
-  hi = jnp.concatenate([y[:, None], p] + ([-minus[:, None]] if minus is not None else []), 1)
-  lo = jnp.concatenate([jnp.zeros_like(y)[:, None], e]
-                       + ([jnp.zeros_like(y)[:, None]] if minus is not None else []), 1)
+  hi = jnp.concatenate([y[:, None], p], 1)
+  lo = jnp.concatenate([jnp.zeros_like(y)[:, None], e], 1)
   return _dd_reduce(hi, lo, axis=1)
 
 

@@ -86,13 +86,9 @@ class RegressionTask:
     sparse = m.name in ('lasso', 'elastic_net')
     self.num_folds = m.cv_folds if sparse and m.cv_folds > 1 else 1
     self.num_path = m.num_alphas if sparse and (m.path or self.num_folds > 1) else 0
-    # OLS factors row blocks of about model.block_rows (TSQR), a whole number on each device.
+    # OLS factors one row block per device (TSQR), if each has enough rows.
     devices, k = runtime.num_devices, len(self.exps) + 1
-    self.num_blocks = 1
-    if m.name == 'ols':
-      self.num_blocks = devices * max(1, len(X) // (devices * max(m.block_rows, k)))
-      if -(-len(X) // self.num_blocks) < k:  # too few rows to split: one block.
-        self.num_blocks = 1
+    self.num_blocks = devices if m.name == 'ols' and len(X) >= devices * k else 1
     multiple = int(np.lcm(self.num_blocks, devices * self.num_folds))
     self.train = _padded(X, y, multiple)
     self.test = _padded(Xt, yt, runtime.num_devices) if len(Xt) else None
