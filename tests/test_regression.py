@@ -66,10 +66,17 @@ def test_nist_certified_coefficients_and_standard_errors(name):
   beta, beta_sd = task.certified
   got = np.array(list(out['coefficients'].values()))
   digits = -np.log10(np.maximum(np.abs(got - beta) / np.abs(beta), 1e-17))
-  assert digits.min() >= 9, (name, got, beta)
+  assert digits.min() >= 12, (name, got, beta)  # the issue asks for 9; measured 13.2 at worst.
   assert out['nist/min_significant_digits'] == pytest.approx(digits.min())
-  assert out['nist/min_std_error_digits'] >= 9
+  assert out['nist/min_std_error_digits'] >= 11
   assert np.isfinite(metrics['loss'])
+
+
+def test_refinement_is_what_makes_wampler5_exact():
+  plain = make_task('nist', data__synthetic='nist:Wampler5', model__refine_steps=0)
+  assert plain.final_results(fit(plain)[0])['nist/min_significant_digits'] < 9
+  refined = make_task('nist', data__synthetic='nist:Wampler5')
+  assert refined.final_results(fit(refined)[0])['nist/min_significant_digits'] >= 16
 
 
 def test_raw_monomials_of_filip_lose_digits_the_scaled_basis_keeps():

@@ -146,8 +146,7 @@ def ols(X, y, mask, *, intercept: bool = True, num_blocks: int = 1, rcond: float
                    # the minimum norm of the raw coefficients: R S is the raw design's R.
                    lambda: (jnp.linalg.pinv(R * scale[None, :], rtol=rcond) @ qty) * scale)
   for _ in range(refine_steps):
-    r = _dd_residual(y, A, x)
-    g = _dd_reduce(*_two_prod(A, r[:, None]), axis=0)
+    g = _dd_rmatvec(A, *_dd_residual(y, A, x, pair=True))
     dx = solve(jax.scipy.linalg.solve_triangular(R, g, lower=False, trans='T'))
     x = jnp.where(full, x + dx, x)
   if refine_steps:
@@ -182,11 +181,14 @@ def _split(a):
 
 
 def _two_prod(a, b):
-  """(p, e) with p + e = a * b exactly (Dekker)."""
-  p = a * b
+  """(p, e) with p + e = a * b to about 2^-106 relative, from the halves' products,
+  each exact. (Dekker's e = ah * bh - p + ... relies on the rounded p; compilers
+  may fuse or simplify that away, and XLA did here.)"""
   ah, al = _split(a)
   bh, bl = _split(b)
-  return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+  m, me = _two_sum(ah * bl, al * bh)
+  p, e = _two_sum(ah * bh, m)
+  return p, e + me + al * bl
 
 
 def _two_sum(a, b):
@@ -196,8 +198,9 @@ def _two_sum(a, b):
   return s, (a - (s - bb)) + (b - bb)
 
 
-def _dd_reduce(hi, lo, axis):
-  """The sum of hi + lo along `axis` in double-double, as a pairwise tree."""
+def _dd_reduce(hi, lo, axis, pair=False):
+  """The sum of hi + lo along `axis` in double-double, as a pairwise tree;
+  pair=True returns it unrounded, as (hi, lo)."""
   hi, lo = jnp.moveaxis(hi, axis, 0), jnp.moveaxis(lo, axis, 0)
   n = hi.shape[0]
   size = 1 << max(0, (n - 1).bit_length())
@@ -208,15 +211,23 @@ def _dd_reduce(hi, lo, axis):
     s, e = _two_sum(hi[:half], hi[half:])
     hi, lo = s, lo[:half] + lo[half:] + e
   s, e = _two_sum(hi[0], lo[0])
-  return s + e
+  return (s, e) if pair else s + e
 
 
-def _dd_residual(y, A, x):
-  """y - A x, each row summed in double-double."""
+def _dd_residual(y, A, x, pair=False):
+  """y - A x, each row summed in double-double (pair=True: unrounded, (hi, lo))."""
   p, e = _two_prod(A, -x[None, :])
   hi = jnp.concatenate([y[:, None], p], 1)
   lo = jnp.concatenate([jnp.zeros_like(y)[:, None], e], 1)
-  return _dd_reduce(hi, lo, axis=1)
+  return _dd_reduce(hi, lo, axis=1, pair=pair)
+
+
+def _dd_rmatvec(A, r_hi, r_lo):
+  """A^T (r_hi + r_lo) in double-double: A^T r nearly cancels at a least-squares
+  solution, so rounding r to float64 first would swamp it (the cond^2 |r| term)."""
+  p1, e1 = _two_prod(A, r_hi[:, None])
+  p2, e2 = _two_prod(A, r_lo[:, None])
+  return _dd_reduce(jnp.concatenate([p1, p2]), jnp.concatenate([e1, e2]), axis=0)
 
 
 # --- ridge ---------------------------------------------------------------------------
