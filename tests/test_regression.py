@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, launch
-from research import regression_stats as rstats
 from research.config import load_config_file
 from research.data import strd, tabular
 from research.errors import UserError

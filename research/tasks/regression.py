@@ -9,7 +9,6 @@ step is jit-compiled like every other, and a checkpoint holds the fit.
 
 Everything runs in float64 (jax_enable_x64 is switched on for the process).
 """
-import json
 import os
 
 import jax
