@@ -385,8 +385,8 @@ def benchmark(config, workdir: str = '', devices=None) -> dict:
     sig = lambda x: float(f'{x:.4g}')
     row.update(step_gflops=sig(flops / steps / 1e9), achieved_gflops=sig(achieved / 1e9),
                matmul_peak_gflops=sig(peak / 1e9), mfu=sig(achieved / peak))
-  if hasattr(task, 'benchmark_fields'):  # e.g. regression's fit_seconds.
-    row.update(task.benchmark_fields(seconds, steps))
+  if hasattr(task, 'benchmark_fields'):  # e.g. regression's fit_seconds and held-out R^2.
+    row.update(task.benchmark_fields(runtime.global_state(state).params, seconds, steps))
   row['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   return row
 

@@ -332,6 +332,7 @@ def test_benchmark_prints_fit_seconds():
   assert proc.returncode == 0, proc.stderr[-3000:]
   row = json.loads(proc.stdout.strip().splitlines()[-1])
   assert row['fit_seconds'] > 0 and row['n'] == 1600 and row['p'] == 10
+  assert 0.9 < row['heldout_r2'] <= 1  # sklearn_linear.py's data: noise 0.5, weights ~3.
   assert {'config', 'devices', 'steps', 'seconds', 'examples_per_second', 'peak_rss_mb'} <= set(row)
 
 

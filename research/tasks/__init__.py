@@ -14,7 +14,7 @@ and optionally, for tasks whose update is not an optax step on a loss
   init_opt_state(params) -> the optimizer state the train step keeps
   eval_splits: the splits to evaluate ('' for no split prefix in the metric names)
   final_results(params) -> dict merged into results.json (regression's coefficients)
-  benchmark_fields(seconds, steps) -> dict added to the benchmark row (fit_seconds)
+  benchmark_fields(params, seconds, steps) -> dict added to the benchmark row (fit_seconds)
 """
 from research.errors import UserError
 
