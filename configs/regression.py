@@ -72,6 +72,7 @@ def get_config(preset: str = 'ols'):
 
   c.bench.n = 0                # > 0: replace the data by sklearn_linear.py's synthetic n x p.
   c.bench.p = 100
+  c.bench.nonzero = 0          # nonzero true weights; 0: p // 5 (sklearn_linear.py's path data: p // 10).
   c.bench.warmup_steps = 1
   c.bench.steps = 3
   c.bench.matmul_size = 0

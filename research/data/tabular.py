@@ -55,19 +55,19 @@ def read_csv(path: str, target: str, features: str = '', nonfinite: str = 'error
   return data[:, :-1], data[:, -1], names, dropped
 
 
-def synthetic(kind: str, n: int, p: int, seed: int, noise: float = 1.0):
+def synthetic(kind: str, n: int, p: int, seed: int, noise: float = 1.0, nonzero: int = 0):
   """(X, y, names): data that meets every assumption ('linear') or breaks one:
   'nonlinear' (a squared term the model lacks), 'heteroscedastic' (noise that
   grows with x1), 'heavy_tailed' (Student t with 2 degrees of freedom),
   'collinear' (x2 nearly equals x1); 'bench' is ../shared/bench/sklearn_linear.py's
-  data (a fifth of the weights nonzero, noise 0.5)."""
+  data (`nonzero` weights, by default a fifth, drawn times 3; noise 0.5)."""
   if kind not in SYNTHETIC:
     raise UserError(f'unknown data.synthetic {kind!r}; use {", ".join(SYNTHETIC)} or nist:NAME')
   rng = np.random.default_rng(seed)
   X = rng.standard_normal((n, p))
   if kind == 'bench':
     w = np.zeros(p)
-    idx = rng.choice(p, max(1, p // 5), replace=False)
+    idx = rng.choice(p, nonzero or max(1, p // 5), replace=False)
     w[idx] = rng.standard_normal(len(idx)) * 3
     return X, X @ w + 0.5 * rng.standard_normal(n), [f'x{i + 1}' for i in range(p)]
   if kind == 'collinear' and p >= 2:

@@ -36,7 +36,8 @@ class RegressionTask:
     self.certified = None
     degree, intercept = m.degree, m.intercept
     if config.bench.n:  # --mode=benchmark's data: scikit-learn's benchmark generator.
-      X, y, names = tabular.synthetic('bench', config.bench.n, config.bench.p, config.seed)
+      X, y, names = tabular.synthetic('bench', config.bench.n, config.bench.p, config.seed,
+                                      nonzero=config.bench.nonzero)
       self.dropped = 0
     elif d.csv:
       X, y, names, self.dropped = tabular.read_csv(d.csv, d.target, d.features, d.nonfinite)
