@@ -114,8 +114,9 @@ def ols(X, y, mask, *, intercept: bool = True, num_blocks: int = 1, rcond: float
   a column of ones), each column scaled by the power of two nearest its norm, so
   the scaled design is exactly the data. Never the normal equations.
 
-  refine_steps > 0: iterative refinement by the corrected seminormal equations,
-  x += R^-1 R^-T A^T (y - A x), with y - A x and A^T r accumulated in
+  refine_steps > 0: up to that many steps of iterative refinement by the corrected
+  seminormal equations, x += R^-1 R^-T A^T (y - A x), stopping early once a step
+  changes nothing, with y - A x and A^T r accumulated in
   double-double arithmetic (`_dd_reduce`). With the exact residual each step
   moves x toward the exact least-squares solution of the data as given, however
   large the residual; R alone is needed, so the QR stays TSQR over row blocks.
@@ -144,15 +145,24 @@ def ols(X, y, mask, *, intercept: bool = True, num_blocks: int = 1, rcond: float
   x = jax.lax.cond(full, lambda: solve(qty),
                    # the minimum norm of the raw coefficients: R S is the raw design's R.
                    lambda: (jnp.linalg.pinv(R * scale[None, :], rtol=rcond) @ qty) * scale)
-  for _ in range(refine_steps):
-    g = _dd_rmatvec(A, *_dd_residual(y, A, x, pair=True))
-    dx = solve(jax.scipy.linalg.solve_triangular(R, g, lower=False, trans='T'))
-    x = jnp.where(full, x + dx, x)
+  rss = jnp.where(full, R_aug[k, k] ** 2, jnp.sum((y - A @ x) ** 2))
   if refine_steps:
-    r = _dd_residual(y, A, x)
-    rss = r @ r
-  else:
-    rss = jnp.where(full, R_aug[k, k] ** 2, jnp.sum((y - A @ x) ** 2))
+    # Up to refine_steps corrections, stopping once one changes no coefficient by more
+    # than a unit in the last place; the rss is the last residual's (its change is
+    # second order in the correction).
+    def step(carry):
+      x, _, i, _ = carry
+      r_hi, r_lo = _dd_residual(y, A, x, pair=True)
+      dx = solve(jax.scipy.linalg.solve_triangular(R, _dd_rmatvec(A, r_hi, r_lo), lower=False,
+                                                   trans='T'))
+      done = jnp.all(jnp.abs(dx) <= jnp.finfo(x.dtype).eps * jnp.abs(x))
+      return x + dx, (r_hi + r_lo) @ (r_hi + r_lo), i + 1, done
+
+    def more(carry):
+      _, _, i, done = carry
+      return full & (i < refine_steps) & ~done
+
+    x, rss, _, _ = jax.lax.while_loop(more, step, (x, rss, 0, False))
   return dict(params=x / scale, R=R, scale=scale, rss=rss, rank=rank, independent=independent)
 
 
