@@ -182,6 +182,15 @@ def test_tsqr_over_four_devices_equals_one_device(refine_steps):
   assert rel(fit(four)[0]['coef'], fit(one)[0]['coef']) < 1e-12
 
 
+@pytest.mark.parametrize('preset', ['ridge', 'lasso', 'elastic_net'])
+def test_regularized_fits_on_four_devices_equal_one(preset):
+  one = make_task(preset, data__n=1000, data__p=6, model__num_alphas=10)
+  four = make_task(preset, devices=4, data__n=1000, data__p=6, model__num_alphas=10)
+  a, b = fit(one)[0], fit(four)[0]
+  assert float(a['alpha']) == pytest.approx(float(b['alpha']), rel=1e-12)
+  assert np.max(np.abs(a['coef'] - b['coef'])) < 1e-9
+
+
 def test_polynomial_with_two_features_maps_back_to_raw_monomials(tmp_path):
   rng = np.random.default_rng(4)
   X = rng.uniform(-3, 5, (200, 2)) + [10, 0]
