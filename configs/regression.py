@@ -51,6 +51,7 @@ def get_config(preset: str = 'ols'):
   c.model.basis = 'scaled'     # scaled: polynomials of (x - center) / half-range; raw: of x.
   c.model.rcond = 1e-12        # R diagonal below rcond * the largest: a dependent column.
   c.model.refine_steps = 2     # OLS: refinement steps with double-double residuals.
+  c.model.qr_blocks = 1        # OLS: row blocks per device of the TSQR.
   c.model.alpha = 1.0
   c.model.gcv = preset == 'ridge'  # ridge: alpha from a log grid (alpha * 1e-4 .. 1e4) by GCV.
   c.model.l1_ratio = 0.5

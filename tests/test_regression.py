@@ -174,11 +174,12 @@ def test_rank_deficiency_is_reported_with_the_minimum_norm_fit(tmp_path):
   assert rel(list(out['coefficients'].values()), ref.params) < 1e-8
 
 
-@pytest.mark.parametrize('refine_steps', [0, 2])
-def test_tsqr_over_four_devices_equals_one_device(refine_steps):
+@pytest.mark.parametrize('refine_steps, qr_blocks', [(0, 1), (2, 1), (0, 8)])
+def test_tsqr_over_four_devices_equals_one_device(refine_steps, qr_blocks):
   one = make_task('ols', data__n=4000, data__p=6, model__refine_steps=refine_steps)
-  four = make_task('ols', devices=4, data__n=4000, data__p=6, model__refine_steps=refine_steps)
-  assert one.num_blocks == 1 and four.num_blocks == 4
+  four = make_task('ols', devices=4, data__n=4000, data__p=6, model__refine_steps=refine_steps,
+                   model__qr_blocks=qr_blocks)
+  assert one.num_blocks == 1 and four.num_blocks == 4 * qr_blocks
   assert rel(fit(four)[0]['coef'], fit(one)[0]['coef']) < 1e-12
 
 

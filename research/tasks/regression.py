@@ -86,9 +86,10 @@ class RegressionTask:
     sparse = m.name in ('lasso', 'elastic_net')
     self.num_folds = m.cv_folds if sparse and m.cv_folds > 1 else 1
     self.num_path = m.num_alphas if sparse and (m.path or self.num_folds > 1) else 0
-    # OLS factors one row block per device (TSQR), if each has enough rows.
+    # OLS factors model.qr_blocks row blocks on each device (TSQR), if each has enough rows.
     devices, k = runtime.num_devices, len(self.exps) + 1
-    self.num_blocks = devices if m.name == 'ols' and len(X) >= devices * k else 1
+    blocks = devices * max(1, m.qr_blocks)
+    self.num_blocks = blocks if m.name == 'ols' and len(X) >= blocks * (k + 1) else 1
     multiple = int(np.lcm(self.num_blocks, devices * self.num_folds))
     self.train = _padded(X, y, multiple)
     self.test = _padded(Xt, yt, runtime.num_devices) if len(Xt) else None
