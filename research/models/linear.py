@@ -147,15 +147,15 @@ def ols(X, y, mask, *, intercept: bool = True, num_blocks: int = 1, rcond: float
                    lambda: (jnp.linalg.pinv(R * scale[None, :], rtol=rcond) @ qty) * scale)
   rss = jnp.where(full, R_aug[k, k] ** 2, jnp.sum((y - A @ x) ** 2))
   if refine_steps:
-    # Up to refine_steps corrections, stopping once one changes no coefficient by more
-    # than a unit in the last place; the rss is the last residual's (its change is
+    # Up to refine_steps corrections, stopping once one is below a unit in the last
+    # place of the largest coefficient; the rss is the last residual's (its change is
     # second order in the correction).
     def step(carry):
       x, _, i, _ = carry
       r_hi, r_lo = _dd_residual(y, A, x, pair=True)
       dx = solve(jax.scipy.linalg.solve_triangular(R, _dd_rmatvec(A, r_hi, r_lo), lower=False,
                                                    trans='T'))
-      done = jnp.all(jnp.abs(dx) <= jnp.finfo(x.dtype).eps * jnp.abs(x))
+      done = jnp.max(jnp.abs(dx)) <= jnp.finfo(x.dtype).eps * jnp.max(jnp.abs(x))
       return x + dx, (r_hi + r_lo) @ (r_hi + r_lo), i + 1, done
 
     def more(carry):
