@@ -159,7 +159,7 @@ def regression_diagnostics(fitted, resid, vif: dict, path: str, title='', verdic
   a.scatter(fitted, np.sqrt(np.abs(std)), s=4, alpha=0.4)
   a.set(title='scale-location (homoscedasticity)', xlabel='fitted', ylabel='sqrt |standardized residual|')
   a = axes[1, 0]
-  a.hist(resid, bins=50, density=True, alpha=0.7)
+  a.hist(resid, bins=int(np.clip(len(resid) // 5, 5, 50)), density=True, alpha=0.7)
   grid = np.linspace(resid.min(), resid.max(), 200)
   a.plot(grid, stats.norm.pdf(grid, resid.mean(), resid.std() or 1.0), color='r', lw=1)
   a.set(title='error distribution', xlabel='residual')

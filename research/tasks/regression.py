@@ -220,7 +220,7 @@ class RegressionTask:
   def final_results(self, params) -> dict:
     """Coefficients at full float64 precision, inference (OLS) and diagnostics."""
     names, values, T = self.raw_coefficients(params)
-    out = {'coefficients': dict(zip(names, map(float, values))),
+    out = {'coefficients': dict(zip(names, map(float, values))), 'num_params': len(values),
            'alpha': float(params['alpha']), 'rows_dropped': self.dropped}
     stats = self._statistics(params, T, values)
     out.update(stats['results'])
