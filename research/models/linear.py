@@ -243,9 +243,16 @@ def _dd_rmatvec(A, r_hi, r_lo):
 
 
 def gram(X, y, mask, intercept: bool):
-  """(G, q, yy, x_mean, y_mean): Xc^T Xc, Xc^T yc and yc . yc of the centered data."""
-  Xc, yc, x_mean, y_mean = center(X, y, mask, intercept)
-  return Xc.T @ Xc, Xc.T @ yc, yc @ yc, x_mean, y_mean
+  """(G, q, yy, x_mean, y_mean): Xc^T Xc, Xc^T yc and yc . yc of the centered data,
+  from one pass of raw moments (X^T X - n m m^T), with no centered copy of X."""
+  n = mask.sum()
+  Xm, ym = X * mask[:, None], y * mask
+  G, q, yy = Xm.T @ X, Xm.T @ y, ym @ y
+  if not intercept:
+    return G, q, yy, jnp.zeros(X.shape[1], X.dtype), jnp.zeros((), y.dtype)
+  x_mean, y_mean = jnp.sum(Xm, 0) / n, jnp.sum(ym) / n
+  return (G - n * jnp.outer(x_mean, x_mean), q - n * x_mean * y_mean, yy - n * y_mean ** 2,
+          x_mean, y_mean)
 
 
 def ridge(G, q, yy, n, alphas):
