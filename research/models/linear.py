@@ -34,19 +34,6 @@ import numpy as np
 # --- preparing the columns -------------------------------------------------------
 
 
-def center(X, y, mask, intercept: bool):
-  """(Xc, yc, x_mean, y_mean): masked means removed when there is an intercept;
-  padding rows stay exactly zero."""
-  n = mask.sum()
-  if intercept:
-    x_mean = (mask @ X) / n
-    y_mean = (mask @ y) / n
-  else:
-    x_mean = jnp.zeros(X.shape[1], X.dtype)
-    y_mean = jnp.zeros((), y.dtype)
-  return (X - x_mean) * mask[:, None], (y - y_mean) * mask, x_mean, y_mean
-
-
 def exponents(num_features: int, degree: int) -> list[tuple[int, ...]]:
   """Exponent tuples of every monomial of total degree 1..degree, in
   scikit-learn's PolynomialFeatures order (degree by degree, then lexicographic)."""
