@@ -2,7 +2,7 @@
 and elastic net, plus polynomial features.
 
 Every fit takes row-masked data: `mask` is 1 for a real row and 0 for padding
-(rows added so the data divide over the devices), so padding changes nothing.
+(zero rows added so the data divide over the devices), so padding changes nothing.
 Rows may be sharded over devices; the reductions below (Householder QR of row
 blocks, Gram matrices) are what XLA partitions.
 
@@ -233,11 +233,11 @@ def gram(X, y, mask, intercept: bool):
   """(G, q, yy, x_mean, y_mean): Xc^T Xc, Xc^T yc and yc . yc of the centered data,
   from one pass of raw moments (X^T X - n m m^T), with no centered copy of X."""
   n = mask.sum()
-  Xm, ym = X * mask[:, None], y * mask
-  G, q, yy = Xm.T @ X, Xm.T @ y, ym @ y
+  # Padding rows are zero (the tasks pad so), so they add nothing: no masked copy of X.
+  G, q, yy = X.T @ X, X.T @ y, y @ y
   if not intercept:
     return G, q, yy, jnp.zeros(X.shape[1], X.dtype), jnp.zeros((), y.dtype)
-  x_mean, y_mean = jnp.sum(Xm, 0) / n, jnp.sum(ym) / n
+  x_mean, y_mean = (mask @ X) / n, (mask @ y) / n
   return (G - n * jnp.outer(x_mean, x_mean), q - n * x_mean * y_mean, yy - n * y_mean ** 2,
           x_mean, y_mean)
 
