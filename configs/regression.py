@@ -50,14 +50,16 @@ def get_config(preset: str = 'ols'):
   c.model.degree = 3 if preset == 'polynomial' else 1
   c.model.basis = 'scaled'     # scaled: polynomials of (x - center) / half-range; raw: of x.
   c.model.rcond = 1e-12        # R diagonal below rcond * the largest: a dependent column.
-  c.model.refine_steps = 2     # OLS: refinement steps with double-double residuals.
-  c.model.qr_blocks = 1        # OLS: row blocks per device of the TSQR.
+  c.model.refine_steps = 2     # OLS: refinement steps with double-double residuals,
+  c.model.refine_tol = 2.0 ** -44  # skipped on large designs where QR's error estimate is below this.
+  c.model.qr_block_rows = 16384    # OLS: rows per TSQR block (0: one block per device).
   c.model.alpha = 1.0
   c.model.gcv = preset == 'ridge'  # ridge: alpha from a log grid (alpha * 1e-4 .. 1e4) by GCV.
   c.model.l1_ratio = 0.5
   c.model.cv_folds = 5 if preset in ('lasso', 'elastic_net') else 0
   c.model.num_alphas = 100     # the path / CV grid, scikit-learn's: alpha_max down to 1e-3 of it.
-  c.model.path = False         # lasso / elastic net: fit the whole warm-started path (plots/path.png).
+  c.model.path = False         # lasso / elastic net: fit the whole warm-started path (plots/path.png),
+  c.model.working_set = 128    # on at most this many Gram columns when p is larger (0: all).
   c.model.tol = 1e-4           # scikit-learn's duality-gap tolerance (times ||y||^2).
   c.model.max_iter = 1000
   if preset in ('lasso', 'elastic_net'):

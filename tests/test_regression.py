@@ -174,13 +174,27 @@ def test_rank_deficiency_is_reported_with_the_minimum_norm_fit(tmp_path):
   assert rel(list(out['coefficients'].values()), ref.params) < 1e-8
 
 
-@pytest.mark.parametrize('refine_steps, qr_blocks', [(0, 1), (2, 1), (0, 8)])
-def test_tsqr_over_four_devices_equals_one_device(refine_steps, qr_blocks):
-  one = make_task('ols', data__n=4000, data__p=6, model__refine_steps=refine_steps)
-  four = make_task('ols', devices=4, data__n=4000, data__p=6, model__refine_steps=refine_steps,
-                   model__qr_blocks=qr_blocks)
-  assert one.num_blocks == 1 and four.num_blocks == 4 * qr_blocks
+@pytest.mark.parametrize('refine_steps, block_rows, blocks', [(0, 0, 4), (2, 0, 4), (0, 200, 16)])
+def test_tsqr_over_four_devices_equals_one_device(refine_steps, block_rows, blocks):
+  kw = dict(data__n=4000, data__p=6, model__refine_steps=refine_steps, model__refine_tol=0.0)
+  one = make_task('ols', model__qr_block_rows=0, **kw)
+  four = make_task('ols', devices=4, model__qr_block_rows=block_rows, **kw)
+  assert one.num_blocks == 1 and four.num_blocks == blocks
   assert rel(fit(four)[0]['coef'], fit(one)[0]['coef']) < 1e-12
+
+
+def test_refinement_is_skipped_only_where_qr_is_already_accurate():
+  hard = make_task('nist', data__synthetic='nist:Wampler5', model__basis='raw')  # float64 on.
+  X, y = np.random.default_rng(0).standard_normal((500, 4)), np.random.default_rng(1).standard_normal(500)
+  mask = np.ones(500)
+  skipped = linear.ols(X, y, mask, refine_steps=2)
+  forced = linear.ols(X, y, mask, refine_steps=2, refine_tol=0.0)
+  assert float(skipped['error_estimate']) < 2.0 ** -44
+  assert rel(skipped['params'], forced['params']) < 1e-14
+  # Wampler5 (condition ~1e13 in the raw basis) is refined, and it matters.
+  F = np.asarray(hard.features(hard.init(None), hard.train['x']))
+  est = linear.ols(F, hard.train['y'], hard.train['mask'], refine_steps=0)['error_estimate']
+  assert float(est) > 2.0 ** -44
 
 
 @pytest.mark.parametrize('preset', ['ridge', 'lasso', 'elastic_net'])
@@ -249,6 +263,37 @@ def test_elastic_net_path_matches_scikit_learn(sparse_problem):
   assert rel(alphas, ref_alphas) < 1e-12
   assert np.max(np.abs(np.asarray(coefs) - ref_coefs.T)) < 1e-6
   assert np.all(np.asarray(gaps) < 1e-13 * yy)
+
+
+@pytest.mark.parametrize('nonzero, screened', [(11, True), (60, False)])
+def test_screened_path_equals_the_full_gram_path(nonzero, screened):
+  jax.config.update('jax_enable_x64', True)
+  rng = np.random.default_rng(7)
+  X = rng.standard_normal((1000, 60)) + rng.standard_normal(60)
+  y = 2.0 + X[:, :nonzero] @ rng.standard_normal(nonzero) * 2 + 0.5 * rng.standard_normal(1000)
+  mask = np.ones(1000)
+  G, q, yy, xm, _ = linear.gram(X, y, mask, True)
+  alphas = linear.alpha_grid(q, 1000, 0.8, 40, eps=0.02)  # noise features stay out.
+  full, _ = linear.elastic_net_path(G, q, yy, 1000, alphas, 0.8, tol=1e-13, max_iter=100000)
+  _, q2, yy2, xm2, _ = linear.gram(X, y, mask, True, full=False)
+  coefs, gaps, columns = jax.jit(lambda a: linear.screened_path(
+      X, q2, yy2, 1000, xm2, a, 0.8, budget=16, tol=1e-13, max_iter=100000))(alphas)
+  assert np.max(np.abs(np.asarray(coefs) - np.asarray(full))) < 1e-8
+  assert np.all(np.asarray(gaps) < 1e-13 * yy)
+  if screened:  # a few Gram columns, grown past the first 8 as features entered.
+    assert 8 < int(columns) <= 16
+  else:  # every feature enters: the working set overflows into the full Gram matrix.
+    assert int(columns) == 60
+
+
+def test_lasso_path_task_screens_when_p_exceeds_the_working_set():
+  kw = dict(data__n=600, data__p=40, model__cv_folds=0, model__path=True, model__num_alphas=20,
+            model__tol=1e-12, model__max_iter=100000, data__synthetic='bench', bench__nonzero=3)
+  a, ma = fit(make_task('lasso', model__working_set=16, **kw))
+  b, mb = fit(make_task('lasso', model__working_set=0, **kw))
+  assert 'path_gram_columns' in ma and 'path_gram_columns' not in mb
+  assert np.max(np.abs(a['path_coefs'] - b['path_coefs'])) < 1e-8
+  assert float(ma['loss']) == pytest.approx(float(mb['loss']), rel=1e-10)
 
 
 def test_cross_validation_matches_elastic_net_cv(tmp_path, sparse_problem):

@@ -2,7 +2,8 @@
 and elastic net, plus polynomial features.
 
 Every fit takes row-masked data: `mask` is 1 for a real row and 0 for padding
-(zero rows added so the data divide over the devices), so padding changes nothing.
+(rows added so the data divide over the devices). Padding rows of X and y must
+be zero, so they add nothing to any sum and no masked copy of X is needed.
 Rows may be sharded over devices; the reductions below (Householder QR of row
 blocks, Gram matrices) are what XLA partitions.
 
@@ -96,7 +97,7 @@ def qr_r(A, num_blocks: int = 1):
 
 
 def ols(X, y, mask, *, intercept: bool = True, num_blocks: int = 1, rcond: float = 1e-12,
-        refine_steps: int = 0):
+        refine_steps: int = 0, refine_tol: float = 2.0 ** -44):
   """Least squares through Householder QR of the design [1, X] (the intercept as
   a column of ones), each column scaled by the power of two nearest its norm, so
   the scaled design is exactly the data. Never the normal equations.
@@ -107,6 +108,11 @@ def ols(X, y, mask, *, intercept: bool = True, num_blocks: int = 1, rcond: float
   double-double arithmetic (`_dd_reduce`). With the exact residual each step
   moves x toward the exact least-squares solution of the data as given, however
   large the residual; R alone is needed, so the QR stays TSQR over row blocks.
+  Refinement is skipped when QR's own first-order error estimate (Higham,
+  Accuracy and Stability, section 20.1), u k (1 + k |r| / (|A| |x|)) with k the
+  condition number of the scaled design, is already under refine_tol (default
+  2^-44, about 13 digits normwise): well-conditioned problems, the usual case,
+  need no correction, and a step costs more than the QR.
 
   Returns params ([intercept,] coefficients of the columns of X), and what
   inference needs: the R factor of the scaled design, the scales, the residual
@@ -114,7 +120,7 @@ def ols(X, y, mask, *, intercept: bool = True, num_blocks: int = 1, rcond: float
   times the largest are dependent; the fit is then the minimum-norm one, as
   statsmodels' pinv gives, and is not refined).
   """
-  A = X * mask[:, None]
+  A = X  # Padding rows are zero (the tasks pad so): no masked copy.
   if intercept:
     A = jnp.concatenate([mask[:, None].astype(X.dtype), A], axis=1)
   y = y * mask
@@ -133,6 +139,10 @@ def ols(X, y, mask, *, intercept: bool = True, num_blocks: int = 1, rcond: float
                    # the minimum norm of the raw coefficients: R S is the raw design's R.
                    lambda: (jnp.linalg.pinv(R * scale[None, :], rtol=rcond) @ qty) * scale)
   rss = jnp.where(full, R_aug[k, k] ** 2, jnp.sum((y - A @ x) ** 2))
+  sv = jnp.linalg.svd(R, compute_uv=False)
+  kappa = sv[0] / jnp.where(sv[-1] > 0, sv[-1], jnp.finfo(R.dtype).tiny)
+  rel_residual = jnp.sqrt(rss) / (sv[0] * jnp.linalg.norm(x) + jnp.finfo(R.dtype).tiny)
+  estimate = jnp.finfo(R.dtype).eps * kappa * (1 + kappa * rel_residual)
   if refine_steps:
     # Up to refine_steps corrections, stopping once one is below a unit in the last
     # place of the largest coefficient; the rss is the last residual's (its change is
@@ -149,8 +159,9 @@ def ols(X, y, mask, *, intercept: bool = True, num_blocks: int = 1, rcond: float
       _, _, i, done = carry
       return full & (i < refine_steps) & ~done
 
-    x, rss, _, _ = jax.lax.while_loop(more, step, (x, rss, 0, False))
-  return dict(params=x / scale, R=R, scale=scale, rss=rss, rank=rank, independent=independent)
+    x, rss, _, _ = jax.lax.while_loop(more, step, (x, rss, 0, estimate < refine_tol))
+  return dict(params=x / scale, R=R, scale=scale, rss=rss, rank=rank, independent=independent,
+              error_estimate=estimate)
 
 
 def ols_covariance(fit):
@@ -229,17 +240,20 @@ def _dd_rmatvec(A, r_hi, r_lo):
 # --- ridge ---------------------------------------------------------------------------
 
 
-def gram(X, y, mask, intercept: bool):
+def gram(X, y, mask, intercept: bool, full: bool = True):
   """(G, q, yy, x_mean, y_mean): Xc^T Xc, Xc^T yc and yc . yc of the centered data,
-  from one pass of raw moments (X^T X - n m m^T), with no centered copy of X."""
+  from one pass of raw moments (X^T X - n m m^T), with no centered copy of X.
+  full=False: G is None (for `screened_path`, which forms only some columns)."""
   n = mask.sum()
   # Padding rows are zero (the tasks pad so), so they add nothing: no masked copy of X.
-  G, q, yy = X.T @ X, X.T @ y, y @ y
+  # y @ X, not X.T @ y: XLA's CPU matrix-vector product is ~7x slower transposed.
+  G, q, yy = X.T @ X if full else None, y @ X, y @ y
   if not intercept:
     return G, q, yy, jnp.zeros(X.shape[1], X.dtype), jnp.zeros((), y.dtype)
   x_mean, y_mean = (mask @ X) / n, (mask @ y) / n
-  return (G - n * jnp.outer(x_mean, x_mean), q - n * x_mean * y_mean, yy - n * y_mean ** 2,
-          x_mean, y_mean)
+  if full:
+    G = G - n * jnp.outer(x_mean, x_mean)
+  return G, q - n * x_mean * y_mean, yy - n * y_mean ** 2, x_mean, y_mean
 
 
 def ridge(G, q, yy, n, alphas):
@@ -345,6 +359,69 @@ def elastic_net_path(G, q, yy, n, alphas, l1_ratio, *, tol=1e-4, max_iter=1000):
     return w, (w, gap)
   _, (coefs, gaps) = jax.lax.scan(step, jnp.zeros(G.shape[0], G.dtype), alphas)
   return coefs, gaps
+
+
+def screened_path(X, q, yy, n, x_mean, alphas, l1_ratio, *, budget=128, tol=1e-4,
+                  max_iter=1000):
+  """`elastic_net_path` without the full Gram matrix: glmnet's covariance updates
+  on a working set with KKT checks. Start from the budget/2 features most
+  correlated with y; solve the path on their Gram block; add the features whose
+  optimality condition |x_j^T r| <= alpha l1_ratio n fails at some alpha (up to
+  budget/8 a round, the worst first); repeat until none fails. Every feature then
+  satisfies its condition at every alpha and the duality gap counts them all, so
+  the path is the full problem's, from n p |W| flops of Gram columns instead of
+  n p^2. If the working set would outgrow `budget`, the full Gram matrix is used.
+
+  X: [n, p] with zero padding rows; q, yy, x_mean as `gram` returns them.
+  Returns (coefs [a, p], gaps [a], columns: the working set's size, or p if full).
+  """
+  X, q, x_mean = jnp.asarray(X), jnp.asarray(q), jnp.asarray(x_mean)
+  p = q.shape[0]
+  first, more = budget // 2, max(1, budget // 8)
+  l1 = alphas * l1_ratio * n
+
+  def columns(idx):  # the centered Gram columns G[:, idx], one pass over X.
+    return X.T @ X[:, idx] - n * jnp.outer(x_mean, x_mean[idx])
+
+  def solve(Gc, idx, count):
+    real = jnp.arange(budget) < count
+    Gw = jnp.where(real[:, None] & real[None, :], Gc[idx], 0.0) + jnp.diag(jnp.where(real, 0.0, 1.0))
+    coefs, gaps = elastic_net_path(Gw, jnp.where(real, q[idx], 0.0), yy, n, alphas, l1_ratio,
+                                   tol=tol, max_iter=max_iter)
+    violation = jnp.max(jnp.abs(q[None, :] - coefs @ Gc.T) - l1[:, None], axis=0)
+    inside = jnp.zeros(p, bool).at[jnp.where(real, idx, p)].set(True, mode='drop')
+    return coefs, gaps, jnp.where(inside, -jnp.inf, violation)
+
+  def grow(state):
+    Gc, idx, count, _, _, violation = state
+    worst, new = jax.lax.top_k(violation, more)
+    pos = count + jnp.arange(more)
+    Gc = Gc.at[:, pos].set(columns(new))
+    idx = idx.at[pos].set(new)
+    count = count + jnp.sum(worst > 0)  # top_k sorts, so the violators come first.
+    return (Gc, idx, count) + solve(Gc, idx, count)
+
+  def fits(state):
+    *_, count, _, _, violation = state
+    return jnp.any(violation > 0) & (count + more <= budget)
+
+  idx = jnp.zeros(budget, jnp.int32).at[:first].set(jax.lax.top_k(jnp.abs(q), first)[1])
+  Gc = jnp.zeros((p, budget), q.dtype).at[:, :first].set(columns(idx[:first]))
+  state = (Gc, idx, jnp.asarray(first)) + solve(Gc, idx, first)
+  Gc, idx, count, coefs_w, gaps_w, violation = jax.lax.while_loop(fits, grow, state)
+  real = jnp.arange(budget) < count
+
+  def full():
+    G = X.T @ X - n * jnp.outer(x_mean, x_mean)
+    return elastic_net_path(G, q, yy, n, alphas, l1_ratio, tol=tol, max_iter=max_iter)
+
+  def screened():
+    coefs = jnp.zeros((alphas.shape[0], p), q.dtype)
+    return coefs.at[:, jnp.where(real, idx, p)].set(coefs_w, mode='drop'), gaps_w
+
+  overflow = jnp.any(violation > 0)
+  coefs, gaps = jax.lax.cond(overflow, full, screened)
+  return coefs, gaps, jnp.where(overflow, p, count)
 
 
 def fold_moments(X, y, mask, num_folds: int):

@@ -86,9 +86,11 @@ class RegressionTask:
     sparse = m.name in ('lasso', 'elastic_net')
     self.num_folds = m.cv_folds if sparse and m.cv_folds > 1 else 1
     self.num_path = m.num_alphas if sparse and (m.path or self.num_folds > 1) else 0
-    # OLS factors model.qr_blocks row blocks on each device (TSQR), if each has enough rows.
+    # OLS factors row blocks of about model.qr_block_rows on each device (TSQR): XLA's
+    # CPU QR runs twice as fast on ~16k-row blocks as on a million rows at once.
     devices, k = runtime.num_devices, len(self.exps) + 1
-    blocks = devices * max(1, m.qr_blocks)
+    per_device = -(-len(X) // devices) // max(m.qr_block_rows, k + 1) if m.qr_block_rows else 1
+    blocks = devices * max(1, per_device)
     self.num_blocks = blocks if m.name == 'ols' and len(X) >= blocks * (k + 1) else 1
     multiple = int(np.lcm(self.num_blocks, devices * self.num_folds))
     self.train = _padded(X, y, multiple)
@@ -138,13 +140,18 @@ class RegressionTask:
   def fit(self, params, X, y, mask):
     m = self.config.model
     F = self.features(params, X)
+    if self.degree > 1:  # the estimators take padding rows as zero; a monomial of 0 is not.
+      F = F * mask[:, None]
     n = mask.sum()
+    extra = {}
     if m.name == 'ols':
       fit = self._ols(F, y, mask)
       coef, b, alpha = _split_intercept(fit['params'], self.intercept) + (params['alpha'],)
       loss = fit['rss'] / (2 * n)
     else:
-      G, q, yy, xm, ym = linear.gram(F, y, mask, self.intercept)
+      # The path alone, with many features: Gram columns of a working set only.
+      screen = m.path and self.num_folds == 1 and 8 <= m.working_set < F.shape[1]
+      G, q, yy, xm, ym = linear.gram(F, y, mask, self.intercept, full=not screen)
       if m.name == 'ridge':
         alphas = jnp.asarray(_ridge_grid(m), jnp.float64)
         coefs, gcv = linear.ridge(G, q, yy, n, alphas)
@@ -162,28 +169,44 @@ class RegressionTask:
               intercept=self.intercept, tol=m.tol, max_iter=m.max_iter).mean(0)
           alpha = alphas[jnp.argmin(mse)]
           params = dict(params, cv_mse=mse)
-        if m.path:  # the whole path, warm-started; the model is its last (smallest) alpha.
+        if screen:
+          coefs, _, columns = linear.screened_path(F, q, yy, n, xm, alphas, l1_ratio,
+                                                   budget=m.working_set, tol=m.tol,
+                                                   max_iter=m.max_iter)
+          params = dict(params, path_coefs=coefs)
+          extra = {'path_gram_columns': columns}
+        elif m.path:  # the whole path, warm-started; the model is its last (smallest) alpha.
           coefs, _ = linear.elastic_net_path(G, q, yy, n, alphas, l1_ratio, tol=m.tol,
                                              max_iter=m.max_iter)
           params = dict(params, path_coefs=coefs)
+        if m.path:
           coef = coefs[-1] if self.num_folds == 1 else coefs[jnp.argmin(mse)]
           alpha = alphas[-1] if self.num_folds == 1 else alpha
         else:
           coef, _, _ = linear.elastic_net(G, q, yy, n, alpha, l1_ratio, jnp.zeros_like(q),
                                           tol=m.tol, max_iter=m.max_iter)
       b = ym - xm @ coef
-      rss = yy - 2 * q @ coef + coef @ G @ coef
-      loss = rss / (2 * n)
-      grad = (q - G @ coef) / n  # X^T r / n, from the Gram matrix.
+      if screen:  # no Gram matrix: the residual itself.
+        r = (y - b - F @ coef) * mask
+        loss, grad = r @ r / (2 * n), r @ F / n
+      else:
+        rss = yy - 2 * q @ coef + coef @ G @ coef
+        loss = rss / (2 * n)
+        grad = (q - G @ coef) / n  # X^T r / n, from the Gram matrix.
     if m.name == 'ols':  # X^T r / n is ~0 at the least-squares solution: a check of the solve.
       grad = F.T @ ((y - b - F @ coef) * mask) / n
     params = dict(params, coef=coef, intercept=b, alpha=alpha)
-    return params, {'loss': loss, 'grad_norm': jnp.sqrt(grad @ grad), 'alpha': alpha}
+    return params, {'loss': loss, 'grad_norm': jnp.sqrt(grad @ grad), 'alpha': alpha, **extra}
 
   def _ols(self, F, y, mask):
     m = self.config.model
+    # Always refine polynomials (the map back to raw monomials can amplify an error
+    # that QR's normwise estimate calls small) and designs under 2^20 entries (there a
+    # step costs milliseconds and buys the last digits of small coefficients).
+    always = self.degree > 1 or F.shape[0] * F.shape[1] <= 2 ** 20
     return linear.ols(F, y, mask, intercept=self.intercept, num_blocks=self.num_blocks,
-                      rcond=m.rcond, refine_steps=m.refine_steps)
+                      rcond=m.rcond, refine_steps=m.refine_steps,
+                      refine_tol=0.0 if always else m.refine_tol)
 
   def predict_values(self, params, X):
     return params['intercept'] + self.features(params, X) @ params['coef']
