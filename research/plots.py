@@ -206,3 +206,22 @@ def regularization_path(alphas, coefs, names, path: str, cv_mse=None, chosen=Non
   fig.savefig(path, dpi=90)
   plt.close(fig)
   return path
+
+
+def roc_curves(series: dict, path: str, title='ROC on the test reviews'):
+  """One ROC curve per method: series {name: (labels, scores)}, AUC in the legend."""
+  from research.models.sentiment import roc_curve  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  fig, ax = plt.subplots(figsize=(5.5, 5))
+  for name, (labels, scores) in series.items():
+    fpr, tpr = roc_curve(np.asarray(labels), np.asarray(scores))
+    ax.plot(fpr, tpr, label=f'{_plain(name)} (AUC {np.trapezoid(tpr, fpr):.3f})')
+  ax.plot([0, 1], [0, 1], color='0.7', linestyle=':')
+  ax.set_xlabel('false positive rate')
+  ax.set_ylabel('true positive rate')
+  ax.set_title(_plain(title))
+  ax.legend(loc='lower right', fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

@@ -131,7 +131,7 @@ class Experiment:
     self.config, self.workdir = config, workdir
     self.runtime = Runtime.create(config.parallel, devices)
     self.runtime.check_batch_size(config.train.batch_size)
-    self.task = tasks.build(config, self.runtime)
+    self.task = tasks.build(config, self.runtime, workdir)
     self.tx, self.schedule = make_optimizer(config.optimizer, config.train.steps)
     self.checkpointer = None
 

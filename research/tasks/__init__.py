@@ -19,10 +19,13 @@ and optionally, for tasks whose update is not an optax step on a loss
 from research.errors import UserError
 
 
-def build(config, runtime):
-  from research.tasks import embeddings, regression, translation
+def build(config, runtime, workdir: str = ''):
+  from research.tasks import embeddings, popcorn, regression, translation
   tasks = {'translation': translation.TranslationTask, 'word2vec': embeddings.Word2VecTask,
-           'glove': embeddings.GloVeTask, 'regression': regression.RegressionTask}
+           'glove': embeddings.GloVeTask, 'regression': regression.RegressionTask,
+           'popcorn': popcorn.PopcornTask}
   if config.task not in tasks:
     raise UserError(f'unknown task {config.task!r}; known: {", ".join(sorted(tasks))}')
+  if config.task == 'popcorn':  # it may train word vectors first, in a workdir of their own.
+    return popcorn.PopcornTask(config, runtime, workdir)
   return tasks[config.task](config, runtime)

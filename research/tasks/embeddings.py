@@ -32,7 +32,7 @@ from absl import logging
 
 from research import plots, word_vectors
 from research.data import corpus as corpus_lib
-from research.data import cooccur, pipeline, text8
+from research.data import cooccur, imdb, pipeline, text8
 from research.errors import UserError
 from research.models.glove import GloVe
 from research.models.word2vec import Word2Vec, huffman_tree
@@ -360,12 +360,17 @@ def _load_previous(workdir: str, dim: int):
 
 def _load_corpus(d, base=None) -> corpus_lib.Corpus:
   """data.name 'text': the files at data.path; 'text8': the TFDS builder, reading
-  data.path (a directory holding text8[.zip|.gz]) when given, else downloading."""
+  data.path (a directory holding text8[.zip|.gz]) when given, else downloading;
+  'imdb': IMDB's train and unlabeled reviews (research.data.imdb), one per line."""
   if d.name == 'text8':
     lines = text8.load_lines(d.path, d.get('data_dir', ''))
     return corpus_lib.from_lines(lines, 'text8', d.min_count, d.max_vocab, d.max_sentence, base)
+  if d.name == 'imdb':  # the labeled train and unlabeled reviews, cleaned as popcorn cleans them.
+    reviews = imdb.load(d.path, ('train', 'unsup'), d.encoding_errors, d.get('data_dir', ''))
+    lines = (' '.join(imdb.tokenize(t)) for r in reviews.values() for t in r.texts)
+    return corpus_lib.from_lines(lines, 'imdb', d.min_count, d.max_vocab, d.max_sentence, base)
   if d.name != 'text':
-    raise UserError(f'unknown data.name {d.name!r} for word2vec; use text or text8')
+    raise UserError(f'unknown data.name {d.name!r} for word2vec; use text, text8 or imdb')
   if not d.path:
     raise UserError('data.path: give the corpus (a .txt / .gz file, a directory or a glob)')
   return corpus_lib.read(d.path, d.min_count, d.max_vocab, d.max_sentence, d.encoding_errors,

@@ -1,0 +1,92 @@
+"""Bag of Words Meets Bags of Popcorn: IMDB sentiment (25k train / 25k test).
+
+Presets (each a representation + a classifier; see research/tasks/popcorn.py):
+  bow          top-20k word counts + logistic regression
+  tfidf        uni+bigram TF-IDF + logistic regression
+  avg_vectors  averaged word2vec vectors + logistic regression
+  centroids    bag of k-means centroids of the word vectors + logistic regression
+  neural       a 2-layer Transformer encoder, embeddings from word2vec
+  tiny         the test-suite size; give it --config.data.path.
+
+Run:  python launch.py --config=configs/popcorn.py:tfidf --workdir=runs/popcorn-tfidf
+      python launch.py --config=configs/popcorn.py:avg_vectors --config.data.vectors=FILE.bin ...
+      echo "A wonderful film." | python launch.py --config=configs/popcorn.py:tfidf --workdir=runs/popcorn-tfidf --mode=predict
+Data: data.path is a directory in this project's TSV layout (train/test/unsup.tsv.gz)
+      or Kaggle's (labeledTrainData.tsv, testData.tsv, unlabeledTrainData.tsv);
+      default ../shared/data/imdb when it exists; empty: download aclImdb via TFDS.
+All five in one go, with the combined ROC: python launch.py --reproduce=popcorn.
+The measured numbers are in the README.
+"""
+import os
+
+from research.config import base_config
+
+PRESETS = ('bow', 'tfidf', 'avg_vectors', 'centroids', 'neural')
+_SHARED = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'imdb')
+
+
+def get_config(preset: str = 'tfidf'):
+  if preset not in PRESETS + ('tiny',):
+    raise ValueError(f'unknown preset {preset!r} for configs/popcorn.py; use '
+                     + ', '.join(PRESETS + ('tiny',)))
+  c = base_config()
+  c.task = 'popcorn'
+
+  c.data.name = 'imdb'
+  c.data.path = os.path.normpath(_SHARED) if os.path.isdir(_SHARED) else ''
+  c.data.data_dir = ''             # TFDS's data_dir when data.path is empty.
+  c.data.encoding_errors = 'strict'  # strict | replace (bytes that are not UTF-8).
+  c.data.validation_size = 2500    # labeled train reviews held out for periodic evaluation.
+  c.data.features = {'neural': 'tokens', 'tiny': 'tfidf'}.get(preset, preset)
+  c.data.max_features = 20000 if preset in ('bow', 'neural') else 0  # 0: every term.
+  c.data.min_df = 2                # terms in fewer training reviews are dropped.
+  c.data.ngram_max = 2             # tfidf: unigrams and bigrams.
+  c.data.max_length = 256          # tokens: the first and last 128 words of a review.
+  c.data.epochs = 10 if preset != 'neural' else 3  # with train.steps = 0.
+  # Word vectors: a word2vec file, or '' to train the project's word2vec on the reviews.
+  c.data.vectors = ''
+  c.data.word2vec_preset = 'skipgram'
+  c.data.vector_dim = 128
+  c.data.vector_min_count = 5
+  c.data.vector_window = 5
+  c.data.vector_epochs = 5
+  c.data.words_per_cluster = 5     # centroids: k = vocabulary / 5, as the tutorial does.
+  c.data.kmeans_iters = 20
+
+  c.model.name = 'encoder' if preset == 'neural' else 'linear'
+  c.model.l2 = 1e-6                # logistic regression: 0.5 * l2 * |w|^2 added to the mean loss.
+  c.model.model_dim = 128          # encoder (= data.vector_dim to start from word vectors).
+  c.model.ff_dim = 256
+  c.model.num_heads = 4
+  c.model.num_layers = 2
+  c.model.dropout = 0.1
+  c.model.init_from_vectors = preset == 'neural'
+
+  c.optimizer.name = 'adam'
+  c.optimizer.learning_rate = 0.05 if c.model.name == 'linear' else 1e-3
+  c.optimizer.schedule = 'cosine'
+  c.optimizer.warmup_steps = 0 if c.model.name == 'linear' else 100
+  c.optimizer.grad_clip_norm = 0.0 if c.model.name == 'linear' else 1.0
+
+  c.train.steps = 0                # 0: data.epochs passes over the training reviews.
+  c.train.batch_size = 128 if c.model.name == 'linear' else 64
+  c.train.log_every = 100
+  c.eval.every = 1000
+  c.eval.batch_size = 1024
+  c.eval.num_samples = 0
+  c.checkpoint.every = 1000
+
+  c.bench.warmup_steps = 5
+  c.bench.steps = 50
+
+  if preset == 'tiny':
+    c.data.path = ''
+    c.data.validation_size, c.data.min_df, c.data.epochs = 4, 1, 20
+    c.data.vector_dim, c.data.vector_min_count, c.data.vector_epochs = 8, 1, 2
+    c.data.word2vec_preset = 'tiny'
+    c.model.model_dim, c.model.ff_dim, c.model.num_heads, c.model.num_layers = 8, 16, 2, 1
+    c.data.max_length = 16
+    c.train.batch_size, c.train.log_every = 8, 5
+    c.eval.every, c.checkpoint.every = 20, 20
+    c.bench.warmup_steps, c.bench.steps = 1, 2
+  return c

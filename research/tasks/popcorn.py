@@ -1,0 +1,294 @@
+"""Bag of Words Meets Bags of Popcorn: IMDB sentiment, five ways, one task.
+
+data.features picks the representation; model.name the classifier:
+  bow          top-k word counts, L2-normalized          + logistic regression
+  tfidf        uni+bigram TF-IDF (sublinear tf)          + logistic regression
+  avg_vectors  the mean of a review's word vectors       + logistic regression
+  centroids    counts of a review's words per k-means cluster of the word
+               vectors (k = vocabulary / data.words_per_cluster), TF-IDF weighted
+                                                         + logistic regression
+  tokens       the review's first and last words         + a Transformer encoder
+Logistic regression is trained by Adam on the mean log loss plus model.l2/2 |w|^2
+(scikit-learn's LogisticRegression has C = 1 / (l2 N)).
+
+Word vectors come from data.vectors (a word2vec text or binary file), or else
+the project's word2vec is trained on the train + unlabeled reviews in
+WORKDIR/word2vec (resumable like any run) with data.word2vec_preset and the
+data.vector_* settings.
+
+Splits: data.validation_size reviews of the labeled train set (seeded) are held
+out for the periodic evaluation; the rest train; the test split is the 25k test
+reviews. Outputs: test/accuracy, test/auc, test/f1 in results.json,
+plots/roc.png, submission.csv (Kaggle's id,sentiment) and test_scores.npz
+(ids, labels, probabilities: the combined ROC of `configs/papers/popcorn.py`).
+"""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from research import plots, word_vectors
+from research.data import bag, imdb
+from research.errors import UserError
+from research.models import sentiment, transformer
+
+FEATURES = ('bow', 'tfidf', 'avg_vectors', 'centroids', 'tokens')
+PAD, UNK = 0, 1
+
+
+class PopcornTask:
+  eval_splits = ('validation', 'test')
+
+  def __init__(self, config, runtime, workdir: str = ''):
+    self.config, self.runtime, self.workdir = config, runtime, workdir
+    d, m = config.data, config.model
+    if d.features not in FEATURES:
+      raise UserError(f'data.features must be one of {", ".join(FEATURES)}, not {d.features!r}')
+    if (m.name == 'encoder') != (d.features == 'tokens'):
+      raise UserError('model.name=encoder goes with data.features=tokens, and linear with the rest')
+    reviews = imdb.load(d.path, ('train', 'test'), d.encoding_errors, d.get('data_dir', ''))
+    for split, r in reviews.items():
+      if r.skipped_empty:
+        logging.warning('imdb %s: %d empty reviews skipped', split, r.skipped_empty)
+      if split == 'train' and np.any(r.labels < 0):
+        raise UserError('imdb train: every review needs a 0/1 label')
+    train, test = reviews['train'], reviews['test']
+    order = np.random.default_rng(d.seed).permutation(len(train.ids))
+    held = order[:d.validation_size]
+    kept = order[d.validation_size:]
+    docs = [imdb.tokenize(t) for t in train.texts]
+    test_docs = [imdb.tokenize(t) for t in test.texts]
+    self.ids = {'test': test.ids}
+    self.texts = {'validation': [docs[i] for i in held[:10]], 'test': test_docs[:10]}
+    split_docs = {'train': [docs[i] for i in kept], 'validation': [docs[i] for i in held],
+                  'test': test_docs}
+    labels = {'train': train.labels[kept], 'validation': train.labels[held], 'test': test.labels}
+    self.featurize = self._featurizer(split_docs['train'])
+    self.arrays = {}
+    for split, split_doc in split_docs.items():
+      if split == 'validation' and not len(split_doc):
+        continue
+      self.arrays[split] = dict(self.featurize(split_doc), label=labels[split].astype(np.float32))
+    self.num_train = len(kept)
+    if not config.train.steps:
+      with config.unlocked():
+        config.train.steps = -(-d.epochs * self.num_train // config.train.batch_size)
+    logging.info('popcorn %s: %d train, %d validation, %d test reviews; %s',
+                 d.features, self.num_train, len(held), len(test_docs), self.describe)
+
+  # --- features ---------------------------------------------------------------------
+
+  def _featurizer(self, train_docs):
+    """Fits the representation on the training reviews; returns docs -> arrays."""
+    d = self.config.data
+    if d.features in ('bow', 'tfidf'):
+      n_max = 1 if d.features == 'bow' else d.ngram_max
+      vocab = bag.build_vocabulary(train_docs, n_max, d.max_features, d.min_df)
+      self.dim, self.describe = len(vocab.terms), f'{len(vocab.terms)} terms (n <= {n_max})'
+      return lambda docs: _sparse(bag.weight(bag.term_counts(docs, vocab), d.features, vocab))
+    if d.features == 'tokens':
+      return self._token_featurizer(train_docs)
+    wv = self.word_vectors()
+    words = {w: i for i, w in enumerate(wv.words)}
+    if d.features == 'avg_vectors':
+      self.dim, self.describe = wv.vectors.shape[1], f'{len(wv.words)} word vectors'
+      # Standardized with the training reviews' mean and spread, as one would for
+      # any dense features under logistic regression.
+      train = bag.average_vectors(train_docs, words, wv.vectors).value
+      mean, std = train.mean(0), np.maximum(train.std(0), 1e-6)
+      return lambda docs: _sparse(bag.dense(
+          (bag.average_vectors(docs, words, wv.vectors).value - mean) / std))
+    k = max(2, len(wv.words) // d.words_per_cluster)
+    _, cluster, inertia = jax.jit(sentiment.kmeans, static_argnums=(1, 3))(
+        wv.unit, k, jax.random.PRNGKey(self.config.seed), d.kmeans_iters)
+    cluster = np.asarray(cluster)
+    logging.info('k-means: %d clusters of %d words, inertia %.1f -> %.1f', k, len(wv.words),
+                 float(inertia[0]), float(inertia[-1]))
+    self.dim, self.describe = k, f'{k} centroids of {len(wv.words)} word vectors'
+    counts = bag.centroid_counts(train_docs, words, cluster, k)
+    df = np.bincount(counts.index[counts.value > 0], minlength=k)
+    vocab = bag.Vocabulary([str(i) for i in range(k)], df, len(train_docs), 1)
+    return lambda docs: _sparse(bag.weight(bag.centroid_counts(docs, words, cluster, k),
+                                           'tfidf', vocab))
+
+  def _token_featurizer(self, train_docs):
+    d, m = self.config.data, self.config.model
+    vocab = bag.build_vocabulary(train_docs, 1, d.max_features, d.min_df)
+    self.words = ['<pad>', '<unk>'] + vocab.terms
+    index = {w: i for i, w in enumerate(self.words)}
+    self.dim, self.describe = len(self.words), f'{len(self.words)} tokens, length {d.max_length}'
+    self.init_vectors = None
+    if m.init_from_vectors:
+      wv = self.word_vectors()
+      if wv.vectors.shape[1] != m.model_dim:
+        raise UserError(f'model.init_from_vectors: vectors have {wv.vectors.shape[1]} '
+                        f'dimensions, model.model_dim is {m.model_dim}')
+      known = {w: i for i, w in enumerate(wv.words)}
+      rows = np.array([known.get(w, -1) for w in self.words])
+      self.init_vectors = (rows, wv.vectors)
+      logging.info('embeddings: %d of %d from word vectors', int((rows >= 0).sum()), len(rows))
+    half = d.max_length // 2
+
+    def encode(docs):
+      out = np.zeros((len(docs), d.max_length), np.int32)
+      for i, tokens in enumerate(docs):
+        ids = [index.get(t, UNK) for t in tokens]
+        if len(ids) > d.max_length:  # the opening and the verdict, usually at the end.
+          ids = ids[:half] + ids[len(ids) - (d.max_length - half):]
+        out[i, :len(ids)] = ids
+      return {'tokens': out}
+    return encode
+
+  def word_vectors(self) -> word_vectors.WordVectors:
+    d = self.config.data
+    if d.vectors:
+      if not os.path.exists(d.vectors):
+        raise UserError(f'data.vectors: no such file {d.vectors!r}')
+      return word_vectors.load(d.vectors)
+    if not self.workdir:
+      raise UserError('data.vectors is empty and there is no workdir to train word2vec in')
+    from research import config as config_lib  # pylint: disable=g-import-not-at-top
+    from research import train  # pylint: disable=g-import-not-at-top
+    root = os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'word2vec.py')
+    w2v = config_lib.load_config_file(os.path.normpath(root), d.word2vec_preset)
+    w2v.name = f'word2vec-{d.word2vec_preset}-imdb'
+    w2v.seed = self.config.seed
+    w2v.data.name, w2v.data.path, w2v.data.eval_dir = 'imdb', d.path, ''
+    w2v.data.encoding_errors = d.encoding_errors
+    w2v.data.min_count, w2v.data.epochs = d.vector_min_count, d.vector_epochs
+    w2v.model.dim, w2v.model.window = d.vector_dim, d.vector_window
+    sub = os.path.join(self.workdir, 'word2vec')
+    logging.info('training word2vec (%s, dim %d) on the train + unlabeled reviews in %s',
+                 d.word2vec_preset, d.vector_dim, sub)
+    train.train_and_evaluate(w2v, sub)
+    return word_vectors.load(os.path.join(sub, 'vectors.bin'))
+
+  # --- the model ----------------------------------------------------------------------
+
+  def _encoder(self):
+    m = self.config.model
+    sizes = transformer.Sizes(model_dim=m.model_dim, ff_dim=m.ff_dim, num_heads=m.num_heads,
+                              qk_dim=m.model_dim // m.num_heads, v_dim=m.model_dim // m.num_heads,
+                              dropout=m.dropout, pre_ln=True)
+    return sentiment.EncoderClassifier(self.dim, sizes, m.num_layers)
+
+  def init(self, rng):
+    if self.config.model.name == 'linear':
+      return sentiment.linear_init(self.dim)
+    tokens = jnp.zeros((1, self.config.data.max_length), jnp.int32)
+    params = self._encoder().init({'params': rng}, tokens)['params']
+    if self.init_vectors is not None:
+      rows, vectors = self.init_vectors
+      # Rows of words with a vector start from it; the rest keep their random init.
+      table = jnp.where(jnp.asarray(rows >= 0)[:, None],
+                        jnp.asarray(vectors[np.maximum(rows, 0)], jnp.float32),
+                        params['embed']['embedding'])
+      params = dict(params, embed={'embedding': table})
+    return params
+
+  def logits(self, params, batch, rng=None):
+    if self.config.model.name == 'linear':
+      return sentiment.linear_logits(params, batch['index'], batch['value'])
+    train = rng is not None
+    return self._encoder().apply({'params': params}, batch['tokens'], train=train,
+                                 rngs={'dropout': rng} if train else {})
+
+  def loss(self, params, batch, rng):
+    logits = self.logits(params, batch, rng)
+    losses = sentiment.binary_loss(logits, batch['label'])
+    weight = jnp.asarray(batch['label'].shape[0], jnp.float32)
+    total = jnp.sum(losses)
+    if self.config.model.name == 'linear':
+      total = total + 0.5 * self.config.model.l2 * jnp.sum(params['w'] ** 2) * weight
+    correct = jnp.sum((logits > 0) == (batch['label'] > 0.5))
+    return total, weight, {'accuracy': correct.astype(jnp.float32)}
+
+  # --- data ---------------------------------------------------------------------------
+
+  def train_batch(self, step: int):
+    """Rows of global batch `step`: epoch-wise permutations seeded by (seed, epoch)."""
+    b, n = self.config.train.batch_size, self.num_train
+    start = step * b
+    rows = []
+    while len(rows) < b:
+      epoch, offset = divmod(start + len(rows), n)
+      perm = np.random.default_rng([self.config.seed, epoch]).permutation(n)
+      rows.extend(perm[offset:offset + b - len(rows)])
+    rows = np.asarray(rows)
+    return {k: v[rows] for k, v in self.arrays['train'].items()}
+
+  def units(self, batch):
+    out = {'examples': int(batch['label'].shape[0])}
+    if 'tokens' in batch:
+      out['tokens'] = int((batch['tokens'] > 0).sum())
+    return out
+
+  # --- evaluation ---------------------------------------------------------------------
+
+  def probabilities(self, params, arrays) -> np.ndarray:
+    """P(positive) of every row, in padded batches over the devices."""
+    size = self.config.eval.batch_size
+    size = -(-size // self.runtime.num_devices) * self.runtime.num_devices
+    if not hasattr(self, '_predict'):
+      self._predict = jax.jit(lambda p, b: jax.nn.sigmoid(self.logits(p, b)))
+    keys = [k for k in arrays if k != 'label']
+    n, out = len(arrays[keys[0]]), []
+    for i in range(0, n, size):
+      batch = {k: arrays[k][i:i + size] for k in keys}
+      real = len(batch[keys[0]])
+      batch = {k: np.concatenate([v, np.zeros((size - real,) + v.shape[1:], v.dtype)])
+               for k, v in batch.items()}
+      out.append(np.asarray(jax.device_get(self._predict(params, self.runtime.put_batch(batch))))[:real])
+    return np.concatenate(out)
+
+  def evaluate(self, params, split: str):
+    if split not in self.arrays:
+      return {}
+    labels = self.arrays[split]['label']
+    if np.any(labels < 0):  # a test set without labels (none recoverable): no metrics.
+      return {}
+    p = self.probabilities(params, self.arrays[split])
+    return sentiment.classification_metrics(labels, p)
+
+  def samples(self, params, split: str, n: int):
+    """(review opening, predicted, true) for the first n reviews of a split."""
+    if not n or split not in self.arrays:
+      return []
+    arrays = {k: v[:n] for k, v in self.arrays[split].items()}
+    p = self.probabilities(params, arrays)
+    texts = self.texts.get(split, [])
+    return [(' '.join(texts[i][:20]) if i < len(texts) else '', f'{q:.3f}', str(int(label)))
+            for i, (q, label) in enumerate(zip(p, arrays['label']))]
+
+  def final_results(self, params):
+    return {'features': self.describe}
+
+  def predict(self, params, lines):
+    """P(positive) and the label of each review given on stdin, one per line."""
+    arrays = self.featurize([imdb.tokenize(line) for line in lines])
+    p = self.probabilities(params, arrays)
+    return [f'{q:.4f}\t{"positive" if q > 0.5 else "negative"}' for q in p]
+
+  def write_artifacts(self, params, workdir: str):
+    if jax.process_index() != 0:
+      return []
+    p = self.probabilities(params, self.arrays['test'])
+    labels = self.arrays['test']['label']
+    sub = os.path.join(workdir, 'submission.csv')
+    with open(sub + '.tmp', 'w') as f:  # Kaggle's sample: "12311_10",0
+      f.write('id,sentiment\n')
+      f.writelines(f'"{i}",{int(q > 0.5)}\n' for i, q in zip(self.ids['test'], p))
+    os.replace(sub + '.tmp', sub)
+    scores = os.path.join(workdir, 'test_scores.npz')
+    np.savez(scores, ids=np.array(self.ids['test']), labels=labels, probabilities=p)
+    paths = [sub, scores]
+    if np.all(labels >= 0):
+      paths.append(plots.roc_curves({self.config.name or self.config.data.features: (labels, p)},
+                                    os.path.join(workdir, 'plots', 'roc.png')))
+    return paths
+
+
+def _sparse(s: bag.Sparse) -> dict:
+  return {'index': s.index, 'value': s.value}
