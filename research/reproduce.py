@@ -13,7 +13,8 @@ multiplies our value, e.g. 100 to compare a fraction with a percentage;
 `paper=None` shows ours alone (a number the paper does not give).
 An optional `curves` list draws, for each entry
 dict(prefix='test/bleu_len_', file='bleu_by_length.png', xlabel=..., ylabel=...),
-one line per result row over the bucketed metrics that share the prefix.
+one line per result row over the bucketed metrics that share the prefix; an
+optional `roc='roc.png'` draws one ROC curve per row from its test_scores.npz.
 
 A point's metrics are its results.json, plus the metrics it lacks from an
 eval_results.json of the same step (e.g. a metric added after the point trained).
@@ -21,6 +22,8 @@ eval_results.json of the same step (e.g. a metric added after the point trained)
 import datetime
 import json
 import os
+
+import numpy as np
 
 from research import config as config_lib, plots, sweep
 from research.errors import UserError
@@ -86,6 +89,16 @@ def write_report(workdir: str, paper: dict, path: str, extra_args=()) -> str:
                               curve.get('title', ''))
     lines += ['', f'![{curve["file"]}]({curve["file"]})' if png else
               f'No `{curve["prefix"]}*` metrics yet, so no {curve["file"]}.']
+  if paper.get('roc'):  # one ROC figure over the rows' test_scores.npz (binary classifiers).
+    series = {}
+    for row in paper['results']:
+      scores = os.path.join(workdir, sweep.point_name(row.get('point', {})), 'test_scores.npz')
+      if os.path.exists(scores) and row['label'] not in series:
+        with np.load(scores) as z:
+          series[row['label']] = (z['labels'], z['probabilities'])
+    if series:
+      plots.roc_curves(series, os.path.join(workdir, paper['roc']))
+      lines += ['', f'![{paper["roc"]}]({paper["roc"]})']
   if paper.get('notes'):
     lines += ['', paper['notes'].strip()]
   report = os.path.join(workdir, 'report.md')

@@ -206,6 +206,15 @@ def test_regularized_fits_on_four_devices_equal_one(preset):
   assert np.max(np.abs(a['coef'] - b['coef'])) < 1e-9
 
 
+@pytest.mark.parametrize('preset', ['ols', 'ridge'])
+def test_polynomial_padding_rows_change_nothing(preset):
+  # 1003 rows leave 803 to train: 4 devices pad them with rows whose monomials are not zero.
+  kw = dict(data__n=1003, data__p=2, model__degree=2, model__gcv=False)
+  one, four = make_task(preset, **kw), make_task(preset, devices=4, **kw)
+  assert len(four.train['mask']) > four.n_train
+  assert rel(fit(four)[0]['coef'], fit(one)[0]['coef']) < 1e-10
+
+
 def test_polynomial_with_two_features_maps_back_to_raw_monomials(tmp_path):
   rng = np.random.default_rng(4)
   X = rng.uniform(-3, 5, (200, 2)) + [10, 0]

@@ -13,8 +13,9 @@ Logistic regression is trained by Adam on the mean log loss plus model.l2/2 |w|^
 
 Word vectors come from data.vectors (a word2vec text or binary file), or else
 the project's word2vec is trained on the train + unlabeled reviews in
-WORKDIR/word2vec (resumable like any run) with data.word2vec_preset and the
-data.vector_* settings.
+WORKDIR/word2vec (data.word2vec_dir, relative to the workdir: '../word2vec'
+shares one among a sweep's points; resumable like any run, so a finished one is
+reused) with data.word2vec_preset and the data.vector_* settings.
 
 Splits: data.validation_size reviews of the labeled train set (seeded) are held
 out for the periodic evaluation; the rest train; the test split is the 25k test
@@ -159,7 +160,7 @@ class PopcornTask:
     w2v.data.encoding_errors = d.encoding_errors
     w2v.data.min_count, w2v.data.epochs = d.vector_min_count, d.vector_epochs
     w2v.model.dim, w2v.model.window = d.vector_dim, d.vector_window
-    sub = os.path.join(self.workdir, 'word2vec')
+    sub = os.path.normpath(os.path.join(self.workdir, d.word2vec_dir or 'word2vec'))
     logging.info('training word2vec (%s, dim %d) on the train + unlabeled reviews in %s',
                  d.word2vec_preset, d.vector_dim, sub)
     train.train_and_evaluate(w2v, sub)
@@ -172,7 +173,7 @@ class PopcornTask:
     sizes = transformer.Sizes(model_dim=m.model_dim, ff_dim=m.ff_dim, num_heads=m.num_heads,
                               qk_dim=m.model_dim // m.num_heads, v_dim=m.model_dim // m.num_heads,
                               dropout=m.dropout, pre_ln=True)
-    return sentiment.EncoderClassifier(self.dim, sizes, m.num_layers)
+    return sentiment.EncoderClassifier(self.dim, sizes, m.num_layers, m.freeze_embeddings)
 
   def init(self, rng):
     if self.config.model.name == 'linear':
@@ -249,8 +250,17 @@ class PopcornTask:
     labels = self.arrays[split]['label']
     if np.any(labels < 0):  # a test set without labels (none recoverable): no metrics.
       return {}
-    p = self.probabilities(params, self.arrays[split])
+    p = self._split_probabilities(params, split)
     return sentiment.classification_metrics(labels, p)
+
+  def _split_probabilities(self, params, split):
+    """A split's probabilities, kept for the same parameters: the final test
+    evaluation and the artifacts (submission, ROC) share one pass."""
+    leaf = jax.tree.leaves(params)[0]  # held, so its identity cannot be reused.
+    cached = getattr(self, '_cached', None)
+    if cached is None or cached[0] != split or cached[1] is not leaf:
+      self._cached = cached = (split, leaf, self.probabilities(params, self.arrays[split]))
+    return cached[2]
 
   def samples(self, params, split: str, n: int):
     """(review opening, predicted, true) for the first n reviews of a split."""
@@ -274,7 +284,7 @@ class PopcornTask:
   def write_artifacts(self, params, workdir: str):
     if jax.process_index() != 0:
       return []
-    p = self.probabilities(params, self.arrays['test'])
+    p = self._split_probabilities(params, 'test')
     labels = self.arrays['test']['label']
     sub = os.path.join(workdir, 'submission.csv')
     with open(sub + '.tmp', 'w') as f:  # Kaggle's sample: "12311_10",0
