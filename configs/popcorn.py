@@ -15,7 +15,8 @@ Data: data.path is a directory in this project's TSV layout (train/test/unsup.ts
       or Kaggle's (labeledTrainData.tsv, testData.tsv, unlabeledTrainData.tsv);
       default ../shared/data/imdb when it exists; empty: download aclImdb via TFDS.
 All five in one go, with the combined ROC: python launch.py --reproduce=popcorn.
-The measured numbers are in the README.
+Measured (test accuracy, 2 CPU cores): bow 0.888, tfidf 0.910, avg_vectors 0.854,
+centroids 0.865, neural 0.884; wall times and AUC / F1 are in the README.
 """
 import os
 

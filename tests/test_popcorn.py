@@ -229,3 +229,37 @@ def test_bad_input_is_one_clear_line(data, tmp_path):
   proc = launch('--config=configs/popcorn.py:tiny', f'--workdir={tmp_path / "w"}',
                 f'--config.data.path={tmp_path / "missing"}')
   assert proc.returncode == 2 and 'is not a directory' in proc.stderr.strip().splitlines()[-1]
+
+
+def test_paper_points_are_exactly_the_presets():
+  from research import config as config_lib
+  paper = config_lib.load_config_module(str(ROOT / 'configs/papers/popcorn.py'))
+  popcorn = config_lib.load_config_module(str(ROOT / 'configs/popcorn.py'))
+  for point, method in zip(paper.get_sweep(), paper.METHODS):
+    config = paper.get_config()
+    assert config.data.word2vec_dir == '../word2vec'  # one word2vec run for the sweep.
+    for key, value in point.items():
+      section, name = key.split('.')
+      config[section][name] = value
+    preset = popcorn.get_config(method)
+    preset.data.word2vec_dir = '../word2vec'
+    assert config.to_dict() == preset.to_dict(), method
+
+
+def test_report_draws_one_roc_for_all_methods(tmp_path):
+  from research import reproduce
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 2, 200).astype(np.float32)
+  for point, noise in (('base', 0.3), ('data.features=bow', 0.8)):
+    (tmp_path / point).mkdir()
+    (tmp_path / point / 'results.json').write_text(json.dumps({'step': 5, 'test/accuracy': 0.9}))
+    np.savez(tmp_path / point / 'test_scores.npz', ids=np.arange(200).astype(str), labels=labels,
+             probabilities=np.clip(labels + noise * rng.standard_normal(200), 0, 1))
+  paper = dict(title='T', roc='roc.png', results=[
+      dict(label='tfidf', point={}, metric='test/accuracy', paper=0.89),
+      dict(label='bow', point={'data.features': 'bow'}, metric='test/accuracy', paper=0.84),
+      dict(label='neural', point={'data.features': 'tokens'}, metric='test/accuracy', paper=None)])
+  report = open(reproduce.write_report(str(tmp_path), paper, 'paper.py')).read()
+  assert '| tfidf | test/accuracy | 0.89 | 0.9 | +0.01 |' in report
+  assert '| neural | test/accuracy | - | not run |  |' in report
+  assert (tmp_path / 'roc.png').stat().st_size > 1000 and '![roc.png](roc.png)' in report
