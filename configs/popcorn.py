@@ -52,6 +52,8 @@ def get_config(preset: str = 'tfidf'):
   c.data.vector_min_count = 5
   c.data.vector_window = 5
   c.data.vector_epochs = 5
+  c.data.vector_segment = 64       # word2vec's data.segment and data.duplicate_power: the
+  c.data.vector_duplicate_power = 0.0  # setting the README's popcorn numbers were measured with.
   c.data.words_per_cluster = 5     # centroids: k = vocabulary / 5, as the tutorial does.
   c.data.kmeans_iters = 20
 

@@ -236,6 +236,14 @@ class Word2VecTask(WordVectorTask):
       loss, n, updates = jax.vmap(updates_for, in_axes=(None, 0, 0, 0, 0, 0))(params, *xs)
       updates = {name: (ids.reshape(-1), deltas.reshape(-1, deltas.shape[-1]))
                  for name, (ids, deltas) in updates.items()}
+      # A row updated k times in the round moves by its summed update / k^power: plain
+      # sums of a frequent word's many updates, all computed at the same point, diverge.
+      power = self.config.data.get('duplicate_power', 0.0)
+      if power:
+        def scaled(name, ids, deltas):
+          count = jnp.zeros(params[name].shape[0]).at[ids].add(1.0)
+          return ids, deltas / jnp.maximum(count[ids], 1.0)[:, None] ** power
+        updates = {name: scaled(name, *u) for name, u in updates.items()}
       size = sum(jnp.vdot(d, d) for _, d in updates.values())
       return Word2Vec.apply(params, updates), (loss.sum(), n.sum(), size)
 

@@ -160,6 +160,8 @@ class PopcornTask:
     w2v.data.encoding_errors = d.encoding_errors
     w2v.data.min_count, w2v.data.epochs = d.vector_min_count, d.vector_epochs
     w2v.model.dim, w2v.model.window = d.vector_dim, d.vector_window
+    if d.word2vec_preset != 'tiny':
+      w2v.data.segment, w2v.data.duplicate_power = d.vector_segment, d.vector_duplicate_power
     sub = os.path.normpath(os.path.join(self.workdir, d.word2vec_dir or 'word2vec'))
     logging.info('training word2vec (%s, dim %d) on the train + unlabeled reviews in %s',
                  d.word2vec_preset, d.vector_dim, sub)
