@@ -125,3 +125,17 @@ def test_segment_updates_are_minus_lr_times_the_gradient_of_the_shared_negative_
   for name in params:
     np.testing.assert_allclose(new[name], params[name] - lr * grads[name], atol=1e-6)
   assert n == (cmask.any(1).sum() if cbow else cmask.sum())
+
+
+def test_analogy_paper_points_are_exactly_the_presets():
+  import pathlib
+  from research import config as config_lib
+  root = pathlib.Path(__file__).resolve().parents[1]
+  paper = config_lib.load_config_module(str(root / 'configs/papers/word2vec_analogies.py'))
+  w2v = config_lib.load_config_module(str(root / 'configs/word2vec.py'))
+  for point, preset in zip(paper.get_sweep(), ('skipgram', 'cbow')):
+    config = paper.get_config()
+    for key, value in point.items():
+      section, name = key.split('.')
+      config[section][name] = value
+    assert config.to_dict() == w2v.get_config(preset).to_dict(), preset

@@ -1,0 +1,48 @@
+"""Word analogies and similarity of word2vec (Mikolov et al. 2013) on the
+text8-style corpus, beside the reference programs run on the same corpus.
+
+The points are configs/word2vec.py's skipgram and cbow presets (dim 100, window
+5, 5 epochs, min_count 5, negative 5, sample 1e-3). The "paper" column holds
+the original word2vec C tool's figures on this corpus with these settings (2
+threads, measured for ../shared/bench/README.md); Mikolov et al. trained on
+billions of words, so their tables' values do not transfer to a 17M-word corpus.
+
+Run:  python launch.py --reproduce=word2vec_analogies   (2 points; resumable)
+Writes runs/papers/word2vec_analogies/report.md.
+Measured (2 CPU cores, 2026-11-26, each preset on its own): skip-gram analogy
+3CosAdd 0.390, WS353 0.623 in 97 s; CBOW 0.267, WS353 0.558 in 144 s. The
+reproduction has not been run in one go yet.
+"""
+import os
+
+from research.config import load_config_module
+
+_W2V = load_config_module(os.path.join(os.path.dirname(__file__), '..', 'word2vec.py'))
+_CBOW = {'model.cbow': True, 'data.segment': 64, 'data.duplicate_power': 0.0,
+         'optimizer.learning_rate': 0.05, 'optimizer.final_lr_fraction': 0.0001 / 0.05}
+
+PAPER = dict(
+    title='Efficient Estimation of Word Representations in Vector Space (word2vec)',
+    authors='Mikolov, Chen, Corrado and Dean', year=2013,
+    where='the analogy task of Table 1 (questions-words), and WordSim-353; reference values: '
+          'the original C tool on the same 17M-word corpus',
+    results=[
+        dict(label='skip-gram', point={}, metric='analogy/3cosadd', paper=0.259),
+        dict(label='skip-gram', point={}, metric='similarity/ws353', paper=0.601),
+        dict(label='skip-gram', point={}, metric='analogy/3cosmul', paper=None),
+        dict(label='CBOW', point=_CBOW, metric='analogy/3cosadd', paper=0.275),
+        dict(label='CBOW', point=_CBOW, metric='similarity/ws353', paper=0.588),
+        dict(label='CBOW', point=_CBOW, metric='analogy/3cosmul', paper=None)],
+    notes="""Analogy accuracy is over the questions whose words are all among the 30k most
+frequent (gensim's convention), lowercased. gensim 4.4 on the same corpus: skip-gram
+0.368 / WS353 0.647, CBOW 0.305 / 0.566 (measured beside ours, see the README).""")
+
+
+def get_config(preset=None):
+  del preset
+  return _W2V.get_config('skipgram')
+
+
+def get_sweep(preset=None):
+  del preset
+  return [{}, _CBOW]
