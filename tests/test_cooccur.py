@@ -27,4 +27,9 @@ def test_counts_match_a_direct_loop_across_blocks_and_sentences(symmetric):
   x[rows, cols] = values
   np.testing.assert_allclose(x, _direct(tokens, starts, 7, 4, symmetric), rtol=1e-6)
   keys = rows.astype(np.int64) * 7 + cols
+  if symmetric:  # the pairs row <= col sorted, then their mirror images in the same order.
+    upper = np.sum(rows <= cols)
+    assert np.all(rows[:upper] <= cols[:upper]) and np.all(rows[upper:] > cols[upper:])
+    np.testing.assert_array_equal(cols[upper:] * 7 + rows[upper:], keys[:upper][rows[:upper] < cols[:upper]])
+    keys = keys[:upper]
   assert np.all(np.diff(keys) > 0)  # unique and sorted.
