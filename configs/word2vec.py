@@ -6,7 +6,9 @@ Presets:
             0.0001 (the word2vec C tool's and gensim's defaults).
   cbow      CBOW (mean of the context), the same, learning rate 0.05.
   tiny      the test-suite size; give it --config.data.path.
-Not yet measured here.
+Measured on the 17M-word corpus (2 CPU cores, end to end, beside gensim 4.4 with
+2 workers): skip-gram 97 s, analogy 0.390 (gensim 211 s, 0.368); CBOW 144 s,
+analogy 0.267 (gensim 62 s, 0.305). The README has the table.
 
 Run:  python launch.py --config=configs/word2vec.py:skipgram --workdir=runs/w2v-sg
 Data: data.path is a .txt / .gz file, a directory of them or a glob (default:
