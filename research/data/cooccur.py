@@ -4,9 +4,10 @@
 Counting is memory-bounded and sorts instead of hashing: the token stream is
 cut into blocks; a block's pairs become int64 keys (pair, distance) that
 np.sort orders (fast: no argsort, the weight 1/d is read back from the key);
-runs of equal keys give the counts. Each block's (pair, weight) list is merged
-with parts of similar size, so memory is a few times the number of distinct pairs,
-never the number of raw pairs (17M words x 15 distances here). Blocks are
+runs of equal keys give the counts. The blocks' (pair, weight) lists are merged
+two at a time, each with one of similar size (as a merge sort does), so memory is
+a few times the number of distinct pairs, never the number of raw pairs (17M
+words x 15 distances here). Blocks are
 counted by `threads` threads (numpy's sort releases the GIL). A symmetric
 window counts each unordered pair once and mirrors it at the end.
 """

@@ -99,8 +99,10 @@ class PopcornTask:
       # any dense features under logistic regression.
       train = bag.average_vectors(train_docs, words, wv.vectors).value
       mean, std = train.mean(0), np.maximum(train.std(0), 1e-6)
-      return lambda docs: _sparse(bag.dense(
-          (bag.average_vectors(docs, words, wv.vectors).value - mean) / std))
+      # The training reviews' averages are computed once, here.
+      average = lambda docs: (train if docs is train_docs
+                              else bag.average_vectors(docs, words, wv.vectors).value)
+      return lambda docs: _sparse(bag.dense((average(docs) - mean) / std))
     k = max(2, len(wv.words) // d.words_per_cluster)
     _, cluster, inertia = jax.jit(sentiment.kmeans, static_argnums=(1, 3))(
         wv.unit, k, jax.random.PRNGKey(self.config.seed), d.kmeans_iters)
@@ -108,11 +110,13 @@ class PopcornTask:
     logging.info('k-means: %d clusters of %d words, inertia %.1f -> %.1f', k, len(wv.words),
                  float(inertia[0]), float(inertia[-1]))
     self.dim, self.describe = k, f'{k} centroids of {len(wv.words)} word vectors'
-    counts = bag.centroid_counts(train_docs, words, cluster, k)
-    df = np.bincount(counts.index[counts.value > 0], minlength=k)
+    train = bag.centroid_counts(train_docs, words, cluster, k)
+    df = np.bincount(train.index[train.value > 0], minlength=k)
     vocab = bag.Vocabulary([str(i) for i in range(k)], df, len(train_docs), 1)
-    return lambda docs: _sparse(bag.weight(bag.centroid_counts(docs, words, cluster, k),
-                                           'tfidf', vocab))
+    # The training reviews' counts are computed once, here.
+    counts = lambda docs: (train if docs is train_docs
+                           else bag.centroid_counts(docs, words, cluster, k))
+    return lambda docs: _sparse(bag.weight(counts(docs), 'tfidf', vocab))
 
   def _token_featurizer(self, train_docs):
     d, m = self.config.data, self.config.model
