@@ -103,15 +103,20 @@ def load_sweep(path: str, preset: str | None) -> list[dict]:
   return points
 
 
-def flat_keys(config, prefix='') -> list[str]:
-  keys = []
+def flat_items(config, prefix='') -> dict:
+  """{'section.key': value} over every leaf of the config."""
+  items = {}
   for key, value in config.items():
     name = f'{prefix}{key}'
     if isinstance(value, ml_collections.ConfigDict):
-      keys.extend(flat_keys(value, name + '.'))
+      items.update(flat_items(value, name + '.'))
     else:
-      keys.append(name)
-  return keys
+      items[name] = value
+  return items
+
+
+def flat_keys(config) -> list[str]:
+  return list(flat_items(config))
 
 
 def unknown_key_message(key: str, config) -> str:

@@ -16,25 +16,15 @@ methods 14 s to 173 s each, the encoder 28.5 min.
 """
 import os
 
-from research.config import load_config_module
+from research.config import flat_items, load_config_module
 
 _POPCORN = load_config_module(os.path.join(os.path.dirname(__file__), '..', 'popcorn.py'))
 METHODS = ('bow', 'tfidf', 'avg_vectors', 'centroids', 'neural')
 
 
-def _flat(config, prefix=''):
-  out = {}
-  for key, value in config.items():
-    if hasattr(value, 'items'):
-      out.update(_flat(value, f'{prefix}{key}.'))
-    else:
-      out[prefix + key] = value
-  return out
-
-
 def _overrides(method):
   """The keys where `method`'s preset differs from the tfidf preset."""
-  base, other = _flat(_POPCORN.get_config('tfidf')), _flat(_POPCORN.get_config(method))
+  base, other = flat_items(_POPCORN.get_config('tfidf')), flat_items(_POPCORN.get_config(method))
   return {k: v for k, v in other.items() if base.get(k) != v and k != 'name'}
 
 

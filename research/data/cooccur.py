@@ -7,9 +7,9 @@ np.sort orders (fast: no argsort, the weight 1/d is read back from the key);
 runs of equal keys give the counts. The blocks' (pair, weight) lists are merged
 two at a time, each with one of similar size (as a merge sort does), so memory is
 a few times the number of distinct pairs, never the number of raw pairs (17M
-words x 15 distances here). Blocks are
-counted by `threads` threads (numpy's sort releases the GIL). A symmetric
-window counts each unordered pair once and mirrors it at the end.
+words x 15 distances here). Blocks are counted by `threads` threads (numpy's
+sort releases the GIL). A symmetric window counts each unordered pair once and
+mirrors it at the end.
 """
 import concurrent.futures
 
@@ -62,14 +62,16 @@ def _block(tokens, sentence, lo, hi, window, vocab_size, symmetric):
     if symmetric:
       left, right = np.minimum(left, right), np.maximum(left, right)
     keys.append((left * vocab_size + right) << bits | d)  # (left word, right word) as glove.c.
-  keys = np.sort(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
-  first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, int)
+  keys = np.sort(np.concatenate(keys))
+  if not len(keys):
+    return keys, np.zeros(0)
+  first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
   counts = np.diff(np.r_[first, len(keys)])
   keys = keys[first]
   weights = counts / (keys & ((1 << bits) - 1))
   pairs = keys >> bits
-  first = np.flatnonzero(np.r_[True, pairs[1:] != pairs[:-1]]) if len(pairs) else first[:0]
-  return pairs[first], (np.add.reduceat(weights, first) if len(first) else weights[:0])
+  first = np.flatnonzero(np.r_[True, pairs[1:] != pairs[:-1]])
+  return pairs[first], np.add.reduceat(weights, first)
 
 
 def _merge(keys, values, new_keys, new_values):
