@@ -215,6 +215,31 @@ def test_encoder_starts_from_the_word_vectors(data, tmp_path):
   np.testing.assert_array_equal(table[task.words.index('great')], wv.vectors[wv.index['great']])
 
 
+def test_a_long_review_is_scored_as_the_mean_logit_over_all_its_views(data):
+  from research.config import load_config_file
+  from research.parallel import Runtime
+  from research.tasks.popcorn import PopcornTask
+  config = load_config_file(str(ROOT / 'configs/popcorn.py'), 'tiny')
+  config.data.path, config.data.features, config.model.name = str(data), 'tokens', 'encoder'
+  config.data.max_length, config.data.eval_stride = 16, 8
+  task = PopcornTask(config, Runtime.create('mesh', jax.devices()[:1]))
+  params = task.init(jax.random.PRNGKey(0))
+  words = task.words[2:]
+  docs = [words[:5], [words[i % len(words)] for i in range(30)]]
+  ids = [task.words.index(w) for w in docs[1]]
+  views = task.window_views(docs)
+  np.testing.assert_array_equal(views['owner'], [1, 1, 1])  # windows at 0, 8 and 30 - 16.
+  np.testing.assert_array_equal(views['tokens'], [ids[0:16], ids[8:24], ids[14:30]])
+  head_tail = task.featurize(docs)
+  np.testing.assert_array_equal(head_tail['tokens'][1], ids[:8] + ids[-8:])
+  logit = lambda rows: np.asarray(task.logits(params, {'tokens': np.asarray(rows, np.int32)}))
+  p = task.probabilities(params, head_tail, views)
+  expected = np.mean(np.r_[logit(head_tail['tokens'][1:]), logit(views['tokens'])])
+  np.testing.assert_allclose(p[1], 1 / (1 + np.exp(-expected)), rtol=1e-5)
+  np.testing.assert_allclose(p[0], task.probabilities(params, head_tail)[0], rtol=1e-6)
+  assert abs(p[1] - task.probabilities(params, head_tail)[1]) > 1e-6  # the windows count.
+
+
 def test_bad_input_is_one_clear_line(data, tmp_path):
   bad = tmp_path / 'bad'
   bad.mkdir()

@@ -8,6 +8,7 @@ data.features picks the representation; model.name the classifier:
                vectors (k = vocabulary / data.words_per_cluster), TF-IDF weighted
                                                          + logistic regression
   tokens       the review's first and last words         + a Transformer encoder
+               (evaluated also over windows of a long review: data.eval_stride)
 Logistic regression is trained by Adam on the mean log loss plus model.l2/2 |w|^2
 (scikit-learn's LogisticRegression has C = 1 / (l2 N)).
 
@@ -67,11 +68,13 @@ class PopcornTask:
                   'test': test_docs}
     labels = {'train': train.labels[kept], 'validation': train.labels[held], 'test': test.labels}
     self.featurize = self._featurizer(split_docs['train'])
-    self.arrays = {}
+    self.arrays, self.windows = {}, {}
     for split, split_doc in split_docs.items():
       if split == 'validation' and not len(split_doc):
         continue
       self.arrays[split] = dict(self.featurize(split_doc), label=labels[split].astype(np.float32))
+      if split != 'train' and self.window_views:
+        self.windows[split] = self.window_views(split_doc)
     self.num_train = len(kept)
     if not config.train.steps:
       with config.unlocked():
@@ -84,6 +87,7 @@ class PopcornTask:
   def _featurizer(self, train_docs):
     """Fits the representation on the training reviews; returns docs -> arrays."""
     d = self.config.data
+    self.window_views = None
     if d.features in ('bow', 'tfidf'):
       n_max = 1 if d.features == 'bow' else d.ngram_max
       vocab = bag.build_vocabulary(train_docs, n_max, d.max_features, d.min_df)
@@ -144,6 +148,22 @@ class PopcornTask:
           ids = ids[:half] + ids[len(ids) - (d.max_length - half):]
         out[i, :len(ids)] = ids
       return {'tokens': out}
+
+    def window_views(docs):
+      """Every max_length window, at data.eval_stride, of each review longer than
+      max_length (the last window ends at the review's end): the words the head and
+      tail view cuts out. {'tokens' [W, max_length], 'owner' [W]: the review's row}."""
+      length, rows, owner = d.max_length, [], []
+      for i, tokens in enumerate(docs):
+        if len(tokens) > length:
+          ids = [index.get(t, UNK) for t in tokens]
+          starts = list(range(0, len(ids) - length, d.eval_stride)) + [len(ids) - length]
+          rows.extend(ids[s:s + length] for s in starts)
+          owner.extend([i] * len(starts))
+      return {'tokens': np.array(rows, np.int32).reshape(-1, length),
+              'owner': np.array(owner, np.int32)}
+    if d.eval_stride > 0:
+      self.window_views = window_views
     return encode
 
   def word_vectors(self) -> word_vectors.WordVectors:
@@ -234,21 +254,36 @@ class PopcornTask:
 
   # --- evaluation ---------------------------------------------------------------------
 
-  def probabilities(self, params, arrays) -> np.ndarray:
-    """P(positive) of every row, in padded batches over the devices."""
+  def probabilities(self, params, arrays, windows=None) -> np.ndarray:
+    """P(positive) of every row. With `windows` (see window_views), a long review's
+    logit is the mean over its views: the head and tail one, and each window."""
+    p, logits = self._predictions(params, arrays)
+    if windows is None or not len(windows['owner']):
+      return p
+    _, extra = self._predictions(params, windows)
+    owner, n = windows['owner'], len(logits)
+    mean = ((logits + np.bincount(owner, extra, n)) / (1 + np.bincount(owner, minlength=n)))
+    return (1 / (1 + np.exp(-mean))).astype(np.float32)
+
+  def _predictions(self, params, arrays):
+    """(P(positive), logit) of every row, in padded batches over the devices."""
     size = self.config.eval.batch_size
     size = -(-size // self.runtime.num_devices) * self.runtime.num_devices
     if not hasattr(self, '_predict'):
-      self._predict = jax.jit(lambda p, b: jax.nn.sigmoid(self.logits(p, b)))
-    keys = [k for k in arrays if k != 'label']
+      def predict(p, b):
+        logits = self.logits(p, b)
+        return jax.nn.sigmoid(logits), logits
+      self._predict = jax.jit(predict)
+    keys = [k for k in arrays if k not in ('label', 'owner')]
     n, out = len(arrays[keys[0]]), []
     for i in range(0, n, size):
       batch = {k: arrays[k][i:i + size] for k in keys}
       real = len(batch[keys[0]])
       batch = {k: np.concatenate([v, np.zeros((size - real,) + v.shape[1:], v.dtype)])
                for k, v in batch.items()}
-      out.append(np.asarray(jax.device_get(self._predict(params, self.runtime.put_batch(batch))))[:real])
-    return np.concatenate(out)
+      p, logits = jax.device_get(self._predict(params, self.runtime.put_batch(batch)))
+      out.append((np.asarray(p)[:real], np.asarray(logits, np.float64)[:real]))
+    return tuple(np.concatenate(parts) for parts in zip(*out))
 
   def evaluate(self, params, split: str):
     if split not in self.arrays:
@@ -265,7 +300,8 @@ class PopcornTask:
     leaf = jax.tree.leaves(params)[0]  # held, so its identity cannot be reused.
     cached = getattr(self, '_cached', None)
     if cached is None or cached[0] != split or cached[1] is not leaf:
-      self._cached = cached = (split, leaf, self.probabilities(params, self.arrays[split]))
+      self._cached = cached = (split, leaf, self.probabilities(params, self.arrays[split],
+                                                                self.windows.get(split)))
     return cached[2]
 
   def samples(self, params, split: str, n: int):
@@ -273,7 +309,10 @@ class PopcornTask:
     if not n or split not in self.arrays:
       return []
     arrays = {k: v[:n] for k, v in self.arrays[split].items()}
-    p = self.probabilities(params, arrays)
+    windows = self.windows.get(split)
+    if windows is not None:
+      windows = {k: v[windows['owner'] < n] for k, v in windows.items()}
+    p = self.probabilities(params, arrays, windows)
     texts = self.texts.get(split, [])
     return [(' '.join(texts[i][:20]) if i < len(texts) else '', f'{q:.3f}', str(int(label)))
             for i, (q, label) in enumerate(zip(p, arrays['label']))]
@@ -283,8 +322,9 @@ class PopcornTask:
 
   def predict(self, params, lines):
     """P(positive) and the label of each review given on stdin, one per line."""
-    arrays = self.featurize([imdb.tokenize(line) for line in lines])
-    p = self.probabilities(params, arrays)
+    docs = [imdb.tokenize(line) for line in lines]
+    p = self.probabilities(params, self.featurize(docs),
+                           self.window_views(docs) if self.window_views else None)
     return [f'{q:.4f}\t{"positive" if q > 0.5 else "negative"}' for q in p]
 
   def write_artifacts(self, params, workdir: str):
