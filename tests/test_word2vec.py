@@ -1,4 +1,5 @@
-"""word2vec's pure functions: windows, targets, and updates that equal -lr * gradient."""
+"""word2vec's pure functions: windows, targets, and updates that equal -lr * gradient
+(CBOW's context rows: the C tool's and gensim's step, see _cbow_hidden)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,12 +8,21 @@ import pytest
 from research.models.word2vec import Word2Vec, huffman_tree
 
 
+def _cbow_hidden(ctx, mean):
+  """CBOW's hidden layer; its gradient reaches each context vector as the C tool and
+  gensim step them: the whole error with the mean, error / size with the sum."""
+  total = sum(ctx)
+  value = total / len(ctx) if mean else total
+  grad_scale = 1.0 if mean else 1.0 / len(ctx)
+  return jax.lax.stop_gradient(value) + grad_scale * (total - jax.lax.stop_gradient(total))
+
+
 def _reference_loss(params, centers, contexts, cmask, words, labels, tmask, cbow, mean):
   """word2vec's objective written out one prediction at a time."""
   total = 0.0
   for b in range(len(centers)):
     ctx = [params['input'][contexts[b, j]] for j in range(contexts.shape[1]) if cmask[b, j]]
-    inputs = ([sum(ctx) / (len(ctx) if mean else 1)] if ctx else []) if cbow else ctx
+    inputs = ([_cbow_hidden(ctx, mean)] if ctx else []) if cbow else ctx
     for x in inputs:
       for t in range(words.shape[1]):
         if tmask[b, t]:
@@ -112,7 +122,7 @@ def test_segment_updates_are_minus_lr_times_the_gradient_of_the_shared_negative_
     total = 0.0
     for b in range(len(centers)):
       ctx = [p['input'][contexts[b, j]] for j in range(contexts.shape[1]) if cmask[b, j]]
-      inputs = ([sum(ctx) / len(ctx)] if ctx else []) if cbow else ctx
+      inputs = ([_cbow_hidden(ctx, True)] if ctx else []) if cbow else ctx
       for x in inputs:
         total -= jax.nn.log_sigmoid(jnp.dot(x, p['output'][centers[b]]))
         for neg in negatives:  # each shared draw stands for negative / k of word2vec's.

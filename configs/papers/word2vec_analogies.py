@@ -15,11 +15,18 @@ separate preset runs gave the same numbers, bit for bit.
 """
 import os
 
-from research.config import load_config_module
+from research.config import flat_items, load_config_module
 
 _W2V = load_config_module(os.path.join(os.path.dirname(__file__), '..', 'word2vec.py'))
-_CBOW = {'model.cbow': True, 'data.segment': 64, 'data.duplicate_power': 0.0,
-         'optimizer.learning_rate': 0.05, 'optimizer.final_lr_fraction': 0.0001 / 0.05}
+
+
+def _overrides(preset):
+  """The keys where `preset` differs from the skipgram preset."""
+  base, other = flat_items(_W2V.get_config('skipgram')), flat_items(_W2V.get_config(preset))
+  return {k: v for k, v in other.items() if base.get(k) != v and k != 'name'}
+
+
+_CBOW = _overrides('cbow')
 
 PAPER = dict(
     title='Efficient Estimation of Word Representations in Vector Space (word2vec)',

@@ -12,7 +12,10 @@ of the middle part is a center word. Per center, word2vec's updates:
 - the window is shrunk to b ~ U{1..window} (dynamic window), inside the
   center's sentence;
 - skip-gram: each context word's input vector predicts the center; CBOW: the
-  sum (or mean) of the context's input vectors predicts it;
+  sum (or mean) of the context's input vectors predicts it, and each context
+  word's vector then moves by the hidden layer's whole error, as in the C tool
+  and gensim (with the sum gensim divides that error by the context's size):
+  not by the mean's gradient, which is 1/size of it;
 - negative sampling: the center (label 1) against `negative` words from the
   unigram^0.75 distribution (label 0), drawn once per center and shared by its
   context words as in BlazingText, which turns the window into one small
@@ -20,7 +23,8 @@ of the middle part is a center word. Per center, word2vec's updates:
   Huffman path.
 
 `updates` returns the SGD steps as (rows, deltas) for the rows the batch
-touches: delta = -lr * d(loss)/d(row), summed when a row occurs more than once
+touches: delta = -lr * d(loss)/d(row) (CBOW's context rows: the rule above),
+summed when a row occurs more than once
 in the batch (what Hogwild threads do in the C tool, without the races).
 Applying them is a scatter-add, so a step costs the batch, not the vocabulary.
 """
@@ -87,6 +91,13 @@ class Word2Vec:
 
   # ---- loss and updates.
 
+  def _cbow_scales(self, count):
+    """(hidden = context sum * scale, context rows' step = hidden's step * back).
+    Mean: 1/size and 1, as the C tool and gensim; sum: 1 and 1/size, as gensim."""
+    inverse = 1.0 / jnp.maximum(count, 1.0)
+    ones = jnp.ones_like(count)
+    return (inverse, ones) if self.cbow_mean else (ones, inverse)
+
   def loss_and_updates(self, params, centers, contexts, context_mask, words, labels,
                        target_mask, lr):
     """(loss summed over the batch's predictions, number of predictions,
@@ -97,7 +108,7 @@ class Word2Vec:
     tmask = target_mask.astype(jnp.float32)
     if self.cbow:
       count = context_mask.sum(1, keepdims=True).astype(jnp.float32)  # [B, 1]
-      scale = 1.0 / jnp.maximum(count, 1.0) if self.cbow_mean else jnp.ones_like(count)
+      scale, back = self._cbow_scales(count)
       hidden = (ctx * cmask).sum(1) * scale            # [B, D]
       has_context = (count > 0).astype(jnp.float32)    # a center alone in its sentence: skip.
       scores = jnp.einsum('bd,btd->bt', hidden, out)
@@ -106,7 +117,7 @@ class Word2Vec:
       g = (labels - jax.nn.sigmoid(scores)) * live * lr  # -lr * dloss/dscore.
       d_out = g[..., None] * hidden[:, None]           # [B, T, D]
       d_hidden = jnp.einsum('bt,btd->bd', g, out)
-      d_ctx = d_hidden[:, None] * scale[..., None] * cmask
+      d_ctx = d_hidden[:, None] * back[..., None] * cmask
       n = live[:, 0].sum()
     else:
       scores = jnp.einsum('bcd,btd->bct', ctx, out)    # [B, 2W, T]
@@ -164,7 +175,7 @@ class Word2Vec:
 
     if self.cbow:
       count = masks.sum(0)
-      scale = 1.0 / jnp.maximum(count, 1.0) if self.cbow_mean else jnp.ones_like(count)
+      scale, back = self._cbow_scales(count)
       live = (count > 0).astype(jnp.float32)
       hidden = sum(m[:, None] * shifted(x, o) for m, o in zip(masks, offsets)) * scale[:, None]
       pos = (hidden * u).sum(-1)
@@ -175,7 +186,7 @@ class Word2Vec:
           jax.nn.log_sigmoid(-neg) * live[:, None]).sum()
       d_u = g_pos[:, None] * hidden
       d_nv = g_neg.T @ hidden
-      d_hidden = (g_pos[:, None] * u + g_neg @ nv) * scale[:, None]
+      d_hidden = (g_pos[:, None] * u + g_neg @ nv) * back[:, None]
       for m, o in zip(masks, offsets):
         d_x = add_shifted(d_x, o, m[:, None] * d_hidden)
       n = live.sum()
