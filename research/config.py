@@ -119,6 +119,13 @@ def flat_keys(config) -> list[str]:
   return list(flat_items(config))
 
 
+def overrides(base, other) -> dict:
+  """{'section.key': value} where `other` differs from `base` (the name aside): a
+  preset written as a sweep point over another, as paper configs do."""
+  base = flat_items(base)
+  return {k: v for k, v in flat_items(other).items() if base.get(k) != v and k != 'name'}
+
+
 def unknown_key_message(key: str, config) -> str:
   valid = flat_keys(config)
   close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)

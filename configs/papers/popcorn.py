@@ -18,7 +18,7 @@ the same parameters bit for bit, 36 min 20 s (beside other work for ~15 min).
 """
 import os
 
-from research.config import flat_items, load_config_module
+from research.config import load_config_module, overrides
 
 _POPCORN = load_config_module(os.path.join(os.path.dirname(__file__), '..', 'popcorn.py'))
 METHODS = ('bow', 'tfidf', 'avg_vectors', 'centroids', 'neural')
@@ -26,8 +26,7 @@ METHODS = ('bow', 'tfidf', 'avg_vectors', 'centroids', 'neural')
 
 def _overrides(method):
   """The keys where `method`'s preset differs from the tfidf preset."""
-  base, other = flat_items(_POPCORN.get_config('tfidf')), flat_items(_POPCORN.get_config(method))
-  return {k: v for k, v in other.items() if base.get(k) != v and k != 'name'}
+  return overrides(_POPCORN.get_config('tfidf'), _POPCORN.get_config(method))
 
 
 # The tutorial's own figures (random forests, Kaggle's public test split) and Wang & Manning.

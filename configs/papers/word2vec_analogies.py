@@ -16,18 +16,10 @@ runs gave the same numbers, bit for bit.
 """
 import os
 
-from research.config import flat_items, load_config_module
+from research.config import load_config_module, overrides
 
 _W2V = load_config_module(os.path.join(os.path.dirname(__file__), '..', 'word2vec.py'))
-
-
-def _overrides(preset):
-  """The keys where `preset` differs from the skipgram preset."""
-  base, other = flat_items(_W2V.get_config('skipgram')), flat_items(_W2V.get_config(preset))
-  return {k: v for k, v in other.items() if base.get(k) != v and k != 'name'}
-
-
-_CBOW = _overrides('cbow')
+_CBOW = overrides(_W2V.get_config('skipgram'), _W2V.get_config('cbow'))
 
 PAPER = dict(
     title='Efficient Estimation of Word Representations in Vector Space (word2vec)',
