@@ -62,6 +62,7 @@ def get_config(preset: str = 'skipgram'):
   c.model.negative = 5            # 0: hierarchical softmax.
   c.model.cbow = False
   c.model.cbow_mean = True
+  c.model.shared_negatives = 64   # noise words drawn once per segment, each weighted negative / this.
 
   c.optimizer.name = 'sgd'        # word2vec's own sparse SGD; only the schedule is used.
   c.optimizer.momentum = 0.0
@@ -82,6 +83,9 @@ def get_config(preset: str = 'skipgram'):
   if preset == 'cbow':
     c.model.cbow = True
     c.data.segment, c.data.duplicate_power = 64, 0.0
+    # Half the shared noise draws: the same analogy (0.303) in 10% less time; 16
+    # gave 0.286 and 8 0.245 (2 CPU cores).
+    c.model.shared_negatives = 32
     # The C tool's CBOW default is 0.05; with its update rule (each context word
     # gets the whole error) that fell to analogy 0.044 here; gensim's 0.025 gives 0.303.
   elif preset == 'tiny':

@@ -104,15 +104,15 @@ def test_huffman_tree_is_prefix_free_and_frequent_words_get_short_codes():
 
 @pytest.mark.parametrize('cbow', [False, True])
 def test_segment_updates_are_minus_lr_times_the_gradient_of_the_shared_negative_objective(cbow):
-  model = Word2Vec(vocab_size=9, dim=4, window=2, negative=5, cbow=cbow)
+  rng, lr, k = jax.random.PRNGKey(2), 0.1, 3
+  model = Word2Vec(vocab_size=9, dim=4, window=2, negative=5, cbow=cbow, shared_negatives=k)
   params = model.init(jax.random.PRNGKey(0))
   params['output'] = 0.3 * jax.random.normal(jax.random.PRNGKey(1), params['output'].shape)
   tokens = jnp.array([1, 2, 3, 1, 4, 5, 2, 6, 7, 1, 8, 3])
   sentence = jnp.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2])
   valid = jnp.ones(12, bool).at[-1].set(False)
   cdf = jnp.cumsum(jnp.full(9, 1 / 9))
-  rng, lr, k = jax.random.PRNGKey(2), 0.1, 3
-  loss, n, updates = model.segment_updates(params, tokens, sentence, valid, rng, lr, cdf, k)
+  loss, n, updates = model.segment_updates(params, tokens, sentence, valid, rng, lr, cdf)
 
   window_rng, noise_rng = jax.random.split(rng)
   centers, contexts, cmask = model.windows(tokens, sentence, valid, window_rng)

@@ -44,6 +44,7 @@ class Word2Vec:
   negative: int = 5       # 0: hierarchical softmax instead.
   cbow: bool = False      # False: skip-gram.
   cbow_mean: bool = True  # CBOW's hidden layer: mean (gensim's default) or sum of the context.
+  shared_negatives: int = 64  # segment_updates: negative draws shared by a segment's centers.
 
   def init(self, rng):
     v, d = self.vocab_size, self.dim
@@ -135,7 +136,7 @@ class Word2Vec:
   # ---- the fast path for negative sampling: one segment of the stream at a time.
 
   def segment_updates(self, params, tokens, sentence, valid, rng, lr, noise_cdf,
-                      shared_negatives: int = 64, center_mask=None):
+                      center_mask=None):
     """Negative sampling over one segment [L + 2W] without per-window copies.
 
     Each stream position's input vector is gathered once; the window sums are
@@ -146,12 +147,14 @@ class Word2Vec:
     negative / shared_negatives, so the expected objective is word2vec's
     (negative draws per prediction) with less variance, and the negative
     scores are one matrix product (Ji et al. 2016 share them the same way).
+    Those products are most of a CBOW step's arithmetic, so fewer draws make
+    it faster.
     Unlike the C tool, a negative equal to the center is not skipped.
     center_mask [L + 2W] (default: valid) limits which middle positions are
     centers; the others still serve as context.
     Returns (loss sum, predictions, updates) as loss_and_updates does.
     """
-    w, k = self.window, shared_negatives
+    w, k = self.window, self.shared_negatives
     size = tokens.shape[0] - 2 * w
     window_rng, noise_rng = jax.random.split(rng)
     offsets = [o for o in range(-w, w + 1) if o]

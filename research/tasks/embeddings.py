@@ -152,7 +152,8 @@ class Word2VecTask(WordVectorTask):
     c = self.corpus
     logging.info('corpus %s: %d words, vocabulary %d (min_count %d), %d sentences', d.path,
                  c.raw_words, c.vocab_size, d.min_count, len(c.starts) - 1)
-    self.model = Word2Vec(c.vocab_size, m.dim, m.window, m.negative, m.cbow, m.cbow_mean)
+    self.model = Word2Vec(c.vocab_size, m.dim, m.window, m.negative, m.cbow, m.cbow_mean,
+                          m.shared_negatives)
     self.keep = corpus_lib.keep_probabilities(c.counts, d.sample).astype(np.float32)
     self.noise_cdf = jnp.asarray(np.cumsum(corpus_lib.noise_distribution(c.counts)),
                                  jnp.float32)
