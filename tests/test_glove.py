@@ -45,7 +45,8 @@ def test_adagrad_updates_touched_rows_once_with_their_summed_gradient():
     summed = np.asarray(jnp.zeros_like(params[name]).at[ids].add(0.05 * g))
     acc = np.asarray(gradsq[name]) + summed ** 2
     np.testing.assert_allclose(new_gradsq[name], acc, rtol=1e-6)
-    np.testing.assert_allclose(new_params[name], np.asarray(params[name]) - summed / np.sqrt(acc),
+    np.testing.assert_allclose(new_params[name],
+                               np.asarray(params[name]) - summed / np.sqrt(np.asarray(gradsq[name])),
                                rtol=1e-5, atol=1e-7)
   untouched = 4  # word 4 is in no entry.
   np.testing.assert_array_equal(new_params['w'][untouched], params['w'][untouched])

@@ -52,18 +52,20 @@ class GloVe:
 
   def adagrad(self, params, gradsq, grads, lr):
     """AdaGrad on the rows the batch touches: each row's gradients are summed
-    (entries clipped as the C tool clips them), its squared sum is added to the
-    row's accumulator, and the row moves by -lr * g / sqrt(accumulator). Costs
-    the batch size: rows are made unique by sorting, not by a vocabulary-sized
-    scatter. Returns the new (params, gradsq)."""
+    (entries clipped as the C tool clips them), the row moves by
+    -lr * g / sqrt(accumulator), and then g^2 is added to the accumulator: glove.c
+    divides by the sum of the *earlier* squared gradients, not the textbook
+    AdaGrad's sum including this one. Costs the batch size: rows are made unique
+    by sorting, not by a vocabulary-sized scatter. Returns the new (params, gradsq)."""
     params, gradsq = dict(params), dict(gradsq)
     for name, (ids, g) in grads.items():
       g = jnp.clip(lr * g, -self.grad_clip, self.grad_clip)  # lr * gradient, as in glove.c.
       unique, inverse = jnp.unique(ids, size=ids.shape[0], fill_value=self.vocab_size,
                                    return_inverse=True)
       summed = jnp.zeros((ids.shape[0],) + g.shape[1:], g.dtype).at[inverse.reshape(-1)].add(g)
-      acc = gradsq[name].at[unique].get(mode='fill', fill_value=1.0) + summed * summed
-      step = summed / jnp.sqrt(acc)
+      before = gradsq[name].at[unique].get(mode='fill', fill_value=1.0)
+      step = summed / jnp.sqrt(before)
+      acc = before + summed * summed
       params[name] = params[name].at[unique].add(-step, mode='drop')
       gradsq[name] = gradsq[name].at[unique].set(acc, mode='drop')
     return params, gradsq
