@@ -5,8 +5,8 @@ Presets:
          AdaGrad at 0.05, 15 passes, min_count 5 (the settings of the Stanford
          demo run used as the peer).
   tiny   the test-suite size; give it --config.data.path.
-Measured on the 17M-word corpus (2 CPU cores, 2026-11-26): 27 min 10 s end to end
-(counting 19 s), analogy 3CosAdd 0.4597, WS353 0.488, peak RSS 4.0 GB; Stanford's
+Measured on the 17M-word corpus (2 CPU cores, 2026-11-26): 28 min 9 s end to end
+(counting 20 s), analogy 3CosAdd 0.4621, WS353 0.487, peak RSS 4.1 GB; Stanford's
 program: 918 s, 0.461, 0.490. The README has the table.
 
 Run:  python launch.py --config=configs/glove.py --workdir=runs/glove

@@ -7,8 +7,8 @@ Presets:
   cbow      CBOW (mean of the context), the same on 64-word segments.
   tiny      the test-suite size; give it --config.data.path.
 Measured on the 17M-word corpus (2 CPU cores, end to end, beside gensim 4.4 with
-2 workers): skip-gram 97 s, analogy 0.390 (gensim 211 s, 0.368); CBOW 131 s,
-analogy 0.303 (gensim 55 s, 0.302). The README has the table.
+2 workers): skip-gram 97 s, analogy 0.390 (gensim 211 s, 0.368); CBOW 118 s,
+analogy 0.303 (gensim 60 s, 0.302). The README has the table.
 
 Run:  python launch.py --config=configs/word2vec.py:skipgram --workdir=runs/w2v-sg
 Data: data.path is a .txt / .gz file, a directory of them or a glob (default:
