@@ -123,6 +123,8 @@ def test_bad_corpora_and_settings_are_clear_errors(data, tmp_path):
     _run(data, tmp_path / 'c', data__parallel_segments=3)
   with pytest.raises(UserError, match="data.eval_dir .* does not exist"):
     _run(data, tmp_path / 'd', data__eval_dir=str(tmp_path / 'nowhere'))
+  with pytest.raises(UserError, match='model.shared_negatives=0'):
+    _run(data, tmp_path / 'e', model__shared_negatives=0)
 
 
 def test_glove_trains_evaluates_and_saves_w_plus_w_tilde(data, tmp_path):

@@ -152,6 +152,9 @@ class Word2VecTask(WordVectorTask):
     c = self.corpus
     logging.info('corpus %s: %d words, vocabulary %d (min_count %d), %d sentences', d.path,
                  c.raw_words, c.vocab_size, d.min_count, len(c.starts) - 1)
+    if m.negative and m.shared_negatives < 1:
+      raise UserError(f'model.shared_negatives={m.shared_negatives}: a segment needs at least '
+                      'one noise draw')
     self.model = Word2Vec(c.vocab_size, m.dim, m.window, m.negative, m.cbow, m.cbow_mean,
                           m.shared_negatives)
     self.keep = corpus_lib.keep_probabilities(c.counts, d.sample).astype(np.float32)
