@@ -4,7 +4,8 @@ Presets:
   skipgram  skip-gram, negative sampling (5), dim 100, window 5, min_count 5,
             sample 1e-3, 5 epochs, learning rate 0.025 decaying linearly to
             0.0001 (the word2vec C tool's and gensim's defaults).
-  cbow      CBOW (mean of the context), the same on 64-word segments.
+  cbow      CBOW (mean of the context), the same on 64-word segments with 32
+            shared noise draws a segment.
   tiny      the test-suite size; give it --config.data.path.
 Measured on the 17M-word corpus (2 CPU cores, end to end, beside gensim 4.4 with
 2 workers): skip-gram 97 s, analogy 0.390 (gensim 211 s, 0.368); CBOW 118 s,
@@ -50,7 +51,7 @@ def get_config(preset: str = 'skipgram'):
   # diverged at 256 or 1024 words (lr 0.025). Each row's summed update is divided by
   # count^duplicate_power (its occurrences in the round). Measured on the 17M-word
   # corpus: skip-gram 1024 / 0.5 trains in 97 s, analogy 0.390 (64 / 0: 155 s, 0.350);
-  # CBOW (lr 0.025, beside other work): 64 / 0 analogy 0.303; 256 / 0.5 0.291 in ~10% less
+  # CBOW (lr 0.025, 64 draws, beside other work): 64 / 0 analogy 0.303; 256 / 0.5 0.291 in ~10% less
   # time; 1024 / 0.5 0.267; 256 / 0 0.179.
   c.data.segment = 1024
   c.data.duplicate_power = 0.5
