@@ -149,3 +149,39 @@ def test_analogy_paper_points_are_exactly_the_presets():
       section, name = key.split('.')
       config[section][name] = value
     assert config.to_dict() == w2v.get_config(preset).to_dict(), preset
+
+
+def _dot_precisions(jaxpr):
+  """The precision of every dot_general in a jaxpr, sub-jaxprs included."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == 'dot_general':
+      found.append(eqn.params['precision'])
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (tuple, list)) else (value,):
+        if isinstance(sub, jax.extend.core.ClosedJaxpr):
+          found += _dot_precisions(sub.jaxpr)
+        elif isinstance(sub, jax.extend.core.Jaxpr):
+          found += _dot_precisions(sub)
+  return found
+
+
+@pytest.mark.parametrize('cbow', [False, True])
+def test_every_product_asks_for_full_f32(cbow):
+  # A GPU's default float32 product is TF32, which moves a run off the CPU's numbers (_F32).
+  model = Word2Vec(vocab_size=9, dim=4, window=2, negative=5, cbow=cbow, shared_negatives=3)
+  params = model.init(jax.random.PRNGKey(0))
+  tokens = jnp.arange(12) % 9
+  sentence, valid = jnp.zeros(12, jnp.int32), jnp.ones(12, bool)
+  cdf = jnp.cumsum(jnp.full(9, 1 / 9))
+  segment = jax.make_jaxpr(lambda p: model.segment_updates(
+      p, tokens, sentence, valid, jax.random.PRNGKey(1), 0.1, cdf))(params)
+  centers, contexts, cmask = model.windows(tokens, sentence, valid, jax.random.PRNGKey(2))
+  words, labels, tmask = model.targets(centers, jax.random.PRNGKey(3), cdf)
+  windowed = jax.make_jaxpr(lambda p: model.loss_and_updates(
+      p, centers, contexts, cmask, words, labels, tmask, 0.1))(params)
+  for jaxpr in (segment.jaxpr, windowed.jaxpr):
+    precisions = _dot_precisions(jaxpr)
+    assert precisions, 'no products found: the check would pass vacuously'
+    for precision in precisions:
+      assert precision == (jax.lax.Precision.HIGHEST,) * 2, precision
