@@ -5,11 +5,11 @@ Presets:
             sample 1e-3, 5 epochs, learning rate 0.025 decaying linearly to
             0.0001 (the word2vec C tool's and gensim's defaults).
   cbow      CBOW (mean of the context), the same on 64-word segments with 32
-            shared noise draws a segment.
+            shared noise draws a segment, 16 segments a round.
   tiny      the test-suite size; give it --config.data.path.
 Measured on the 17M-word corpus (2 CPU cores, end to end, beside gensim 4.4 with
-2 workers): skip-gram 97 s, analogy 0.390 (gensim 211 s, 0.368); CBOW 118 s,
-analogy 0.303 (gensim 60 s, 0.302). The README has the table.
+2 workers): skip-gram 107 s, analogy 0.425 (gensim 194 s, 0.376); CBOW 88 s,
+analogy 0.304 (gensim 57 s, 0.299). The README has the table.
 
 Run:  python launch.py --config=configs/word2vec.py:skipgram --workdir=runs/w2v-sg
 Data: data.path is a .txt / .gz file, a directory of them or a glob (default:
@@ -50,10 +50,13 @@ def get_config(preset: str = 'skipgram'):
   # so a frequent word's row would get the sum of all its updates there: plain sums
   # diverged at 256 or 1024 words (lr 0.025). Each row's summed update is divided by
   # count^duplicate_power (its occurrences in the round). Measured on the 17M-word
-  # corpus: skip-gram 1024 / 0.5 trains in 97 s, analogy 0.390 (64 / 0: 155 s, 0.350);
+  # corpus: skip-gram 512 / 0.5 trains in 107 s, analogy 0.425 (64 / 0: 155 s, 0.350).
+  # 1024 / 0.5 was faster (97 s, 0.390) but on the edge of diverging: its loss rose
+  # 3.5 -> 4.3 by step 300 before falling, and on an H100 it went on to 1e4 (f32 or
+  # TF32 products); 512 trains through products rounded to bf16.
   # CBOW (lr 0.025, 64 draws, beside other work): 64 / 0 analogy 0.303; 256 / 0.5 0.291 in ~10% less
   # time; 1024 / 0.5 0.267; 256 / 0 0.179.
-  c.data.segment = 1024
+  c.data.segment = 512
   c.data.duplicate_power = 0.5
   c.data.parallel_segments = 2    # segments updated side by side (a multiple of the devices).
 
@@ -87,6 +90,10 @@ def get_config(preset: str = 'skipgram'):
     # Half the shared noise draws: the same analogy (0.303) in 10% less time; 16
     # gave 0.286 and 8 0.245 (2 CPU cores).
     c.model.shared_negatives = 32
+    # 16 segments a round: 8x fewer, larger rounds; the same analogy (0.304 against
+    # 0.303 with 2), in 88 s instead of 118 s on 2 CPU cores and 56 s instead of
+    # over 200 s on an H100, where 128 tiny rounds a step starved the GPU.
+    c.data.parallel_segments = 16
     # The C tool's CBOW default is 0.05; with its update rule (each context word
     # gets the whole error) that fell to analogy 0.044 here; gensim's 0.025 gives 0.303.
   elif preset == 'tiny':
