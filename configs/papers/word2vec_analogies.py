@@ -9,10 +9,9 @@ billions of words, so their tables' values do not transfer to a 17M-word corpus.
 
 Run:  python launch.py --reproduce=word2vec_analogies   (2 points; resumable)
 Writes runs/papers/word2vec_analogies/report.md.
-Measured (2 CPU cores, 2026-11-26): 4 min 12 s for both points. Skip-gram
-reached analogy 3CosAdd 0.390 and WS353 0.623. CBOW, rerun alone (2 min 15 s) with
-the C tool's update rule and 32 shared noise draws, reached 0.303 and 0.586. The
-separate preset runs gave the same numbers, bit for bit.
+Measured (2 CPU cores, 2026-11-26): 3 min 21 s for both points. Skip-gram
+reached analogy 3CosAdd 0.425 and WS353 0.631; CBOW 0.304 and 0.583. The
+separate preset runs gave the same parameters, bit for bit.
 """
 import os
 
@@ -35,7 +34,7 @@ PAPER = dict(
         dict(label='CBOW', point=_CBOW, metric='analogy/3cosmul', paper=None)],
     notes="""Analogy accuracy is over the questions whose words are all among the 30k most
 frequent (gensim's convention), lowercased. gensim 4.4 on the same corpus: skip-gram
-0.368 / WS353 0.647, CBOW 0.302 / 0.571 (measured beside ours, see the README).""")
+0.376 / WS353 0.631, CBOW 0.299 / 0.572 (measured beside ours, see the README).""")
 
 
 def get_config(preset=None):
