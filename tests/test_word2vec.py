@@ -1,6 +1,7 @@
 """word2vec's pure functions: windows, targets, and updates that equal -lr * gradient
 (CBOW's context rows: the C tool's and gensim's step, see _cbow_hidden)."""
 import jax
+import jax.extend  # _dot_precisions walks jaxprs.
 import jax.numpy as jnp
 import numpy as np
 import pytest
