@@ -41,6 +41,29 @@ def test_analogy_never_answers_with_a_question_word():
   assert res['3cosadd'] == 1.0 and res['3cosmul'] == 1.0
 
 
+def test_chunked_analogy_scores_match_a_question_at_a_time(monkeypatch):
+  rng = np.random.default_rng(0)
+  words = [f'w{i}' for i in range(40)]
+  wv = wvl.WordVectors(words, rng.normal(size=(40, 3)))
+  ids = np.array([rng.choice(40, 4, replace=False) for _ in range(60)])
+  questions = [tuple(words[i] for i in q) for q in ids]
+  unit = wv.unit
+  expect = {'3cosadd': 0, '3cosmul': 0}
+  for a, b, c, d in ids:
+    cos = unit @ unit[[a, b, c]].T
+    add = cos[:, 1] - cos[:, 0] + cos[:, 2]
+    half = (cos + 1) / 2
+    mul = half[:, 1] * half[:, 2] / (half[:, 0] + 1e-6)
+    for name, scores in (('3cosadd', add), ('3cosmul', mul)):
+      scores[[a, b, c]] = -np.inf
+      expect[name] += int(scores.argmax() == d)
+  monkeypatch.setattr(wvl, 'ANALOGY_CHUNK', 7)  # 60 questions: 9 chunks, the last one short.
+  res = wvl.evaluate_analogies(wv, [('s', questions)])
+  assert 0 < expect['3cosadd'] < 60 and 0 < expect['3cosmul'] < 60
+  assert res['3cosadd'] == expect['3cosadd'] / 60
+  assert res['3cosmul'] == expect['3cosmul'] / 60
+
+
 def test_nearest_matches_gensim_most_similar_semantics():
   wv = wvl.WordVectors(WORDS, VECS)
   assert wv.nearest(['king', 'woman'], ['man'], topn=1)[0][0] == 'queen'
