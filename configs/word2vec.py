@@ -8,8 +8,8 @@ Presets:
             shared noise draws a segment, 16 segments a round.
   tiny      the test-suite size; give it --config.data.path.
 Measured on the 17M-word corpus (2 CPU cores, end to end, beside gensim 4.4 with
-2 workers): skip-gram 107 s, analogy 0.425 (gensim 194 s, 0.376); CBOW 88 s,
-analogy 0.304 (gensim 57 s, 0.299). The README has the table.
+2 workers): skip-gram 107 s, analogy 0.425 (gensim 194 s, 0.376); CBOW 80 s,
+analogy 0.304 (gensim 58 s, 0.294). The README has the table.
 
 Run:  python launch.py --config=configs/word2vec.py:skipgram --workdir=runs/w2v-sg
 Data: data.path is a .txt / .gz file, a directory of them or a glob (default:
