@@ -18,6 +18,12 @@ def _cbow_hidden(ctx, mean):
   return jax.lax.stop_gradient(value) + grad_scale * (total - jax.lax.stop_gradient(total))
 
 
+def _reduced(model, tokens, seed):
+  """A dynamic window per center, as segment_noise draws them."""
+  size = len(tokens) - 2 * model.window
+  return jax.random.randint(jax.random.PRNGKey(seed), (size,), 1, model.window + 1)
+
+
 def _reference_loss(params, centers, contexts, cmask, words, labels, tmask, cbow, mean):
   """word2vec's objective written out one prediction at a time."""
   total = 0.0
@@ -41,7 +47,7 @@ def test_updates_are_minus_lr_times_the_gradient(cbow, mean, negative):
   tokens = jnp.array([1, 2, 3, 1, 4, 5, 2, 6, 7, 1])      # repeats: summed updates.
   sentence = jnp.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 2])    # windows stop at boundaries.
   valid = jnp.ones(10, bool).at[-1].set(False)
-  centers, contexts, cmask = model.windows(tokens, sentence, valid, jax.random.PRNGKey(2))
+  centers, contexts, cmask = model.windows(tokens, sentence, valid, _reduced(model, tokens, 2))
   if negative:
     cdf = jnp.cumsum(jnp.full(9, 1 / 9))
     words, labels, tmask = model.targets(centers, jax.random.PRNGKey(3), cdf)
@@ -64,7 +70,7 @@ def test_windows_respect_the_dynamic_size_sentences_and_padding():
   tokens = jnp.arange(20)
   sentence = (jnp.arange(20) >= 12).astype(jnp.int32)
   valid = jnp.arange(20) < 18
-  centers, contexts, mask = model.windows(tokens, sentence, valid, jax.random.PRNGKey(0))
+  centers, contexts, mask = model.windows(tokens, sentence, valid, _reduced(model, tokens, 0))
   assert centers.tolist() == list(range(3, 17))
   for b, c in enumerate(centers.tolist()):
     seen = contexts[b][mask[b]].tolist()
@@ -103,6 +109,20 @@ def test_huffman_tree_is_prefix_free_and_frequent_words_get_short_codes():
   assert (p * lengths).sum() < -(p * np.log2(p)).sum() + 1
 
 
+def test_segment_noise_draws_windows_uniformly_and_negatives_from_the_noise():
+  model = Word2Vec(vocab_size=4, dim=2, window=3, negative=5, shared_negatives=500)
+  noise = np.array([0.1, 0.2, 0.3, 0.4])
+  reduced, negatives = model.segment_noise(jax.random.PRNGKey(0), 40, 100, jnp.cumsum(noise))
+  assert reduced.shape == (40, 100) and negatives.shape == (40, 500)
+  np.testing.assert_allclose(np.bincount(np.asarray(reduced).ravel())[1:] / reduced.size,
+                             [1 / 3] * 3, atol=0.02)
+  np.testing.assert_allclose(np.bincount(np.asarray(negatives).ravel()) / negatives.size,
+                             noise, atol=0.01)
+  assert (negatives[0] != negatives[1]).any()  # each segment its own draws.
+  hs = Word2Vec(vocab_size=4, dim=2, window=3, negative=0)
+  assert hs.segment_noise(jax.random.PRNGKey(0), 2, 5, None)[1].shape == (2, 0)
+
+
 @pytest.mark.parametrize('cbow', [False, True])
 def test_segment_updates_are_minus_lr_times_the_gradient_of_the_shared_negative_objective(cbow):
   rng, lr, k = jax.random.PRNGKey(2), 0.1, 3
@@ -113,11 +133,12 @@ def test_segment_updates_are_minus_lr_times_the_gradient_of_the_shared_negative_
   sentence = jnp.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2])
   valid = jnp.ones(12, bool).at[-1].set(False)
   cdf = jnp.cumsum(jnp.full(9, 1 / 9))
-  loss, n, updates = model.segment_updates(params, tokens, sentence, valid, rng, lr, cdf)
-
-  window_rng, noise_rng = jax.random.split(rng)
-  centers, contexts, cmask = model.windows(tokens, sentence, valid, window_rng)
-  negatives = jnp.searchsorted(cdf, jax.random.uniform(noise_rng, (k,)))
+  reduced, negatives = model.segment_noise(rng, 1, len(tokens) - 4, cdf)
+  reduced, negatives = reduced[0], negatives[0]
+  assert negatives.shape == (k,) and 1 <= reduced.min() and reduced.max() <= 2
+  loss, n, updates = model.segment_updates(params, tokens, sentence, valid, reduced, negatives,
+                                           lr)
+  centers, contexts, cmask = model.windows(tokens, sentence, valid, reduced)
 
   def reference(p):
     total = 0.0
@@ -175,9 +196,10 @@ def test_every_product_asks_for_full_f32(cbow):
   tokens = jnp.arange(12) % 9
   sentence, valid = jnp.zeros(12, jnp.int32), jnp.ones(12, bool)
   cdf = jnp.cumsum(jnp.full(9, 1 / 9))
+  reduced, negatives = model.segment_noise(jax.random.PRNGKey(1), 1, 8, cdf)
   segment = jax.make_jaxpr(lambda p: model.segment_updates(
-      p, tokens, sentence, valid, jax.random.PRNGKey(1), 0.1, cdf))(params)
-  centers, contexts, cmask = model.windows(tokens, sentence, valid, jax.random.PRNGKey(2))
+      p, tokens, sentence, valid, reduced[0], negatives[0], 0.1))(params)
+  centers, contexts, cmask = model.windows(tokens, sentence, valid, _reduced(model, tokens, 2))
   words, labels, tmask = model.targets(centers, jax.random.PRNGKey(3), cdf)
   windowed = jax.make_jaxpr(lambda p: model.loss_and_updates(
       p, centers, contexts, cmask, words, labels, tmask, 0.1))(params)

@@ -70,13 +70,13 @@ class Word2Vec:
 
   # ---- the batch's structure: windows and targets.
 
-  def windows(self, tokens, sentence, valid, rng):
-    """tokens, sentence ids, valid [B + 2W] -> (centers [B], contexts [B, 2W], mask [B, 2W])."""
+  def windows(self, tokens, sentence, valid, reduced):
+    """tokens, sentence ids, valid [B + 2W] and each center's reduced window [B]
+    (segment_noise) -> (centers [B], contexts [B, 2W], mask [B, 2W])."""
     w = self.window
     size = tokens.shape[0] - 2 * w
     offsets = np.array([o for o in range(-w, w + 1) if o], np.int32)  # [2W]
     pos = w + jnp.arange(size)[:, None] + offsets[None]                # [B, 2W]
-    reduced = jax.random.randint(rng, (size,), 1, w + 1)             # dynamic window.
     mask = self.window_mask(sentence, valid, reduced, valid[w:w + size]).T
     return tokens[w:w + size], tokens[pos], mask
 
@@ -151,7 +151,21 @@ class Word2Vec:
 
   # ---- the fast path for negative sampling: one segment of the stream at a time.
 
-  def segment_updates(self, params, tokens, sentence, valid, rng, lr, noise_cdf,
+  def segment_noise(self, rng, rows, size, noise_cdf):
+    """The random draws of `rows` segments of `size` centers: reduced windows
+    [rows, size] (the dynamic window, b ~ U{1..window}) and the shared negatives
+    [rows, K] (segment_updates), drawn
+    for a whole step at once. Drawn per segment inside the step's loop, the
+    random-bit and search loops took a third of a CBOW step on a CPU."""
+    window_rng, noise_rng = jax.random.split(rng)
+    reduced = jax.random.randint(window_rng, (rows, size), 1, self.window + 1)
+    if not self.negative:  # hierarchical softmax draws no noise.
+      return reduced, jnp.zeros((rows, 0), jnp.int32)
+    u = jax.random.uniform(noise_rng, (rows, self.shared_negatives))
+    negatives = jnp.minimum(jnp.searchsorted(noise_cdf, u), self.vocab_size - 1)
+    return reduced, negatives.astype(jnp.int32)
+
+  def segment_updates(self, params, tokens, sentence, valid, reduced, negatives, lr,
                       center_mask=None):
     """Negative sampling over one segment [L + 2W] without per-window copies.
 
@@ -164,7 +178,7 @@ class Word2Vec:
     (negative draws per prediction) with less variance, and the negative
     scores are one matrix product (Ji et al. 2016 share them the same way).
     Those products are most of a CBOW step's arithmetic, so fewer draws make
-    it faster.
+    it faster. reduced [L] and negatives [K] are the segment's draws (segment_noise).
     Unlike the C tool, a negative equal to the center is not skipped.
     center_mask [L + 2W] (default: valid) limits which middle positions are
     centers; the others still serve as context.
@@ -172,9 +186,7 @@ class Word2Vec:
     """
     w, k = self.window, self.shared_negatives
     size = tokens.shape[0] - 2 * w
-    window_rng, noise_rng = jax.random.split(rng)
     offsets = [o for o in range(-w, w + 1) if o]
-    reduced = jax.random.randint(window_rng, (size,), 1, w + 1)
     center_ok = valid[w:w + size] & (True if center_mask is None else center_mask[w:w + size])
     masks = self.window_mask(sentence, valid, reduced, center_ok).astype(jnp.float32)
     # Materialized once: otherwise XLA fuses the mask arithmetic into every [L, D]
@@ -182,8 +194,7 @@ class Word2Vec:
     masks = jax.lax.optimization_barrier(masks)
     x = params['input'][tokens]                                  # [L + 2W, D]
     u = params['output'][tokens[w:w + size]]                     # [L, D]
-    negatives = jnp.minimum(jnp.searchsorted(noise_cdf, jax.random.uniform(noise_rng, (k,))),
-                            self.vocab_size - 1).astype(tokens.dtype)
+    negatives = negatives.astype(tokens.dtype)
     nv = params['output'][negatives]                             # [K, D]
     weight = self.negative / k
     shifted = lambda a, o: a[w + o:w + o + size]                 # positions c + o, c centers.

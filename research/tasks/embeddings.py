@@ -228,16 +228,16 @@ class Word2VecTask(WordVectorTask):
     model = self.model
     rows, together = batch['tokens'].shape[0], self.together
 
-    def updates_for(params, tokens, sentence, valid, center, key):
+    def updates_for(params, tokens, sentence, valid, center, reduced, negatives):
       if model.negative:
-        return model.segment_updates(params, tokens, sentence, valid, key, lr, self.noise_cdf,
+        return model.segment_updates(params, tokens, sentence, valid, reduced, negatives, lr,
                                      center_mask=center)
-      return self._huffman_updates(params, tokens, sentence, valid, center, key, lr)
+      return self._huffman_updates(params, tokens, sentence, valid, center, reduced, lr)
 
     def one_round(params, xs):
       """`together` segments side by side (split over the devices); their updates are
       summed into every copy of the tables."""
-      loss, n, updates = jax.vmap(updates_for, in_axes=(None, 0, 0, 0, 0, 0))(params, *xs)
+      loss, n, updates = jax.vmap(updates_for, in_axes=(None,) + (0,) * 6)(params, *xs)
       updates = {name: (ids.reshape(-1), deltas.reshape(-1, deltas.shape[-1]))
                  for name, (ids, deltas) in updates.items()}
       # A row updated k times in the round moves by its summed update / k^power: plain
@@ -254,8 +254,9 @@ class Word2VecTask(WordVectorTask):
     # Round i takes rows i, i + rows / together, ...: far apart in the stream, like the C
     # tool's threads, and (rows being split over devices in blocks) one per device block.
     split = lambda a: a.reshape((together, rows // together) + a.shape[1:]).swapaxes(0, 1)
-    keys = jax.random.split(rng, rows)
-    xs = tuple(split(batch[k]) for k in ('tokens', 'sentence', 'valid', 'center')) + (split(keys),)
+    draws = model.segment_noise(rng, rows, self.segment, self.noise_cdf)  # the whole step's.
+    xs = tuple(split(a) for a in (batch['tokens'], batch['sentence'], batch['valid'],
+                                  batch['center']) + draws)
     params, (loss, n, size) = jax.lax.scan(one_round, state.params, xs)
     n = jnp.maximum(n.sum(), 1.0)
     metrics = {'loss': loss.sum() / n, 'learning_rate': lr,
@@ -274,10 +275,10 @@ class Word2VecTask(WordVectorTask):
     os.replace(path + '.tmp.npz', path)
     return [path]
 
-  def _huffman_updates(self, params, tokens, sentence, valid, center, key, lr):
+  def _huffman_updates(self, params, tokens, sentence, valid, center, reduced, lr):
     model = self.model
     w = model.window
-    centers, contexts, cmask = model.windows(tokens, sentence, valid, key)
+    centers, contexts, cmask = model.windows(tokens, sentence, valid, reduced)
     cmask = cmask & center[w:-w, None]
     words, labels, tmask = Word2Vec.huffman_targets(centers, *self.huffman)
     return model.loss_and_updates(params, centers, contexts, cmask, words, labels, tmask, lr)
