@@ -3,10 +3,14 @@
   python launch.py --config=configs/NAME.py[:preset] [--workdir=DIR] [--config.key=value ...]
                    [--mode=train|eval|predict|benchmark]
 """
-import json
-import os
-import shlex
-import sys
+import time
+
+STARTED = time.time()  # before the heavy imports: results' time/start_to_trained_seconds.
+
+import json  # noqa: E402
+import os  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -137,7 +141,8 @@ def main(argv):
                            FLAGS.distributed_timeout, FLAGS.heartbeat_timeout)
     if FLAGS.mode == 'train':
       train.train_and_evaluate(config, workdir,
-                               resume_command='python ' + shlex.join(sys.argv))
+                               resume_command='python ' + shlex.join(sys.argv),
+                               process_start=STARTED)
     elif FLAGS.mode == 'eval':
       train.evaluate(config, workdir)
     elif FLAGS.mode == 'predict':

@@ -222,9 +222,13 @@ def _fmt_time(seconds: float) -> str:
 # --- modes ----------------------------------------------------------------------------
 
 
-def train_and_evaluate(config, workdir: str, devices=None, resume_command: str = '') -> dict:
-  """Trains with periodic eval and checkpoints, then tests; returns results."""
+def train_and_evaluate(config, workdir: str, devices=None, resume_command: str = '',
+                       process_start: float | None = None) -> dict:
+  """Trains with periodic eval and checkpoints, then tests; returns results.
+  process_start (time.time() at the process's start) times the whole process in
+  results' time/start_to_trained_seconds; without it, this call is timed."""
   t_start = time.time()
+  process_start = process_start or t_start
   os.makedirs(workdir, exist_ok=True)
   distributed.check_shared_workdir(workdir)
   exp = Experiment(config, workdir, devices)
@@ -305,6 +309,9 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
         return {'interrupted_at_step': done}
 
   exp.checkpointer.close()
+  # Start, data, compile, training and checkpoints, before the final evaluation and
+  # files: the peers' "end to end (corpus read, vocabulary, training)".
+  trained_seconds = time.time() - process_start
   state = runtime.global_state(state)
   results = {'step': int(state.step)}
   for split in exp.eval_splits:
@@ -319,6 +326,7 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   if hasattr(task, 'final_results'):  # e.g. regression's coefficients and diagnostics.
     results.update(task.final_results(state.params))
   results['wall_seconds'] = time.time() - t_start
+  results['time/start_to_trained_seconds'] = trained_seconds
   _write_json(results_path, results)
   task.write_artifacts(state.params, workdir)  # collective: decodes on every process.
   if _is_main():

@@ -8,6 +8,7 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 import pathlib  # pylint: disable=g-import-not-at-top
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -24,6 +25,8 @@ def launch(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
 def tiny_run(tmp_path_factory):
   """One tiny default-config run through launch.py, shared by several tests."""
   workdir = tmp_path_factory.mktemp('tiny_run')
+  started = time.time()
   proc = launch('--config=configs/dates.py:tiny', f'--workdir={workdir}')
+  proc.seconds = time.time() - started
   assert proc.returncode == 0, proc.stderr[-3000:]
   return workdir, proc

@@ -20,6 +20,8 @@ def test_tiny_run_writes_every_artifact(tiny_run):
   assert results['step'] == 6
   assert 0.0 <= results['test/exact_match'] <= 1.0
   assert len(results['params_sha256']) == 64
+  # From the process's start to trained, before the final evaluation: inside its lifetime.
+  assert 0 < results['time/start_to_trained_seconds'] < proc.seconds
   config = json.loads((workdir / 'config.json').read_text())
   assert config['model']['name'] == 'rnn_attention' and config['train']['steps'] == 6
   assert list((workdir / 'tensorboard').glob('events.out.tfevents.*'))
