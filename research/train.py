@@ -263,6 +263,9 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
         batch = runtime.put_batch(task.train_batch(step + 1))
       metrics = jax.device_get(metrics)
       done = step + 1
+      if done == total:  # start, data, compile and training, before the final evaluation
+        # and files: the peers' "end to end (corpus read, vocabulary, training)".
+        trained_seconds = time.time() - process_start
       if not (np.isfinite(metrics['loss']) and np.isfinite(metrics['grad_norm'])):
         exp.checkpointer.close()
         writer.close()
@@ -309,9 +312,6 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
         return {'interrupted_at_step': done}
 
   exp.checkpointer.close()
-  # Start, data, compile, training and checkpoints, before the final evaluation and
-  # files: the peers' "end to end (corpus read, vocabulary, training)".
-  trained_seconds = time.time() - process_start
   state = runtime.global_state(state)
   results = {'step': int(state.step)}
   for split in exp.eval_splits:
@@ -326,7 +326,8 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   if hasattr(task, 'final_results'):  # e.g. regression's coefficients and diagnostics.
     results.update(task.final_results(state.params))
   results['wall_seconds'] = time.time() - t_start
-  results['time/start_to_trained_seconds'] = trained_seconds
+  if start_step < total:
+    results['time/start_to_trained_seconds'] = trained_seconds
   _write_json(results_path, results)
   task.write_artifacts(state.params, workdir)  # collective: decodes on every process.
   if _is_main():
