@@ -2,10 +2,24 @@
 import json
 import math
 import shutil
+import struct
 
 import pytest
 
 from conftest import launch
+
+
+def _scalars(path):
+  """{tag: [(step, value)]} of a TensorBoard event file (TFRecord framing)."""
+  from tensorboardX.proto import event_pb2
+  data, at, out = path.read_bytes(), 0, {}
+  while at < len(data):
+    length = struct.unpack('<Q', data[at:at + 8])[0]
+    event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+    at += 16 + length  # length, its crc, the record, its crc.
+    for value in event.summary.value:
+      out.setdefault(value.tag, []).append((event.step, value.simple_value))
+  return out
 
 
 def test_tiny_run_writes_every_artifact(tiny_run):
@@ -24,7 +38,10 @@ def test_tiny_run_writes_every_artifact(tiny_run):
   assert 0 < results['time/start_to_trained_seconds'] < proc.seconds
   config = json.loads((workdir / 'config.json').read_text())
   assert config['model']['name'] == 'rnn_attention' and config['train']['steps'] == 6
-  assert list((workdir / 'tensorboard').glob('events.out.tfevents.*'))
+  events = _scalars(*(workdir / 'tensorboard').glob('events.out.tfevents.*'))
+  assert [step for step, _ in events['train/loss']] == [2, 4, 6]
+  for (step, value), record in zip(events['train/loss'], train):
+    assert value == pytest.approx(record['train/loss'], rel=1e-6)  # stored as float32.
   assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()
                 if p.name.isdigit()) == ['2', '4', '6']
   pngs = sorted(p.name for p in (workdir / 'plots').glob('*.png'))
