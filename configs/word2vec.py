@@ -7,9 +7,10 @@ Presets:
   cbow      CBOW (mean of the context), the same on 64-word segments with 32
             shared noise draws a segment, 16 segments a round.
   tiny      the test-suite size; give it --config.data.path.
-Measured on the 17M-word corpus (2 CPU cores, end to end, beside gensim 4.4 with
-2 workers): skip-gram 107 s, analogy 0.425 (gensim 194 s, 0.376); CBOW 80 s,
-analogy 0.304 (gensim 58 s, 0.294). The README has the table.
+Measured on the 17M-word corpus (2 CPU cores, the whole process, beside gensim
+4.4 with 2 workers): skip-gram 95 s, analogy 0.418 (gensim 198 s, 0.386); CBOW
+82 s, analogy 0.300 (gensim 61 s, 0.299). On an H200: skip-gram 49 s, CBOW 45 s.
+The README has the tables.
 
 Run:  python launch.py --config=configs/word2vec.py:skipgram --workdir=runs/w2v-sg
 Data: data.path is a .txt / .gz file, a directory of them or a glob (default:
@@ -94,6 +95,7 @@ def get_config(preset: str = 'skipgram'):
     # 0.303 with 2), in 88 s instead of 118 s on 2 CPU cores and 56 s instead of
     # over 200 s on an H100, where 128 tiny rounds a step starved the GPU. 32
     # diverged (loss 2e5 by step 300); 16 trains unchanged with bf16 products.
+    # 64 and 256 with duplicate_power 0.5 trained, to analogy 0.277 and 0.195.
     c.data.parallel_segments = 16
     # The C tool's CBOW default is 0.05; with its update rule (each context word
     # gets the whole error) that fell to analogy 0.044 here; gensim's 0.025 gives 0.303.
