@@ -1,4 +1,5 @@
 import datetime
+import threading
 
 import numpy as np
 import pytest
@@ -54,6 +55,26 @@ def test_batch_order_is_a_pure_function_of_seed_and_step():
   assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:20]) == list(range(10))
   assert not np.array_equal(stream[:10], stream[10:20])
   assert not np.array_equal(pipeline.batch_indices(n, bs, 2, 0), first[0])
+
+
+def test_epoch_ahead_computes_the_next_epoch_early_and_stops_at_the_last():
+  calls, started, release = [], threading.Event(), threading.Event()
+
+  def fn(epoch):
+    calls.append(epoch)
+    if epoch == 1:
+      started.set()
+      release.wait(5)  # still running when epoch 0 is returned.
+    return epoch * 10
+
+  ahead = pipeline.EpochAhead(fn, last_epoch=2)
+  assert ahead(0) == 0 and ahead(0) == 0
+  assert started.wait(5)  # epoch 1 began before anyone asked for it.
+  assert calls == [0, 1]
+  release.set()
+  assert ahead(1) == 10 and ahead(2) == 20
+  assert ahead(3) == 30  # past the last epoch: computed on demand, nothing started after it.
+  assert calls == [0, 1, 2, 3]
 
 
 def test_pieces_line_up_with_ids():

@@ -20,7 +20,6 @@ data.update_from=DIR, a finished run's DIR/model.npz is the starting point;
 the new corpus's words that reach min_count join the vocabulary (old words
 keep their rows, counts add up), and training runs on the new text.
 """
-import functools
 import math
 import os
 import time
@@ -178,6 +177,8 @@ class Word2VecTask(WordVectorTask):
     if not config.train.steps:
       with config.unlocked():
         config.train.steps = d.epochs * self.steps_per_epoch
+    self._epoch = pipeline.EpochAhead(self._subsample,
+                                      (config.train.steps - 1) // self.steps_per_epoch)
     logging.info('%.0f words kept per epoch (sample %g): %d steps of %d words an epoch',
                  self.expected_kept, d.sample, self.steps_per_epoch, bs)
     self.eval_sets = self._read_eval_sets(d.eval_dir)
@@ -192,8 +193,7 @@ class Word2VecTask(WordVectorTask):
         params[name] = params[name].at[:len(old)].set(old)
     return params
 
-  @functools.lru_cache(maxsize=1)
-  def _epoch(self, epoch: int):
+  def _subsample(self, epoch: int):
     """The subsampled stream of one epoch: (tokens, sentence ids), from (seed, epoch)."""
     c = self.corpus
     rng = np.random.default_rng([self.config.seed, epoch])
@@ -257,7 +257,10 @@ class Word2VecTask(WordVectorTask):
     draws = model.segment_noise(rng, rows, self.segment, self.noise_cdf)  # the whole step's.
     xs = tuple(split(a) for a in (batch['tokens'], batch['sentence'], batch['valid'],
                                   batch['center']) + draws)
-    params, (loss, n, size) = jax.lax.scan(one_round, state.params, xs)
+    # Two rounds per loop iteration: XLA overlaps the second round's gathers and masks
+    # with the first's scatters. The same parameters bit for bit; on 2 CPU cores CBOW
+    # went from 16.1 to 13.1 ms a step and skip-gram from 20.0 to 18.9 (4 or 16: slower).
+    params, (loss, n, size) = jax.lax.scan(one_round, state.params, xs, unroll=2)
     n = jnp.maximum(n.sum(), 1.0)
     metrics = {'loss': loss.sum() / n, 'learning_rate': lr,
                'grad_norm': jnp.sqrt(size.sum()) / jnp.maximum(lr, 1e-12)}
@@ -305,6 +308,8 @@ class GloVeTask(WordVectorTask):
     if not config.train.steps:
       with config.unlocked():
         config.train.steps = d.epochs * self.steps_per_epoch
+    self._order = pipeline.EpochAhead(self._shuffle,
+                                      (config.train.steps - 1) // self.steps_per_epoch)
     self.eval_sets = self._read_eval_sets(d.eval_dir)
 
   def init(self, rng):
@@ -313,8 +318,7 @@ class GloVeTask(WordVectorTask):
   def init_opt_state(self, params):
     return self.model.init_gradsq(params)
 
-  @functools.lru_cache(maxsize=1)
-  def _order(self, epoch: int):
+  def _shuffle(self, epoch: int):
     return np.random.default_rng([self.config.seed, epoch]).permutation(len(self.values))
 
   def train_batch(self, step: int):
