@@ -8,8 +8,9 @@ Presets:
             shared noise draws a segment, 16 segments a round.
   tiny      the test-suite size; give it --config.data.path.
 Measured on the 17M-word corpus (2 CPU cores, the whole process, beside gensim
-4.4 with 2 workers): skip-gram 95 s, analogy 0.418 (gensim 198 s, 0.386); CBOW
-82 s, analogy 0.300 (gensim 61 s, 0.299). On an H200: skip-gram 49 s, CBOW 45 s.
+4.4 with 2 workers): skip-gram 88 s, analogy 0.418 (gensim 186 s, 0.384); CBOW
+63 s, analogy 0.300 (gensim 55 s, 0.301). On an H200 (older code): skip-gram
+49 s, CBOW 45 s.
 The README has the tables.
 
 Run:  python launch.py --config=configs/word2vec.py:skipgram --workdir=runs/w2v-sg
