@@ -57,24 +57,26 @@ def test_batch_order_is_a_pure_function_of_seed_and_step():
   assert not np.array_equal(pipeline.batch_indices(n, bs, 2, 0), first[0])
 
 
-def test_epoch_ahead_computes_the_next_epoch_early_and_stops_at_the_last():
+def test_epoch_ahead_starts_the_next_epoch_at_the_half_and_not_past_the_end():
   calls, started, release = [], threading.Event(), threading.Event()
 
   def fn(epoch):
     calls.append(epoch)
     if epoch == 1:
       started.set()
-      release.wait(5)  # still running when epoch 0 is returned.
+      release.wait(5)  # still running while epoch 0's steps are served.
     return epoch * 10
 
-  ahead = pipeline.EpochAhead(fn, last_epoch=2)
-  assert ahead(0) == 0 and ahead(0) == 0
-  assert started.wait(5)  # epoch 1 began before anyone asked for it.
-  assert calls == [0, 1]
+  ahead = pipeline.EpochAhead(fn, steps_per_epoch=4, total_steps=12)  # epochs 0, 1, 2.
+  assert ahead.at(0) == (0, 0) and ahead.at(1) == (0, 1)
+  assert calls == [0]  # nothing ahead before the half.
+  assert ahead.at(2) == (0, 2)
+  assert started.wait(5) and calls == [0, 1]  # epoch 1 began before anyone asked for it.
   release.set()
-  assert ahead(1) == 10 and ahead(2) == 20
-  assert ahead(3) == 30  # past the last epoch: computed on demand, nothing started after it.
-  assert calls == [0, 1, 2, 3]
+  assert ahead.at(5) == (10, 1)
+  assert ahead.at(10) == (20, 2) and ahead.at(11) == (20, 3)
+  assert calls == [0, 1, 2]  # epoch 3 is past the run: not started.
+  assert ahead.at(13) == (30, 1) and calls == [0, 1, 2, 3]  # on demand.
 
 
 def test_pieces_line_up_with_ids():

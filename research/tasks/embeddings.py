@@ -177,8 +177,8 @@ class Word2VecTask(WordVectorTask):
     if not config.train.steps:
       with config.unlocked():
         config.train.steps = d.epochs * self.steps_per_epoch
-    self._epoch = pipeline.EpochAhead(self._subsample,
-                                      (config.train.steps - 1) // self.steps_per_epoch)
+    self._epochs = pipeline.EpochAhead(self._subsample, self.steps_per_epoch,
+                                       config.train.steps)
     logging.info('%.0f words kept per epoch (sample %g): %d steps of %d words an epoch',
                  self.expected_kept, d.sample, self.steps_per_epoch, bs)
     self.eval_sets = self._read_eval_sets(d.eval_dir)
@@ -202,8 +202,7 @@ class Word2VecTask(WordVectorTask):
 
   def train_batch(self, step: int):
     """[rows, segment + 2W] tokens, sentence ids and validity: this process's rows."""
-    epoch, index = divmod(step, self.steps_per_epoch)
-    tokens, sentence = self._epoch(epoch)
+    (tokens, sentence), index = self._epochs.at(step)
     w, length = self.model.window, self.segment
     start = index * self.config.train.batch_size
     end = min(start + self.config.train.batch_size, len(tokens))  # centers stop here.
@@ -308,8 +307,7 @@ class GloVeTask(WordVectorTask):
     if not config.train.steps:
       with config.unlocked():
         config.train.steps = d.epochs * self.steps_per_epoch
-    self._order = pipeline.EpochAhead(self._shuffle,
-                                      (config.train.steps - 1) // self.steps_per_epoch)
+    self._orders = pipeline.EpochAhead(self._shuffle, self.steps_per_epoch, config.train.steps)
     self.eval_sets = self._read_eval_sets(d.eval_dir)
 
   def init(self, rng):
@@ -322,9 +320,9 @@ class GloVeTask(WordVectorTask):
     return np.random.default_rng([self.config.seed, epoch]).permutation(len(self.values))
 
   def train_batch(self, step: int):
-    epoch, index = divmod(step, self.steps_per_epoch)
+    order, index = self._orders.at(step)
     bs = self.config.train.batch_size
-    order = self._order(epoch)[index * bs:(index + 1) * bs]
+    order = order[index * bs:(index + 1) * bs]
     live = np.zeros(bs, np.float32)
     live[:len(order)] = 1.0
     order = np.pad(order, (0, bs - len(order)))  # the epoch's last batch: padding entries.
