@@ -199,10 +199,6 @@ class Word2Vec:
     nv = params['output'][negatives]                             # [K, D]
     weight = self.negative / k
     shifted = lambda a, o: a[w + o:w + o + size]                 # positions c + o, c centers.
-    d_x = jnp.zeros_like(x)
-
-    def add_shifted(acc, o, value):
-      return acc.at[w + o:w + o + size].add(value)
 
     if self.cbow:
       count = masks.sum(0)
@@ -218,20 +214,28 @@ class Word2Vec:
       d_u = g_pos[:, None] * hidden
       d_nv = _mm(g_neg.T, hidden)
       d_hidden = (g_pos[:, None] * u + _mm(g_neg, nv)) * back[:, None]
-      for m, o in zip(masks, offsets):
-        d_x = add_shifted(d_x, o, m[:, None] * d_hidden)
+      # Stream position p gets m_o[c] * d_hidden[c] from each center c = p - W - o: slices
+      # of one padded array, summed in one pass (ten in-place slice updates were ten
+      # passes; 13.1 -> 12.4 ms a step on 2 CPU cores, the same parameters, as the masks
+      # are 0 or 1).
+      padded = jnp.pad(d_hidden, ((2 * w, 2 * w), (0, 0)))
+      d_x = sum(jnp.pad(m, (w + o, w - o))[:, None] * padded[w - o:w - o + size + 2 * w]
+                for m, o in zip(masks, offsets))
       n = live.sum()
     else:
+      # d_x by in-place slice updates: summed as CBOW's is, its products (not 0/1 masks)
+      # would round differently and move skip-gram's parameters, for ~3.5% of a step.
       uses = jnp.zeros(x.shape[0])                               # windows each position is in.
       loss = 0.0
       d_u = jnp.zeros_like(u)
+      d_x = jnp.zeros_like(x)
       for m, o in zip(masks, offsets):
         xo = shifted(x, o)
         pos = (xo * u).sum(-1)
         g = (1.0 - jax.nn.sigmoid(pos)) * m * lr
         loss -= (jax.nn.log_sigmoid(pos) * m).sum()
         d_u += g[:, None] * xo
-        d_x = add_shifted(d_x, o, g[:, None] * u)
+        d_x = d_x.at[w + o:w + o + size].add(g[:, None] * u)
         uses = uses.at[w + o:w + o + size].add(m)
       neg = _mm(x, nv.T)                                         # [L + 2W, K]
       g_neg = -jax.nn.sigmoid(neg) * (uses * weight * lr)[:, None]
