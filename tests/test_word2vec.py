@@ -208,3 +208,11 @@ def test_every_product_asks_for_full_f32(cbow):
     assert precisions, 'no products found: the check would pass vacuously'
     for precision in precisions:
       assert precision == (jax.lax.Precision.HIGHEST,) * 2, precision
+
+
+def test_log_sigmoid_matches_jax_including_the_extremes():
+  from research.models.word2vec import _log_sigmoid
+  x = jnp.array([-jnp.inf, -1e4, -88.0, -20.0, -1.0, -1e-8, 0.0, 1e-8, 1.0, 20.0, 88.0, 1e4,
+                 jnp.inf])
+  np.testing.assert_allclose(_log_sigmoid(x), jax.nn.log_sigmoid(x), rtol=1e-6, atol=0)
+  assert jnp.isnan(_log_sigmoid(jnp.array(jnp.nan)))

@@ -52,6 +52,12 @@ def _einsum(spec, a, b):
   return jnp.einsum(spec, a, b, precision=_F32)
 
 
+def _log_sigmoid(x):
+  """jax.nn.log_sigmoid without its logaddexp guards (the same values, infinities
+  included): 86 -> 53 us over a round's [16, 64, 32] noise scores on 2 CPU cores."""
+  return jnp.minimum(x, 0.0) - jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
 @dataclasses.dataclass(frozen=True)
 class Word2Vec:
   vocab_size: int
@@ -130,7 +136,7 @@ class Word2Vec:
       has_context = (count > 0).astype(jnp.float32)    # a center alone in its sentence: skip.
       scores = _einsum('bd,btd->bt', hidden, out)
       live = tmask * has_context
-      loss = -(jax.nn.log_sigmoid(jnp.where(labels > 0, scores, -scores)) * live).sum()
+      loss = -(_log_sigmoid(jnp.where(labels > 0, scores, -scores)) * live).sum()
       g = (labels - jax.nn.sigmoid(scores)) * live * lr  # -lr * dloss/dscore.
       d_out = g[..., None] * hidden[:, None]           # [B, T, D]
       d_hidden = _einsum('bt,btd->bd', g, out)
@@ -140,7 +146,7 @@ class Word2Vec:
       scores = _einsum('bcd,btd->bct', ctx, out)       # [B, 2W, T]
       live = cmask * tmask[:, None]
       logit = jnp.where(labels[:, None] > 0, scores, -scores)
-      loss = -(jax.nn.log_sigmoid(logit) * live).sum()
+      loss = -(_log_sigmoid(logit) * live).sum()
       g = (labels[:, None] - jax.nn.sigmoid(scores)) * live * lr
       d_ctx = _einsum('bct,btd->bcd', g, out)
       d_out = _einsum('bct,bcd->btd', g, ctx)
@@ -209,8 +215,8 @@ class Word2Vec:
       neg = _mm(hidden, nv.T)                                    # [L, K]
       g_pos = (1.0 - jax.nn.sigmoid(pos)) * live * lr
       g_neg = -jax.nn.sigmoid(neg) * (live * weight * lr)[:, None]
-      loss = -(jax.nn.log_sigmoid(pos) * live).sum() - weight * (
-          jax.nn.log_sigmoid(-neg) * live[:, None]).sum()
+      loss = -(_log_sigmoid(pos) * live).sum() - weight * (
+          _log_sigmoid(-neg) * live[:, None]).sum()
       d_u = g_pos[:, None] * hidden
       d_nv = _mm(g_neg.T, hidden)
       d_hidden = (g_pos[:, None] * u + _mm(g_neg, nv)) * back[:, None]
@@ -233,13 +239,13 @@ class Word2Vec:
         xo = shifted(x, o)
         pos = (xo * u).sum(-1)
         g = (1.0 - jax.nn.sigmoid(pos)) * m * lr
-        loss -= (jax.nn.log_sigmoid(pos) * m).sum()
+        loss -= (_log_sigmoid(pos) * m).sum()
         d_u += g[:, None] * xo
         d_x = d_x.at[w + o:w + o + size].add(g[:, None] * u)
         uses = uses.at[w + o:w + o + size].add(m)
       neg = _mm(x, nv.T)                                         # [L + 2W, K]
       g_neg = -jax.nn.sigmoid(neg) * (uses * weight * lr)[:, None]
-      loss -= weight * (jax.nn.log_sigmoid(-neg) * uses[:, None]).sum()
+      loss -= weight * (_log_sigmoid(-neg) * uses[:, None]).sum()
       d_x += _mm(g_neg, nv)
       d_nv = _mm(g_neg.T, x)
       n = uses.sum()
