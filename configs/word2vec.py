@@ -8,8 +8,8 @@ Presets:
             shared noise draws a segment, 16 segments a round.
   tiny      the test-suite size; give it --config.data.path.
 Measured on the 17M-word corpus (2 CPU cores, the whole process, beside gensim
-4.4 with 2 workers): skip-gram 88 s, analogy 0.418 (gensim 186 s, 0.384); CBOW
-63 s, analogy 0.300 (gensim 55 s, 0.301). On an H200 (older code): skip-gram
+4.4 with 2 workers): skip-gram 88 s, analogy 0.418 (gensim 189 s, 0.378); CBOW
+64 s, analogy 0.300 (gensim 56 s, 0.299). On an H200 (older code): skip-gram
 49 s, CBOW 45 s.
 The README has the tables.
 
