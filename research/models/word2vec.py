@@ -222,7 +222,7 @@ class Word2Vec:
       d_hidden = (g_pos[:, None] * u + _mm(g_neg, nv)) * back[:, None]
       # Stream position p gets m_o[c] * d_hidden[c] from each center c = p - W - o: slices
       # of one padded array, summed in one pass (ten in-place slice updates were ten
-      # passes; 13.1 -> 12.4 ms a step on 2 CPU cores, the same parameters, as the masks
+      # passes; 13.2 -> 12.6 ms a step on 2 CPU cores, the same parameters, as the masks
       # are 0 or 1).
       padded = jnp.pad(d_hidden, ((2 * w, 2 * w), (0, 0)))
       d_x = sum(jnp.pad(m, (w + o, w - o))[:, None] * padded[w - o:w - o + size + 2 * w]
