@@ -31,6 +31,7 @@ def get_config(preset: str = 'glove'):
   c.data.window = 15
   c.data.symmetric = True
   c.data.epochs = 15              # passes over the co-occurrence entries.
+  c.data.round = 8192             # entries whose updates land at once (a step takes several).
 
   c.model = type(c.model)()
   c.model.name = 'glove'
@@ -46,4 +47,5 @@ def get_config(preset: str = 'glove'):
     c.data.window, c.data.epochs = 3, 3
     c.model.dim = 8
     c.train.batch_size = 64
+    c.data.round = 16
   return c

@@ -143,3 +143,6 @@ def test_glove_trains_evaluates_and_saves_w_plus_w_tilde(data, tmp_path):
   np.testing.assert_allclose(word_vectors.load(str(tmp_path / 'four' / 'vectors.bin')).vectors,
                              w2v.vectors, rtol=1e-4, atol=1e-5)
   assert four['step'] == results['step']
+  config.data.round = 24
+  with pytest.raises(UserError, match='data.round=24 must divide train.batch_size=64'):
+    train.train_and_evaluate(config, str(tmp_path / 'bad'), devices=jax.devices()[:1])

@@ -5,9 +5,10 @@ Weighted least squares on the co-occurrence counts X:
   f(x) = min(1, (x / x_max)^alpha),
 trained with AdaGrad as the reference C tool does: parameters 'w', 'w_tilde'
 [V, D] and biases 'b', 'b_tilde' [V] initialized uniform in +-0.5 / D, and
-squared gradient sums (the optimizer state) starting at 1. A batch is a set of (i, j, X_ij) entries; its
-gradients are summed per row and applied as sparse AdaGrad updates, so a step
-costs the batch, not the vocabulary. The saved word vectors are W + W~.
+squared gradient sums (the optimizer state) starting at 1. A batch is a set of
+(i, j, X_ij) entries, each updating its rows as one of glove.c's threads would,
+all against the parameters the batch found (see `adagrad`): a step costs the
+batch, not the vocabulary. The saved word vectors are W + W~.
 """
 import dataclasses
 
@@ -23,7 +24,7 @@ class GloVe:
   dim: int = 100
   x_max: float = 100.0
   alpha: float = 0.75
-  grad_clip: float = 100.0  # the C tool clips each entry's lr * gradient at this value.
+  grad_clip: float = 100.0  # each entry's lr * gradient is clipped here (glove.c clips the vectors').
 
   def init(self, rng):
     v, d = self.vocab_size, self.dim
@@ -41,31 +42,35 @@ class GloVe:
     return jnp.minimum(1.0, (x / self.x_max) ** self.alpha)
 
   def loss_and_grads(self, params, rows, cols, x, live):
-    """(0.5 * J over the batch's live entries, {name: (row ids, per-entry gradients)})."""
+    """-> (0.5 * J over the batch's live entries, {name: (row ids, per-entry
+    gradients)}, the squared norm of all those gradients)."""
     w, wt = params['w'][rows], params['w_tilde'][cols]
     diff = (w * wt).sum(-1) + params['b'][rows] + params['b_tilde'][cols] - jnp.log(
         jnp.maximum(x, 1e-30))
     fdiff = self.weight(x) * diff * live
     loss = 0.5 * (fdiff * diff).sum()
+    # |fdiff w~|^2 + |fdiff w|^2 + 2 fdiff^2 from the rows' norms: no second pass over
+    # the [B, D] gradients (22% of a step on 2 CPU cores).
+    sq_norm = (fdiff * fdiff * ((w * w).sum(-1) + (wt * wt).sum(-1) + 2.0)).sum()
     return loss, {'w': (rows, fdiff[:, None] * wt), 'w_tilde': (cols, fdiff[:, None] * w),
-                  'b': (rows, fdiff), 'b_tilde': (cols, fdiff)}
+                  'b': (rows, fdiff), 'b_tilde': (cols, fdiff)}, sq_norm
 
   def adagrad(self, params, gradsq, grads, lr):
-    """AdaGrad on the rows the batch touches: each row's gradients are summed
-    (entries clipped as the C tool clips them), the row moves by
-    -lr * g / sqrt(accumulator), and then g^2 is added to the accumulator: glove.c
-    divides by the sum of the *earlier* squared gradients, not the textbook
-    AdaGrad's sum including this one. Costs the batch size: rows are made unique
-    by sorting, not by a vocabulary-sized scatter. Returns the new (params, gradsq)."""
+    """AdaGrad per entry, as glove.c applies it: each entry's gradient g, times lr
+    and clipped, moves its row by -g / sqrt(accumulator), and then g^2 is added to
+    the accumulator (glove.c divides by the *earlier* squared gradients, not the
+    textbook sum including this one). All the batch's entries read the rows and
+    accumulators as the batch found them, as the C tool's threads read rows the
+    others are updating; a row in k entries takes k such steps, added up. So a
+    batch is two scatter-adds per parameter, with no sorting. Returns the new
+    (params, gradsq)."""
     params, gradsq = dict(params), dict(gradsq)
     for name, (ids, g) in grads.items():
-      g = jnp.clip(lr * g, -self.grad_clip, self.grad_clip)  # lr * gradient, as in glove.c.
-      unique, inverse = jnp.unique(ids, size=ids.shape[0], fill_value=self.vocab_size,
-                                   return_inverse=True)
-      summed = jnp.zeros((ids.shape[0],) + g.shape[1:], g.dtype).at[inverse.reshape(-1)].add(g)
-      before = gradsq[name].at[unique].get(mode='fill', fill_value=1.0)
-      step = summed / jnp.sqrt(before)
-      acc = before + summed * summed
-      params[name] = params[name].at[unique].add(-step, mode='drop')
-      gradsq[name] = gradsq[name].at[unique].set(acc, mode='drop')
+      g = jnp.clip(lr * g, -self.grad_clip, self.grad_clip)
+      before = gradsq[name][ids]
+      params[name] = params[name].at[ids].add(-g / jnp.sqrt(before))
+      # `before` is at least 1. Selecting on it makes the accumulator's update read
+      # the gather, so XLA gathers first and adds in place; otherwise it copies both
+      # [V, D] accumulators every step (4096 entries: 14.7 ms a step, not 2.3, on 2 CPU cores).
+      gradsq[name] = gradsq[name].at[ids].add(jnp.where(before > 0, g * g, 0.0))
     return params, gradsq

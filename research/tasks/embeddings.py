@@ -288,7 +288,8 @@ class Word2VecTask(WordVectorTask):
 
 class GloVeTask(WordVectorTask):
   """GloVe: co-occurrence counts once, then `data.epochs` shuffled passes of
-  sparse AdaGrad over the nonzero entries (train.batch_size entries a step)."""
+  sparse AdaGrad over the nonzero entries: train.batch_size entries a step, in
+  rounds of `data.round` entries whose updates land at once."""
 
   def __init__(self, config, runtime):
     self.config, self.runtime = config, runtime
@@ -303,6 +304,10 @@ class GloVeTask(WordVectorTask):
     self.model = GloVe(c.vocab_size, m.dim, m.x_max, m.alpha)
     bs = config.train.batch_size
     runtime.check_batch_size(bs)
+    self.round = d.round
+    if bs % self.round or self.round % runtime.num_devices:
+      raise UserError(f'data.round={self.round} must divide train.batch_size={bs} and be a '
+                      f'multiple of the {runtime.num_devices} device(s)')
     self.steps_per_epoch = max(1, math.ceil(len(self.values) / bs))
     if not config.train.steps:
       with config.unlocked():
@@ -334,13 +339,23 @@ class GloVeTask(WordVectorTask):
     return {'examples': int(batch['live'].sum()), 'entries': int(batch['live'].sum())}
 
   def train_step(self, state, batch, schedule):
+    """(state, batch) -> (state, metrics): the batch's rounds of AdaGrad in turn."""
     lr = schedule(state.step)
-    loss, grads = self.model.loss_and_grads(state.params, batch['rows'], batch['cols'],
-                                            batch['x'], batch['live'])
-    params, gradsq = self.model.adagrad(state.params, state.opt_state, grads, lr)
+
+    def one_round(carry, xs):
+      loss, grads, sq_norm = self.model.loss_and_grads(carry[0], *xs)
+      return self.model.adagrad(*carry, grads, lr), (loss, sq_norm)
+
+    # Round i takes entries i, i + k, ... (k rounds): the batch is shuffled, and each
+    # device's block of it gives every round the same share. Rounds of a few thousand
+    # entries keep their [round, D] temporaries in cache: on 2 CPU cores 8192 took
+    # 0.54 us an entry, 65536 in one round 0.87.
+    k = batch['rows'].shape[0] // self.round
+    xs = tuple(batch[n].reshape(self.round, k).T for n in ('rows', 'cols', 'x', 'live'))
+    (params, gradsq), (loss, sq_norm) = jax.lax.scan(
+        one_round, (state.params, state.opt_state), xs)
     n = jnp.maximum(batch['live'].sum(), 1.0)
-    norm = jnp.sqrt(sum(jnp.vdot(g, g) for _, g in grads.values()))
-    metrics = {'loss': loss / n, 'learning_rate': lr, 'grad_norm': norm}
+    metrics = {'loss': loss.sum() / n, 'learning_rate': lr, 'grad_norm': jnp.sqrt(sq_norm.sum())}
     return state.replace(step=state.step + 1, params=params, opt_state=gradsq), metrics
 
   def vectors(self, params) -> word_vectors.WordVectors:
