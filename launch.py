@@ -3,14 +3,35 @@
   python launch.py --config=configs/NAME.py[:preset] [--workdir=DIR] [--config.key=value ...]
                    [--mode=train|eval|predict|benchmark]
 """
+import os
+import sys
 import time
 
-STARTED = time.time()  # before the heavy imports: results' time/start_to_trained_seconds.
+# Before the heavy imports: results' time/start_to_trained_seconds (kept across the re-run below).
+STARTED = float(os.environ.pop('SEQLAB_STARTED', time.time()))
+
+
+def huge_pages_environ(environ, platform: str = sys.platform):
+  """The environment to run launch.py again in, with glibc's malloc backing its large
+  blocks by transparent huge pages; None to go on as we are. XLA's CPU runtime
+  allocates each step's temporaries (tens of MB) afresh, and every 4 KB page of them
+  costs a page fault; huge pages also spare the TLB misses of random rows in the
+  embedding tables. On 2 CPU cores GloVe ran 7% faster (553 -> 515 s in two runs one
+  after the other, the same parameters) and CBOW's step 7%. glibc < 2.35 and other C libraries ignore the
+  setting; SEQLAB_HUGE_PAGES=0 skips it."""
+  tunables = environ.get('GLIBC_TUNABLES', '')
+  if (not platform.startswith('linux') or environ.get('SEQLAB_HUGE_PAGES', '1') == '0'
+      or 'glibc.malloc.hugetlb' in tunables):
+    return None
+  return {**environ, 'GLIBC_TUNABLES': ':'.join(filter(None, [tunables, 'glibc.malloc.hugetlb=1']))}
+
+
+if __name__ == '__main__' and (_environ := huge_pages_environ(os.environ)) is not None:
+  os.execve(sys.executable, [sys.executable] + sys.orig_argv[1:],
+            {**_environ, 'SEQLAB_STARTED': repr(STARTED)})
 
 import json  # noqa: E402
-import os  # noqa: E402
 import shlex  # noqa: E402
-import sys  # noqa: E402
 
 from absl import app, flags, logging
 from ml_collections import config_flags

@@ -148,3 +148,14 @@ def test_cli_errors_are_one_line_with_exit_code_2(args, expected):
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1, proc.stderr
   assert lines[0].startswith('error: ') and expected in lines[0]
+
+
+def test_huge_pages_are_asked_for_once_and_can_be_declined():
+  from launch import huge_pages_environ
+  env = huge_pages_environ({'GLIBC_TUNABLES': 'glibc.malloc.arena_max=2', 'X': '1'}, 'linux')
+  assert env == {'GLIBC_TUNABLES': 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1', 'X': '1'}
+  assert huge_pages_environ({}, 'linux') == {'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=1'}
+  assert huge_pages_environ(env, 'linux') is None  # the re-run itself goes on.
+  assert huge_pages_environ({'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=0'}, 'linux') is None
+  assert huge_pages_environ({'SEQLAB_HUGE_PAGES': '0'}, 'linux') is None
+  assert huge_pages_environ({}, 'darwin') is None
