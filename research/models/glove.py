@@ -24,7 +24,7 @@ class GloVe:
   dim: int = 100
   x_max: float = 100.0
   alpha: float = 0.75
-  grad_clip: float = 100.0  # each entry's lr * gradient is clipped here (glove.c clips the vectors').
+  grad_clip: float = 100.0  # lr * each entry's gradient is clipped here (glove.c: the vectors').
 
   def init(self, rng):
     v, d = self.vocab_size, self.dim
