@@ -112,7 +112,7 @@ def build(segments, what: str, min_count: int, max_vocab: int, max_sentence: int
   kept_per_piece = np.add.reduceat(keep.view(np.uint8), piece_starts, dtype=np.int64)
   starts = np.concatenate([[0], np.cumsum(kept_per_piece)])
   return Corpus(words=[by_id[i] for i in kept], counts=counts[kept].astype(np.int64),
-                tokens=mapped[keep], starts=starts.astype(np.int64), raw_words=len(raw))
+                tokens=mapped[keep], starts=starts, raw_words=len(raw))
 
 
 def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
