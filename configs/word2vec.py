@@ -9,8 +9,8 @@ Presets:
   tiny      the test-suite size; give it --config.data.path.
 Measured on the 17M-word corpus (2 CPU cores, the whole process, beside gensim
 4.4 with 2 workers): skip-gram 88 s, analogy 0.418 (gensim 189 s, 0.378); CBOW
-64 s, analogy 0.300 (gensim 56 s, 0.299). On an H200 (older code): skip-gram
-49 s, CBOW 45 s.
+64 s, analogy 0.300 (gensim 56 s, 0.299). On one H200 (2026-11-27): skip-gram
+43 s, CBOW 38 s (gensim beside it on that machine's CPU: 99 s).
 The README has the tables.
 
 Run:  python launch.py --config=configs/word2vec.py:skipgram --workdir=runs/w2v-sg
