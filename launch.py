@@ -13,11 +13,10 @@ STARTED = float(os.environ.pop('SEQLAB_STARTED', time.time()))
 
 def huge_pages_environ(environ, platform: str = sys.platform):
   """The environment to run launch.py again in, with glibc's malloc backing its large
-  blocks by transparent huge pages; None to go on as we are. XLA's CPU runtime
+  blocks by transparent huge pages; None to go on as is. XLA's CPU runtime
   allocates each step's temporaries (tens of MB) afresh, and every 4 KB page of them
   costs a page fault; huge pages also spare the TLB misses of random rows in the
-  embedding tables. On 2 CPU cores: GloVe 553 -> 515 s (two runs one after the
-  other, the same parameters), CBOW's step 7% faster. glibc < 2.35 and other C
+  embedding tables (docs/benchmarks.md has the gain). glibc < 2.35 and other C
   libraries ignore the setting; SEQLAB_HUGE_PAGES=0 skips it."""
   tunables = environ.get('GLIBC_TUNABLES', '')
   if (not platform.startswith('linux') or environ.get('SEQLAB_HUGE_PAGES', '1') == '0'

@@ -6,8 +6,9 @@ additive (Bahdanau) attention, trained on generated dates ("tuesday 3 march
 targets. Test dates never occur in training. Nothing is downloaded.
 
 Run:       python launch.py                  (same as --config=configs/dates.py)
-Expected:  test/exact_match >= 0.99 in about 2 minutes of wall time on 2 CPU
-           cores, compilation included (measured numbers: README.md).
+Expected:  test/exact_match 1.000 on the 2,000 test dates (target 0.99), in
+           71.4 s on 2 CPU cores with compilation and plots, validation at
+           1.000 by step 500 (26.5 s); docs/benchmarks.md.
 Presets:   `tiny` is the test-suite size (a few seconds).
 Sweep:     python launch.py --sweep --sweep_parallel=1
            (decoder size x seed; `tiny` sweeps two decoder sizes).

@@ -5,10 +5,10 @@ Presets:
          AdaGrad at 0.05 in rounds of 8,192 entries (65,536 a step), 15 passes,
          min_count 5 (the settings of the Stanford demo run used as the peer).
   tiny   the test-suite size; give it --config.data.path.
-Measured on the 17M-word corpus (2 CPU cores, 2026-11-27): 8 min 35 s end to
-end (counting 16 s), analogy 3CosAdd 0.4600 (seed 1: 0.4679), WS353 0.484,
-peak RSS 3.6 GB; Stanford's program: 918 s, 0.461, 0.490. On one H200: 138 s,
-analogy 0.4600. The README has the table.
+Expected on the 17M-word corpus (2 CPU cores): 515.1 s end to end (counting
+16 s), 1.78x Stanford GloVe's 918 s; analogy 3CosAdd 0.4600 (Stanford: 0.461),
+WS353 0.484. On one H200: 137.8 s, analogy 0.4600.
+Every figure, with its date and commit: docs/benchmarks.md.
 
 Run:  python launch.py --config=configs/glove.py --workdir=runs/glove
 Data: as configs/word2vec.py (data.path, data.eval_dir, data.name=text8).

@@ -3,43 +3,42 @@
 Presets:
   lstm      Sutskever et al. 2014: 2-layer LSTM encoder-decoder, source reversed,
             emb 256, hidden 512 (bentrevett notebook 1 sizes), dropout 0.3, 2200
-            steps, beam 5. Public reference: 13.8 lowercased BLEU; our target
-            >= 15. Measured (2 CPU cores, 34 min 25 s wall): test2016 lowercased
-            BLEU 18.33, sacrebleu BLEU 18.21, chrF 35.5. With the bahdanau
-            preset's recipe (dropout 0.5, 1800 steps, greedy) it gave 14.06.
+            steps, beam 5. Public reference: 13.8 lowercased BLEU (target
+            >= 15). Expected: test2016 lowercased BLEU 18.33, sacrebleu 18.21,
+            chrF 35.5, in 34 min 25 s on 2 CPU cores.
   gru_context
             Cho et al. 2014: GRU encoder-decoder whose context vector feeds every
             decoder step and the output layer (bentrevett notebook 2 sizes), with
-            the lstm preset's recipe. Public reference: 20.6; our target >= 22.
-            Measured (2 CPU cores, 33 min 4 s wall): test2016 lowercased BLEU 25.54,
-            sacrebleu BLEU 25.32, chrF 43.7 (21.42 with the bahdanau recipe).
+            the lstm preset's recipe. Public reference: 20.6 (target >= 22).
+            Expected: test2016 lowercased BLEU 25.54, sacrebleu 25.32, chrF
+            43.7, in 33 min 4 s on 2 CPU cores.
   bahdanau  RNNsearch (Bahdanau et al. 2014): bidirectional GRU encoder, GRU
             decoder with additive attention, at the sizes of the public PyTorch
             tutorial (bentrevett/pytorch-seq2seq, notebook 3: emb 256, hidden
             512, dropout 0.5), with a SentencePiece vocabulary of 8000 and the
             paper's deep output (a maxout layer, here 256 units) before the
             softmax, which also makes the output layer ~5x cheaper.
-            Public reference: 28.3 lowercased BLEU on test2016; our target >= 30.
-            Measured (2 CPU cores, 29 min 48 s wall): test2016 lowercased BLEU
-            36.89, sacrebleu BLEU 36.67, chrF 55.8.
+            Public reference: 28.3 lowercased BLEU on test2016 (target >= 30).
+            Expected: test2016 lowercased BLEU 36.89, sacrebleu 36.67, chrF
+            55.8, in 29 min 48 s on 2 CPU cores.
   luong_dot, luong_general, luong_concat
             Luong et al. 2015 global attention with input feeding, over the
             same encoder (2 x 256 per direction so dot scores fit), with the
-            bahdanau recipe. Measured (2 CPU cores, 2026-11-25), test2016
-            lowercased / sacrebleu BLEU and wall time: concat 36.75 / 36.51
-            (19 min 50 s), dot 35.72 / 35.53 (18 min 22 s), general 35.55 /
-            35.37 (17 min 34 s).
+            bahdanau recipe. Expected on 2 CPU cores, test2016 lowercased /
+            sacrebleu BLEU and wall time: concat 36.75 / 36.51 (19 min 50 s),
+            dot 35.72 / 35.53 (18 min 22 s), general 35.55 / 35.37 (17 min 34 s).
   bench     the shapes of ../shared/bench/torch_rnn_attention.py (emb 256, hidden 512,
             vocab 8000, batch 64 x 32) on random tokens, no data; with --mode=benchmark.
-            Measured (2 CPU cores, one session, 2026-11-25): 2,736-2,911 target
-            tokens/s, 3.3-3.4x PyTorch 2.13 (818-845); like for like with the peer
+            Expected on 2 CPU cores: 2,736-2,911 target tokens/s, 3.3-3.4x
+            PyTorch 2.13 (818-845) run beside it; like for like with the peer
             (--config.model.readout_dim=0 --config.model.dropout=0): 1,896-1,968,
-            2.3x. Peak RSS 1.6-1.7 GB (PyTorch 1.32 GB, measured 2026-11-24).
+            2.3x.
   tiny      the test-suite size; give it --config.data.path.
 
 Run:  python launch.py --config=configs/seq2seq.py:bahdanau
 Data: the raw Multi30k files are read from data.path (default: ../shared/data/multi30k
       when it exists); without it, the TFDS builder downloads them.
+Every figure, with its date and commit: docs/benchmarks.md.
 """
 import os
 
@@ -106,9 +105,7 @@ def get_config(preset: str = 'bahdanau'):
   if preset in ('lstm', 'gru_context'):
     c.model.name, c.model.rnn = 'rnn_seq2seq', preset
   if preset in ('lstm', 'gru_context'):
-    # Measured with the attention model's recipe (1800 steps, dropout 0.5, greedy): the
-    # LSTM gave 14.06 lowercased BLEU (14.61 with beam 5), under its target; the GRU was
-    # at 16.2 on validation halfway. The context-vector models still underfit there, so
+    # The context-vector models underfit with the attention model's recipe, so they
     # train longer with less dropout and decode with a beam, as Sutskever et al. did.
     c.model.dropout = 0.3
     c.train.steps, c.eval.every = 2200, 1100

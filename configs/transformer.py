@@ -5,28 +5,27 @@ Presets:
             smoothing 0.1, one joint SentencePiece vocabulary of 8000 shared by
             the source, target and output embeddings; beam 4. Public reference:
             36.52 lowercased BLEU on test2016 (bentrevett/pytorch-seq2seq,
-            3 + 3 layers, d 256); our target >= 37 in <= 45 minutes on 2 CPU
-            cores. Measured (2 CPU cores, 38 min 47 s wall, 3000 steps): test2016
-            lowercased BLEU 38.28, sacrebleu BLEU 38.05, chrF 57.5, perplexity
-            6.09; validation BLEU 39.69. Decoding test2016 with beam 4:
-            29.06 sentences/s with the key/value cache, 1.46 without (2.11 vs
-            4.22 GB peak RSS).
+            3 + 3 layers, d 256; target >= 37 in <= 45 minutes). Expected on 2
+            CPU cores, 38 min 47 s, 3000 steps: test2016 lowercased BLEU 38.28,
+            sacrebleu BLEU 38.05, chrF 57.5, perplexity 6.09. Decoding test2016
+            with beam 4: 29.06 sentences/s with the key/value cache, 1.46
+            without.
   base      the paper's base model: N=6, d_model 512, d_ff 2048, h=8, dropout 0.1,
             label smoothing 0.1, warmup 4000 (Table 3, first row).
   big       the paper's big model: d_model 1024, d_ff 4096, h=16, dropout 0.3.
   table3    the base point of the Table 3 sweep, sized for Multi30k on 2 cores;
-            get_sweep('table3') gives rows (A)-(E). Measured: the 19 points in
-            2 h 3 min 37 s; base dev BLEU 27.27, perplexity 11.08.
+            get_sweep('table3') gives rows (A)-(E). Expected: the 19 points in
+            2 h 3 min 37 s on 2 CPU cores; base dev BLEU 27.27, perplexity 11.08.
   bench     the throughput shapes of ../shared/bench/torch_transformer.py: d 256,
             h 4, d_ff 1024, 3 + 3 layers, vocab 8000, batch 64 x 32, dropout 0.1,
             label smoothing 0.1, pre-LN, learned positions, shared embeddings;
-            random tokens, no data. Measured (2 CPU cores, interleaved with the
-            peer, two runs each): 4,175-4,229 target tokens/s, 1.66-1.70x
-            PyTorch 2.13 (2,491-2,516); MFU 0.44-0.48; peak RSS 1,236 MB
-            (PyTorch 1,280 MB).
+            random tokens, no data. Expected on 2 CPU cores, beside the peer:
+            4,175-4,229 target tokens/s, 1.66-1.70x PyTorch 2.13 (2,491-2,516);
+            MFU 0.44-0.48.
   tiny      the test-suite size; give it --config.data.path.
 
 Run:  python launch.py --config=configs/transformer.py:multi30k
+Every figure, with its date and commit: docs/benchmarks.md.
 The learning rate follows the paper: d^-0.5 * min(step^-0.5, step * warmup^-1.5),
 which is optimizer.schedule=rsqrt with learning_rate = (d * warmup)^-0.5
 (optimizer.schedule=cosine with optimizer.name=adamw is the alternative).

@@ -7,11 +7,12 @@ Presets:
   cbow      CBOW (mean of the context), the same on 64-word segments with 32
             shared noise draws a segment, 16 segments a round.
   tiny      the test-suite size; give it --config.data.path.
-Measured on the 17M-word corpus (2 CPU cores, the whole process, beside gensim
-4.4 with 2 workers): skip-gram 88 s, analogy 0.418 (gensim 189 s, 0.378); CBOW
-64 s, analogy 0.300 (gensim 56 s, 0.299). On one H200 (2026-11-27): skip-gram
-43 s, CBOW 38 s (gensim beside it on that machine's CPU: 99 s).
-The README has the tables.
+Expected on the 17M-word corpus (2 CPU cores, the whole process, beside gensim
+4.4 with 2 workers): skip-gram 86.0 s, 2.37x gensim's 203.8 s, analogy 3CosAdd
+0.418 (gensim 0.376); CBOW 65.3 s, 0.88x gensim's 57.5 s, analogy 0.300 (gensim
+0.303). On one H200:
+skip-gram 43.3 s, CBOW 37.9 s (gensim beside it on that machine's CPU: 99.3 s).
+Every figure, with its date and commit: docs/benchmarks.md.
 
 Run:  python launch.py --config=configs/word2vec.py:skipgram --workdir=runs/w2v-sg
 Data: data.path is a .txt / .gz file, a directory of them or a glob (default:
@@ -49,15 +50,10 @@ def get_config(preset: str = 'skipgram'):
   c.data.epochs = 5               # with train.steps = 0.
   c.data.update_from = ''         # a finished run's workdir: continue it on data.path (online).
   # Center words per segment; a step takes several. A round's updates land at once,
-  # so a frequent word's row would get the sum of all its updates there: plain sums
-  # diverged at 256 or 1024 words (lr 0.025). Each row's summed update is divided by
-  # count^duplicate_power (its occurrences in the round). Measured on the 17M-word
-  # corpus: skip-gram 512 / 0.5 trains in 107 s, analogy 0.425 (64 / 0: 155 s, 0.350).
-  # 1024 / 0.5 was faster (97 s, 0.390) but on the edge of diverging: its loss rose
-  # 3.5 -> 4.3 by step 300 before falling, and on an H100 it went on to 1e4 (f32 or
-  # TF32 products); 512 trains through products rounded to bf16.
-  # CBOW (lr 0.025, 64 draws, beside other work): 64 / 0 analogy 0.303; 256 / 0.5 0.291 in ~10% less
-  # time; 1024 / 0.5 0.267; 256 / 0 0.179.
+  # so a frequent word's row would get the sum of all its updates there, which
+  # diverges on long segments: each row's summed update is divided by
+  # count^duplicate_power (its occurrences in the round). 1024 words sit on the edge
+  # of diverging; 512 trains stably, through bf16-rounded products too.
   c.data.segment = 512
   c.data.duplicate_power = 0.5
   c.data.parallel_segments = 2    # segments updated side by side (a multiple of the devices).
@@ -89,17 +85,13 @@ def get_config(preset: str = 'skipgram'):
   if preset == 'cbow':
     c.model.cbow = True
     c.data.segment, c.data.duplicate_power = 64, 0.0
-    # Half the shared noise draws: the same analogy (0.303) in 10% less time; 16
-    # gave 0.286 and 8 0.245 (2 CPU cores).
+    # The fewest shared noise draws that keep the analogy: the draws' products are
+    # most of a CBOW step.
     c.model.shared_negatives = 32
-    # 16 segments a round: 8x fewer, larger rounds; the same analogy (0.304 against
-    # 0.303 with 2), in 88 s instead of 118 s on 2 CPU cores and 56 s instead of
-    # over 200 s on an H100, where 128 tiny rounds a step starved the GPU. 32
-    # diverged (loss 2e5 by step 300); 16 trains unchanged with bf16 products.
-    # 64 and 256 with duplicate_power 0.5 trained, to analogy 0.277 and 0.195.
+    # Few, large rounds keep a GPU busy and keep the analogy; 32 segments diverge.
     c.data.parallel_segments = 16
-    # The C tool's CBOW default is 0.05; with its update rule (each context word
-    # gets the whole error) that fell to analogy 0.044 here; gensim's 0.025 gives 0.303.
+    # gensim's 0.025, not the C tool's CBOW default of 0.05, which is too large
+    # with this update rule (each context word gets the whole error).
   elif preset == 'tiny':
     c.data.path = c.data.eval_dir = ''
     c.data.min_count, c.data.segment, c.data.epochs, c.data.parallel_segments = 1, 8, 2, 4

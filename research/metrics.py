@@ -34,7 +34,7 @@ class MetricWriter:
       with open(self.path, 'w') as f:
         f.writelines(kept)
     # tensorboardX's event writer, not its SummaryWriter, whose module imports torch
-    # when it is installed: 4.5-5.2 s of a CBOW run's start on an H200 image.
+    # when it is installed: seconds of every run's start on a GPU image.
     from tensorboardX.event_file_writer import EventFileWriter  # pylint: disable=g-import-not-at-top
     from tensorboardX.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
     self._tb = EventFileWriter(os.path.join(workdir, 'tensorboard'))

@@ -1,5 +1,5 @@
 """Paper reproduction: `launch.py --reproduce=NAME` runs configs/papers/NAME.py
-(one run, or its sweep) and writes report.md with our numbers beside the paper's.
+(one run, or its sweep) and writes report.md with seqlab's numbers beside the paper's.
 
 A paper config is an ordinary config file plus a PAPER dict:
 
@@ -9,8 +9,8 @@ A paper config is an ordinary config file plus a PAPER dict:
         notes='what differs from the paper's setting')
 
 `point` names the sweep point (its overrides) a row reads; `scale` (default 1)
-multiplies our value, e.g. 100 to compare a fraction with a percentage;
-`paper=None` shows ours alone (a number the paper does not give).
+multiplies seqlab's value, e.g. 100 to compare a fraction with a percentage;
+`paper=None` shows seqlab's alone (a number the paper does not give).
 An optional `curves` list draws, for each entry
 dict(prefix='test/bleu_len_', file='bleu_by_length.png', xlabel=..., ylabel=...),
 one line per result row over the bucketed metrics that share the prefix; an
@@ -68,7 +68,7 @@ def write_report(workdir: str, paper: dict, path: str, extra_args=()) -> str:
       f'Config: `{os.path.relpath(path)}`. Command: '
       f'`python launch.py --reproduce={name}{" " + " ".join(extra_args) if extra_args else ""}`. '
       f'Written {datetime.date.today().isoformat()}.', '',
-      '| result | metric | paper | ours | difference |', '|---|---|---|---|---|',
+      '| result | metric | paper | seqlab | difference |', '|---|---|---|---|---|',
   ]
   for row in paper['results']:
     point = sweep.point_name(row.get('point', {}))

@@ -9,12 +9,9 @@ train + unlabeled reviews in WORKDIR/word2vec.
 
 Run:  python launch.py --reproduce=popcorn   (5 points; resumable)
 Writes runs/papers/popcorn/report.md (with roc.png, every method's ROC curve).
-Measured in one go (2 CPU cores, 2026-11-26): 33 min 42 s, peak RSS 3.8 GB; test
-accuracy bow 0.8877, tfidf 0.9099, avg_vectors 0.8543, centroids 0.8654 (the
-single runs' numbers, bit for bit), neural 0.8864; word2vec 157 s, the linear
-methods 14 s to 173 s each, the encoder 28.5 min. The neural point rerun alone
-after evaluation began reading long reviews in windows (data.eval_stride): 0.8920,
-the same parameters bit for bit, 36 min 20 s (beside other work for ~15 min).
+Expected on 2 CPU cores: 33 min 42 s in one go (word2vec 157 s, the linear
+methods 14 s to 173 s each, the encoder 28.5 min); test accuracy as the presets
+give it (configs/popcorn.py). The history of these runs is in docs/benchmarks.md.
 """
 import os
 
@@ -43,10 +40,10 @@ PAPER = dict(
         dict(label=m, point=_overrides(m), metric='test/f1', paper=None))],
     roc='roc.png',
     notes="""The tutorial's numbers are random forests scored on Kaggle's leaderboard split;
-ours are logistic regression (and a Transformer encoder) on the full 25k aclImdb test
+seqlab's are logistic regression (and a Transformer encoder) on the full 25k aclImdb test
 set, trained on 22.5k of the 25k training reviews (2.5k held out for validation).
 The tfidf paper number is Wang & Manning's linear SVM on uni+bigrams (SVM-bi, 89.16);
-ours is plain logistic regression on sublinear TF-IDF uni+bigrams.""")
+seqlab's is plain logistic regression on sublinear TF-IDF uni+bigrams.""")
 
 
 def get_config(preset=None):

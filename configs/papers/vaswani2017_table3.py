@@ -2,7 +2,7 @@
 
 The sweep is configs/transformer.py's `table3` preset (2 + 2 layers, d_model 128,
 4 heads, d_ff 512, a 4000-piece vocabulary, 800 steps of 128 pairs) and its rows (A)-(E), mapped onto it:
-- (A) h = 1, 4, 16, 32 around the paper's 8 -> h = 1, 2, 8, 16 around our 4
+- (A) h = 1, 4, 16, 32 around the paper's 8 -> h = 1, 2, 8, 16 around the base's 4
   (d_k = d_v = d_model / h, as in the paper);
 - (B) d_k = 16, 32 (a quarter and half of 64) -> 8, 16 (of 32);
 - (C) N = 2, 4, 8 around 6 -> N = 1, 3, 4 around 2; d_model 256, 1024 (half and
@@ -13,7 +13,7 @@ The sweep is configs/transformer.py's `table3` preset (2 + 2 layers, d_model 128
 The paper decoded with beam 4 and length penalty 0.6; these points decode
 greedily to keep the sweep within 3 hours on 2 CPU cores.
 
-Our perplexity is per SentencePiece token on Multi30k validation, the paper's
+seqlab's perplexity is per SentencePiece token on Multi30k validation, the paper's
 per word-piece on newstest2013, so compare the direction of each change, not
 the values.
 
@@ -23,8 +23,8 @@ Measured (2 CPU cores, 2026-11-26): 2 h 3 min 37 s for the 19 points; base dev
 perplexity 11.08, dev BLEU 27.27, test BLEU 27.86. Width helps (d_model 64 /
 128 / 256: BLEU 22.3 / 27.3 / 30.5), depth past 2 post-LN layers hurts within
 800 steps, dropout hurts while the model underfits, label smoothing trades
-perplexity for BLEU as in the paper; the table and the note are in the README
-and docs/vaswani2017_table3_report.md.
+perplexity for BLEU as in the paper; the table and the reading of each row are
+in docs/benchmarks.md and docs/vaswani2017_table3_report.md.
 """
 import os
 
@@ -34,7 +34,7 @@ _TRANSFORMER = load_config_module(os.path.join(os.path.dirname(__file__), '..',
                                                'transformer.py'))
 ROWS = _TRANSFORMER.TABLE3_ROWS
 
-# (label, our point, paper PPL, paper BLEU, paper params in millions or None), in the
+# (label, seqlab's point, paper PPL, paper BLEU, paper params in millions or None), in the
 # paper's order; rows (A), (D) and (E) keep the base's 65M.
 _PAPER_ROWS = [('base', {}, 4.92, 25.8, 65)] + [
     (f'({row}) {label}', point, ppl, bleu, params)
@@ -57,7 +57,7 @@ PAPER = dict(
     title='Attention Is All You Need: Table 3, variations on the Transformer',
     authors='Vaswani, Shazeer, Parmar, Uszkoreit, Jones, Gomez, Kaiser and Polosukhin',
     year=2017,
-    where='Table 3 (newstest2013 dev perplexity and BLEU); ours: Multi30k de-en validation',
+    where='Table 3 (newstest2013 dev perplexity and BLEU); seqlab: Multi30k de-en validation',
     results=[r for label, point, ppl, bleu, params in _PAPER_ROWS for r in (
         dict(label=label, point=point, metric='validation/perplexity', paper=ppl),
         dict(label=label, point=point, metric='validation/bleu', paper=bleu),

@@ -35,7 +35,8 @@ PAPER = dict(
     notes="""Analogy accuracy is over the questions whose words are all among the 30k most
 frequent (gensim's convention), lowercased. gensim 4.4 on the same corpus: skip-gram
 0.370 and 0.386 / WS353 0.637 and 0.642, CBOW 0.297 and 0.299 / 0.567 and 0.575 (two
-sittings beside ours on 2026-11-26; its threads make each run differ; see the README).""")
+sittings beside seqlab's on 2026-11-26; its threads make each run differ; see
+docs/benchmarks.md).""")
 
 
 def get_config(preset=None):

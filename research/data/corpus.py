@@ -107,7 +107,7 @@ def build(segments, what: str, min_count: int, max_vocab: int, max_sentence: int
   mapped = remap[raw]
   keep = mapped >= 0
   # Sentence boundaries after dropping: count the kept tokens of each piece (pieces are
-  # never empty). A cumsum over every token took 0.4 s on 17M words, this 0.03 s.
+  # never empty), which is cheaper than a cumsum over every token.
   piece_starts = np.concatenate([[0], np.cumsum(lengths[:-1], dtype=np.int64)])
   kept_per_piece = np.add.reduceat(keep.view(np.uint8), piece_starts, dtype=np.int64)
   starts = np.concatenate([[0], np.cumsum(kept_per_piece)])

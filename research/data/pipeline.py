@@ -22,9 +22,9 @@ class EpochAhead:
   """fn(epoch) for step-indexed batches, with the next epoch computed on a
   worker thread once the current one is half done.
 
-  An epoch's own data (word2vec's subsampled stream, GloVe's shuffle of 60M
-  entries: 0.3 s and 2.5-3.5 s on this project's CPU) is then ready when
-  training reaches it, instead of stalling the device at each epoch boundary.
+  An epoch's own data (word2vec's subsampled stream, GloVe's shuffle of its
+  entries: seconds each) is then ready when training reaches it, instead of
+  stalling the device at each epoch boundary.
   Starting at the half keeps a short run (`--mode=benchmark`) free of it. fn
   must be a pure function of the epoch; at most two epochs are held.
   """

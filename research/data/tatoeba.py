@@ -1,7 +1,7 @@
 """Tatoeba sentence pairs (manythings.org/anki, e.g. fra-eng) as a TFDS builder.
 
 The file has one "English<TAB>Other[<TAB>attribution]" pair per line and no
-splits. We split by a hash of the English sentence, so every translation of
+splits. The builder splits by a hash of the English sentence, so every translation of
 one sentence lands in the same split: 5% test, 5% validation, 90% train.
 Offline, `--config.data.path` is a directory holding fra.txt[.gz] (or the file).
 """

@@ -71,6 +71,6 @@ class GloVe:
       params[name] = params[name].at[ids].add(-g / jnp.sqrt(before))
       # `before` is at least 1. Selecting on it makes the accumulator's update read
       # the gather, so XLA gathers first and adds in place; otherwise it copies both
-      # [V, D] accumulators every step (4096 entries: 14.7 ms a step, not 2.3, on 2 CPU cores).
+      # [V, D] accumulators every step.
       gradsq[name] = gradsq[name].at[ids].add(jnp.where(before > 0, g * g, 0.0))
     return params, gradsq

@@ -257,8 +257,7 @@ class Word2VecTask(WordVectorTask):
     xs = tuple(split(a) for a in (batch['tokens'], batch['sentence'], batch['valid'],
                                   batch['center']) + draws)
     # Two rounds per loop iteration: XLA overlaps the second round's gathers and masks
-    # with the first's scatters. The same parameters bit for bit; on 2 CPU cores CBOW
-    # went from 16.1 to 13.1 ms a step and skip-gram from 20.0 to 18.9 (4 or 16: slower).
+    # with the first's scatters, for the same parameters bit for bit.
     params, (loss, n, size) = jax.lax.scan(one_round, state.params, xs, unroll=2)
     n = jnp.maximum(n.sum(), 1.0)
     metrics = {'loss': loss.sum() / n, 'learning_rate': lr,
@@ -348,8 +347,7 @@ class GloVeTask(WordVectorTask):
 
     # Round i takes entries i, i + k, ... (k rounds): the batch is shuffled, and each
     # device's block of it gives every round the same share. Rounds of a few thousand
-    # entries keep their [round, D] temporaries in cache: on 2 CPU cores 8192 took
-    # 0.54 us an entry, 65536 in one round 0.87.
+    # entries keep their [round, D] temporaries in cache.
     k = batch['rows'].shape[0] // self.round
     xs = tuple(batch[n].reshape(self.round, k).T for n in ('rows', 'cols', 'x', 'live'))
     (params, gradsq), (loss, sq_norm) = jax.lax.scan(
