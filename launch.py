@@ -96,9 +96,12 @@ def check_config_args(argv):
   except Exception as e:  # pylint: disable=broad-except
     _fail(f'could not load config {path}{":" + preset if preset else ""}: {_first_line(e)}')
   keys = config_lib.flat_keys(config)
-  for arg in argv[1:]:
+  for i, arg in enumerate(argv):
     if arg.startswith('--config.'):
-      key = arg[len('--config.'):].split('=', 1)[0]
+      key, sep, value = arg[len('--config.'):].partition('=')
+      if config_lib.resolve_alias(key) != key:
+        key = config_lib.resolve_alias(key)
+        argv[i] = f'--config.{key}{sep}{value}'
       if key not in keys:
         _fail(config_lib.unknown_key_message(key, config))
 

@@ -14,7 +14,7 @@ Sweep:     python launch.py --sweep --sweep_parallel=1
            (decoder size x seed; `tiny` sweeps two decoder sizes).
 """
 from research import sweep
-from research.config import base_config
+from research.config import add_precision_keys, base_config
 
 
 def get_config(preset: str = ''):
@@ -37,6 +37,7 @@ def get_config(preset: str = ''):
   c.model.attention_dim = 64
   c.model.dropout = 0.0
   c.model.label_smoothing = 0.0
+  add_precision_keys(c.model)
 
   c.optimizer.name = 'adam'
   c.optimizer.learning_rate = 3e-3

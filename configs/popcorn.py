@@ -24,7 +24,7 @@ figures are ~0.84, ~0.83 and ~0.84. Every figure: docs/benchmarks.md.
 """
 import os
 
-from research.config import base_config
+from research.config import add_precision_keys, base_config
 
 PRESETS = ('bow', 'tfidf', 'avg_vectors', 'centroids', 'neural')
 _SHARED = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'imdb')
@@ -77,6 +77,7 @@ def get_config(preset: str = 'tfidf'):
   c.model.init_from_vectors = preset == 'neural'
   # Fine-tuned embeddings overfit the 22.5k training reviews; frozen ones do not.
   c.model.freeze_embeddings = preset == 'neural'
+  add_precision_keys(c.model)     # the encoder's; logistic regression stays float32.
 
   c.optimizer.name = 'adam'
   c.optimizer.learning_rate = 0.05 if c.model.name == 'linear' else 1e-3

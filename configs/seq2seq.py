@@ -42,7 +42,7 @@ Every figure, with its date and commit: docs/benchmarks.md.
 """
 import os
 
-from research.config import base_config
+from research.config import add_precision_keys, base_config
 
 _SHARED = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'multi30k')
 
@@ -82,6 +82,7 @@ def get_config(preset: str = 'bahdanau'):
   c.model.dropout = 0.5
   c.model.tie_embeddings = False  # True: the softmax reuses the target embeddings.
   c.model.label_smoothing = 0.0
+  add_precision_keys(c.model)
 
   c.optimizer.name = 'adam'
   c.optimizer.learning_rate = 1e-3

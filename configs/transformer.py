@@ -33,7 +33,7 @@ which is optimizer.schedule=rsqrt with learning_rate = (d * warmup)^-0.5
 import os
 
 from research import sweep
-from research.config import base_config, load_config_module
+from research.config import add_precision_keys, base_config, load_config_module
 
 _SEQ2SEQ = load_config_module(os.path.join(os.path.dirname(__file__), 'seq2seq.py'))
 
@@ -79,6 +79,7 @@ def get_config(preset: str = 'multi30k'):
   c.model.max_len = max(c.data.max_source_len, c.data.max_target_len)
   c.model.share_embeddings = 'all'  # none | output | all
   c.model.kv_cache = True         # incremental decoding; False reruns the prefix each step.
+  add_precision_keys(c.model)
 
   warmup = 1000
   c.optimizer.name = 'adam'

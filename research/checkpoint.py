@@ -29,6 +29,14 @@ class Checkpointer:
     if wait:
       self.manager.wait_until_finished()
 
+  def wait(self):
+    """Until every save has reached the disk."""
+    self.manager.wait_until_finished()
+
+  def restore(self, step: int, abstract_state):
+    """The checkpoint of `step`, into abstract_state's shapes, dtypes and shardings."""
+    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
   def restore_latest(self, abstract_state):
     """Returns (state, step) from the newest readable checkpoint, or (None, 0).
 
@@ -40,8 +48,7 @@ class Checkpointer:
     for step in reversed(self.steps()):
       try:
         _check_shapes(self.manager.item_metadata(step), abstract_state, step, self.directory)
-        state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
-        return state, step
+        return self.restore(step, abstract_state), step
       except UserError:
         raise
       except Exception as e:  # pylint: disable=broad-except

@@ -3,6 +3,8 @@
 Sweeps and tools address any experiment through the same keys: `seed`,
 `data.*`, `model.*`, `optimizer.*`, `train.steps`, `train.batch_size`,
 `eval.every`, `checkpoint.every`, `parallel`.
+
+`--config.parallel=MODE` is short for `--config.parallel.mode=MODE`.
 """
 import difflib
 import importlib.util
@@ -19,7 +21,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.name = ''                    # config name, filled by launch.py for reports.
   c.seed = 0                     # init, data order and dropout keys derive from it.
   c.task = 'translation'         # which research.tasks entry runs the experiment.
-  c.parallel = 'mesh'            # 'mesh' (jit over a device Mesh) or 'pmap'.
+
+  c.parallel = ml_collections.ConfigDict()  # research/parallel.py.
+  c.parallel.mode = 'mesh'       # mesh | fsdp | pmap (the legacy path).
+  c.parallel.mesh_shape = ''     # '' (every device on 'data') or e.g. 'data=2,model=2'.
+  c.parallel.fsdp_min_size = 1024  # fsdp: leaves with fewer elements stay replicated.
 
   c.data = ml_collections.ConfigDict()
   c.data.name = ''
@@ -47,12 +53,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.steps = 1000
   c.train.batch_size = 128       # global batch, split over all devices.
+  c.train.microbatches = 1       # gradient accumulation: k slices of the batch, one update.
   c.train.log_every = 50
+  c.train.profile_steps = ''     # e.g. '100:105': a jax.profiler trace into tensorboard/.
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every = 500
   c.eval.batch_size = 512
   c.eval.num_samples = 5         # sample predictions printed at each eval.
+  c.eval.average_last = 0        # >0: also evaluate the mean of the last K checkpoints.
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 500
@@ -64,6 +73,22 @@ def base_config() -> ml_collections.ConfigDict:
   c.bench.matmul_size = 2048     # >0: also report MFU against an [n, n] f32 matmul's rate.
   c.bench.what = 'train'         # train | decode (the test split, with --workdir's checkpoint).
   return c
+
+
+def add_precision_keys(model: ml_collections.ConfigDict):
+  """The accelerator keys of a neural model: flax's compute and parameter dtypes,
+  and rematerialization."""
+  model.dtype = 'auto'           # auto (bfloat16 on GPU and TPU, float32 on CPU) | float32 | bfloat16
+  model.param_dtype = 'float32'  # the master weights, the optimizer state and checkpoints.
+  model.remat = False            # recompute each layer's activations in the backward pass.
+
+
+ALIASES = {'parallel': 'parallel.mode'}
+
+
+def resolve_alias(key: str) -> str:
+  """'parallel' -> 'parallel.mode'; any other key as it is."""
+  return ALIASES.get(key, key)
 
 
 def load_config_module(path: str):
@@ -98,7 +123,7 @@ def load_sweep(path: str, preset: str | None) -> list[dict]:
   keys = set(flat_keys(config))
   for point in points:
     for key in point:
-      if key not in keys:
+      if resolve_alias(key) not in keys:
         raise UserError(f'sweep point {point}: ' + unknown_key_message(key, config))
   return points
 

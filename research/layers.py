@@ -3,14 +3,61 @@
 Recurrent layers keep their recurrence as plain jnp math inside `lax.scan`, and
 hoist the input projection of the whole sequence out of the time loop, so each
 step does one (batch x hidden) matmul (the cuDNN trick).
+
+Every layer takes flax's `dtype` (the compute dtype) and `param_dtype` (the
+master weights, float32 by default); softmax, gates and recurrent states stay
+float32 in any compute dtype.
 """
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from research.errors import UserError
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def resolve_dtype(name: str, key: str = 'model.dtype', platform: str | None = None):
+  """A dtype by name; 'auto' is bfloat16 on GPU and TPU and float32 on CPU, so CPU
+  runs keep their float32 numbers."""
+  if name == 'auto':
+    name = 'bfloat16' if (platform or jax.default_backend()) in ('gpu', 'tpu') else 'float32'
+  if name not in DTYPES:
+    raise UserError(f'{key}={name!r} is not a dtype seqlab computes in; use auto, '
+                    + ' or '.join(DTYPES))
+  return DTYPES[name]
+
+
+def model_dtypes(cfg):
+  """(compute dtype, parameter dtype) of config.model: flax's dtype and param_dtype."""
+  return (resolve_dtype(cfg.get('dtype', 'float32')),
+          resolve_dtype(cfg.get('param_dtype', 'float32'), 'model.param_dtype'))
+
+
+def logical(init, *names):
+  """An initializer whose parameter carries logical axis names (research.parallel's
+  LOGICAL_RULES map them to mesh axes)."""
+  return nn.with_logical_partitioning(init, names)
+
+
+def at_least_float32(x):
+  """x in float32, or in its own dtype if that is wider (float64 in gradient checks)."""
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def float32_dot(x, kernel, dtype=None):
+  """x @ kernel computed in `dtype` (None: the operands'), accumulated and returned in
+  at least float32."""
+  dtype = dtype or jnp.result_type(x, kernel)
+  return jnp.dot(x.astype(dtype), kernel.astype(dtype),
+                 preferred_element_type=jnp.promote_types(dtype, jnp.float32))
+
 
 def masked_softmax(scores, mask):
-  """Softmax over the last axis where `mask` is False gets exactly zero weight."""
+  """Softmax over the last axis, in float32; where `mask` is False gets exactly zero."""
+  scores = at_least_float32(scores)
   scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
   weights = jax.nn.softmax(scores, axis=-1)
   return weights * mask  # exact zeros, even for a fully masked row.
@@ -19,11 +66,15 @@ def masked_softmax(scores, mask):
 class AdditiveAttention(nn.Module):
   """Bahdanau et al. 2014 attention: score(s, h_j) = v^T tanh(W s + U h_j)."""
   features: int
+  dtype: Any = None              # None: the inputs' (flax's convention).
+  param_dtype: Any = jnp.float32
 
   def setup(self):
-    self.query_proj = nn.Dense(self.features, use_bias=False, name='query')
-    self.key_proj = nn.Dense(self.features, name='key')
-    self.energy = nn.Dense(1, use_bias=False, name='energy')
+    dense = lambda n, name, **kw: nn.Dense(n, dtype=self.dtype, param_dtype=self.param_dtype,
+                                           name=name, **kw)
+    self.query_proj = dense(self.features, 'query', use_bias=False)
+    self.key_proj = dense(self.features, 'key')
+    self.energy = dense(1, 'energy', use_bias=False)
 
   def project_keys(self, keys):
     """U h_j for every source position; computed once per sentence."""
@@ -34,7 +85,7 @@ class AdditiveAttention(nn.Module):
     q = self.query_proj(query)[:, None, :]
     scores = self.energy(jnp.tanh(projected_keys + q))[..., 0]
     weights = masked_softmax(scores, mask)
-    context = jnp.einsum('bs,bsd->bd', weights, values)
+    context = jnp.einsum('bs,bsd->bd', weights.astype(values.dtype), values)
     return context, weights
 
   def __call__(self, query, keys, values, mask):
@@ -49,16 +100,20 @@ class LuongAttention(nn.Module):
   """
   score: str = 'general'
   features: int = 128   # the query size for general, the hidden size for concat.
+  dtype: Any = None              # None: the inputs' (flax's convention).
+  param_dtype: Any = jnp.float32
 
   def setup(self):
     if self.score not in ('dot', 'general', 'concat'):
       raise ValueError(f'unknown Luong score {self.score!r}; use dot, general or concat')
+    dense = lambda n, name, **kw: nn.Dense(n, dtype=self.dtype, param_dtype=self.param_dtype,
+                                           name=name, **kw)
     if self.score == 'general':
-      self.key_proj = nn.Dense(self.features, use_bias=False, name='key')
+      self.key_proj = dense(self.features, 'key', use_bias=False)
     elif self.score == 'concat':
-      self.key_proj = nn.Dense(self.features, name='key')
-      self.query_proj = nn.Dense(self.features, use_bias=False, name='query')
-      self.energy = nn.Dense(1, use_bias=False, name='energy')
+      self.key_proj = dense(self.features, 'key')
+      self.query_proj = dense(self.features, 'query', use_bias=False)
+      self.energy = dense(1, 'energy', use_bias=False)
 
   def project_keys(self, keys):
     return keys if self.score == 'dot' else self.key_proj(keys)
@@ -69,16 +124,17 @@ class LuongAttention(nn.Module):
     else:
       scores = jnp.einsum('bd,bsd->bs', query, projected_keys)
     weights = masked_softmax(scores, mask)
-    return jnp.einsum('bs,bsd->bd', weights, values), weights
+    return jnp.einsum('bs,bsd->bd', weights.astype(values.dtype), values), weights
 
   def __call__(self, query, keys, values, mask):
     return self.attend(query, self.project_keys(keys), values, mask)
 
 
 def gru_update(h, x_proj, h_proj):
-  """One GRU step (Cho et al. 2014) from precomputed input/hidden projections."""
-  xr, xz, xn = jnp.split(x_proj, 3, axis=-1)
-  hr, hz, hn = jnp.split(h_proj, 3, axis=-1)
+  """One GRU step (Cho et al. 2014) from precomputed input/hidden projections; the
+  gates and the state are float32 whatever the projections' dtype."""
+  xr, xz, xn = jnp.split(at_least_float32(x_proj), 3, axis=-1)
+  hr, hz, hn = jnp.split(at_least_float32(h_proj), 3, axis=-1)
   r = jax.nn.sigmoid(xr + hr)
   z = jax.nn.sigmoid(xz + hz)
   n = jnp.tanh(xn + r * hn)
@@ -88,11 +144,14 @@ def gru_update(h, x_proj, h_proj):
 class GRUCell(nn.Module):
   """A GRU cell whose input projection can be applied to a whole sequence."""
   features: int
+  dtype: Any = None              # None: the inputs' (flax's convention).
+  param_dtype: Any = jnp.float32
 
   def setup(self):
-    self.input = nn.Dense(3 * self.features, name='input')
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    self.input = nn.Dense(3 * self.features, name='input', **kw)
     self.hidden = nn.Dense(3 * self.features, name='hidden',
-                           kernel_init=nn.initializers.orthogonal())
+                           kernel_init=nn.initializers.orthogonal(), **kw)
 
   def project_inputs(self, x):
     return self.input(x)
@@ -109,21 +168,25 @@ class GRU(nn.Module):
   """
   features: int
   reverse: bool = False
+  dtype: Any = None              # None: the inputs' (flax's convention).
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, mask):
-    x_proj = nn.Dense(3 * self.features, name='input')(x)
+    x_proj = nn.Dense(3 * self.features, dtype=self.dtype, param_dtype=self.param_dtype,
+                      name='input')(x)
     kernel = self.param('hidden_kernel', nn.initializers.orthogonal(),
-                        (self.features, 3 * self.features))
-    bias = self.param('hidden_bias', nn.initializers.zeros, (3 * self.features,))
+                        (self.features, 3 * self.features), self.param_dtype)
+    bias = self.param('hidden_bias', nn.initializers.zeros, (3 * self.features,),
+                      self.param_dtype)
 
     def step(h, inputs):
       xp, m = inputs
-      h_new = gru_update(h, xp, h @ kernel + bias)
+      h_new = gru_update(h, xp, float32_dot(h, kernel, self.dtype) + bias)
       h = jnp.where(m[:, None], h_new, h)
       return h, h
 
-    h0 = jnp.zeros((x.shape[0], self.features), x_proj.dtype)
+    h0 = at_least_float32(jnp.zeros((x.shape[0], self.features), x_proj.dtype))  # float32 state.
     final, outputs = jax.lax.scan(
         step, h0, (jnp.swapaxes(x_proj, 0, 1), jnp.swapaxes(mask, 0, 1)),
         reverse=self.reverse)
@@ -131,8 +194,9 @@ class GRU(nn.Module):
 
 
 def lstm_update(h, c, x_proj, h_proj):
-  """One LSTM step (Hochreiter and Schmidhuber 1997) from precomputed projections."""
-  i, f, g, o = jnp.split(x_proj + h_proj, 4, axis=-1)
+  """One LSTM step (Hochreiter and Schmidhuber 1997) from precomputed projections;
+  the gates and the state are float32."""
+  i, f, g, o = jnp.split(at_least_float32(x_proj) + at_least_float32(h_proj), 4, axis=-1)
   c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
   return jax.nn.sigmoid(o) * jnp.tanh(c), c
 
@@ -140,11 +204,14 @@ def lstm_update(h, c, x_proj, h_proj):
 class LSTMCell(nn.Module):
   """An LSTM cell whose input projection can be applied to a whole sequence."""
   features: int
+  dtype: Any = None              # None: the inputs' (flax's convention).
+  param_dtype: Any = jnp.float32
 
   def setup(self):
-    self.input = nn.Dense(4 * self.features, name='input')
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    self.input = nn.Dense(4 * self.features, name='input', **kw)
     self.hidden = nn.Dense(4 * self.features, use_bias=False, name='hidden',
-                           kernel_init=nn.initializers.orthogonal())
+                           kernel_init=nn.initializers.orthogonal(), **kw)
 
   def project_inputs(self, x):
     return self.input(x)
@@ -157,22 +224,25 @@ class LSTMCell(nn.Module):
 class LSTM(nn.Module):
   """An LSTM over [B, T, D] inputs; padded steps (mask False) keep the state."""
   features: int
+  dtype: Any = None              # None: the inputs' (flax's convention).
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, mask):
-    x_proj = nn.Dense(4 * self.features, name='input')(x)
+    x_proj = nn.Dense(4 * self.features, dtype=self.dtype, param_dtype=self.param_dtype,
+                      name='input')(x)
     kernel = self.param('hidden_kernel', nn.initializers.orthogonal(),
-                        (self.features, 4 * self.features))
+                        (self.features, 4 * self.features), self.param_dtype)
 
     def step(carry, inputs):
       h, c = carry
       xp, m = inputs
-      h_new, c_new = lstm_update(h, c, xp, h @ kernel)
+      h_new, c_new = lstm_update(h, c, xp, float32_dot(h, kernel, self.dtype))
       keep = m[:, None]
       carry = (jnp.where(keep, h_new, h), jnp.where(keep, c_new, c))
       return carry, carry[0]
 
-    zeros = jnp.zeros((x.shape[0], self.features), x_proj.dtype)
+    zeros = at_least_float32(jnp.zeros((x.shape[0], self.features), x_proj.dtype))  # float32.
     final, outputs = jax.lax.scan(
         step, (zeros, zeros), (jnp.swapaxes(x_proj, 0, 1), jnp.swapaxes(mask, 0, 1)))
     return jnp.swapaxes(outputs, 0, 1), final

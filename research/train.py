@@ -7,25 +7,24 @@ so a run stopped anywhere and resumed ends with bit-identical parameters.
 import hashlib
 import json
 import os
-import resource
 import signal
 import time
 from typing import Any
 
 import flax
+import flax.linen as nn
 import jax
-import jax.extend  # pylint: disable=unused-import  (jax.extend.core for matmul_flops)
 import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from research import checkpoint, config as config_lib, distributed, metrics as metrics_lib, plots
-from research import tasks
-from research.data.vocab import PAD
+from research import benchmark as bench, checkpoint, config as config_lib, distributed, layers
+from research import metrics as metrics_lib, plots, tasks
 from research.errors import NonFiniteError, UserError
-from research.parallel import Runtime
+from research.optim import make_optimizer
+from research.parallel import Runtime, to_host
 
 # Random bits depend on the logical shape only, not on how arrays are sharded,
 # so dropout masks are the same on 1 device and on N.
@@ -40,57 +39,36 @@ class TrainState:
   rng: jax.Array  # raw uint32 key; per-step keys are fold_in(rng, step).
 
 
-# --- optimizer ------------------------------------------------------------------
-
-
-def make_schedule(cfg, total_steps: int):
-  lr, warmup = cfg.learning_rate, cfg.warmup_steps
-  if cfg.schedule == 'constant':
-    main = optax.constant_schedule(lr)
-  elif cfg.schedule == 'cosine':
-    main = optax.cosine_decay_schedule(lr, max(1, total_steps - warmup), cfg.final_lr_fraction)
-  elif cfg.schedule == 'linear':
-    main = optax.linear_schedule(lr, lr * cfg.final_lr_fraction, max(1, total_steps - warmup))
-  elif cfg.schedule == 'rsqrt':  # Vaswani et al. 2017, peaking at `lr` after warmup.
-    main = lambda s: lr * jnp.sqrt(max(1, warmup) / jnp.maximum(s + warmup, 1))
-  else:
-    raise UserError(f'unknown optimizer.schedule {cfg.schedule!r}; '
-                    'use constant, cosine, linear or rsqrt')
-  if warmup <= 0:
-    return main
-  return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
-
-
-def make_optimizer(cfg, total_steps: int):
-  schedule = make_schedule(cfg, total_steps)
-  if cfg.name == 'adam':
-    opt = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
-  elif cfg.name == 'adamw':
-    opt = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
-  elif cfg.name == 'sgd':
-    opt = optax.sgd(schedule, momentum=cfg.momentum or None)
-  else:
-    raise UserError(f'unknown optimizer.name {cfg.name!r}; use adam, adamw or sgd')
-  if cfg.grad_clip_norm:
-    opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), opt)
-  return opt, schedule
-
-
-# --- the train step -----------------------------------------------------------------
-
-
-def train_step(state: TrainState, batch, *, loss_fn, tx, schedule, axis_name=None):
-  """One update. Gradients are of the loss summed over the global batch,
-  divided by the global weight (token count), so sharding does not matter."""
+def train_step(state: TrainState, batch, *, loss_fn, tx, schedule, microbatches=1,
+               axis_name=None):
+  """One update. Gradients are of the loss summed over the global batch, divided by
+  the global weight (token count), so neither sharding nor microbatches (a scan over
+  k slices of the batch, keys fold_in(step key, i)) change what a step means."""
   rng = jax.random.fold_in(state.rng, state.step)
   if axis_name is not None:  # pmap: each device draws its own dropout masks.
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
 
-  def objective(params):
+  def objective(params, batch, rng):
     loss_sum, weight, sums = loss_fn(params, batch, rng)
     return loss_sum, (weight, sums)
 
-  (loss_sum, (weight, sums)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  grad_fn = jax.value_and_grad(objective, has_aux=True)
+  if microbatches == 1:
+    (loss_sum, (weight, sums)), grads = grad_fn(state.params, batch, rng)
+  else:  # microbatch i holds rows i, i + k, ...: every device's block gives each its share.
+    k = microbatches
+    parts = jax.tree.map(lambda x: x.reshape((-1, k) + x.shape[1:]).swapaxes(0, 1), batch)
+
+    def accumulate(total, i_part):
+      i, part = i_part
+      out = grad_fn(state.params, part, jax.random.fold_in(rng, i))
+      return jax.tree.map(jnp.add, total, out), None
+
+    first = jax.tree.map(lambda x: x[0], parts)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                         jax.eval_shape(grad_fn, state.params, first, rng))
+    ((loss_sum, (weight, sums)), grads), _ = jax.lax.scan(
+        accumulate, zeros, (jnp.arange(k), parts))
   if axis_name is not None:
     grads, loss_sum, weight, sums = jax.lax.psum((grads, loss_sum, weight, sums), axis_name)
   grads = jax.tree.map(lambda g: g / weight, grads)
@@ -103,6 +81,7 @@ def train_step(state: TrainState, batch, *, loss_fn, tx, schedule, axis_name=Non
 
 
 def init_state(task, tx, seed: int) -> TrainState:
+  """The fresh state; its leaves may carry logical axis names (boxed)."""
   params = task.init(jax.random.PRNGKey(seed))
   # Tasks with their own update rule may keep their own optimizer state (GloVe's AdaGrad).
   opt_state = task.init_opt_state(params) if hasattr(task, 'init_opt_state') else tx.init(params)
@@ -113,15 +92,12 @@ def init_state(task, tx, seed: int) -> TrainState:
 def params_sha256(params) -> str:
   """A fingerprint of the parameters: names, shapes, dtypes and exact bytes."""
   h = hashlib.sha256()
-  for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(params),
+  host = to_host(params)
+  for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(host),
                            key=lambda kv: jax.tree_util.keystr(kv[0])):
-    leaf = np.asarray(jax.device_get(leaf))
     h.update(f'{jax.tree_util.keystr(path)}:{leaf.dtype}:{leaf.shape};'.encode())
     h.update(np.ascontiguousarray(leaf).tobytes())
   return h.hexdigest()
-
-
-# --- setup shared by the modes ------------------------------------------------------
 
 
 class Experiment:
@@ -129,27 +105,30 @@ class Experiment:
 
   def __init__(self, config, workdir: str, devices=None):
     self.config, self.workdir = config, workdir
-    self.runtime = Runtime.create(config.parallel, devices)
+    self.runtime = Runtime.from_config(config.parallel, devices)
     self.runtime.check_batch_size(config.train.batch_size)
+    self.compute_dtype = np.dtype(layers.resolve_dtype(config.model.get('dtype', 'float32'))).name
     self.task = tasks.build(config, self.runtime, workdir)
+    self.microbatches = _check_microbatches(config, self.runtime, self.task)
     self.tx, self.schedule = make_optimizer(config.optimizer, config.train.steps)
+    boxed = lambda: init_state(self.task, self.tx, self.config.seed)
+    self.state_shardings = self.runtime.state_shardings(jax.eval_shape(boxed))
+    self._fresh = jax.jit(lambda: nn.meta.unbox(boxed()), out_shardings=self.state_shardings)
     self.checkpointer = None
 
   def fresh_state(self) -> TrainState:
-    # Built directly with replicated outputs, so every process holds its copy.
-    return jax.jit(lambda: init_state(self.task, self.tx, self.config.seed),
-                   out_shardings=self.runtime.replicated)()
+    return self._fresh()
 
   def compile_train_step(self):
     if hasattr(self.task, 'train_step'):  # a task with its own update rule (word2vec's sparse SGD).
       if self.runtime.mode == 'pmap':
-        raise UserError(f'task {self.config.task!r} runs with parallel=mesh only')
-      return self.runtime.compile_train_step(
-          lambda state, batch, axis_name=None: self.task.train_step(state, batch, self.schedule))
-    return self.runtime.compile_train_step(
-        lambda state, batch, axis_name=None: train_step(
-            state, batch, loss_fn=self.task.loss, tx=self.tx, schedule=self.schedule,
-            axis_name=axis_name))
+        raise UserError(f'task {self.config.task!r} runs with parallel.mode=mesh or fsdp only')
+      step = lambda state, batch, axis_name=None: self.task.train_step(state, batch, self.schedule)
+    else:
+      step = lambda state, batch, axis_name=None: train_step(
+          state, batch, loss_fn=self.task.loss, tx=self.tx, schedule=self.schedule,
+          microbatches=self.microbatches, axis_name=axis_name)
+    return self.runtime.compile_train_step(step, self.state_shardings)
 
   @property
   def eval_splits(self):
@@ -158,22 +137,71 @@ class Experiment:
 
   def restore(self, required: bool = False):
     """(state, step): the latest checkpoint of the workdir, else a fresh state."""
-    self.checkpointer = checkpoint.Checkpointer(
-        os.path.join(self.workdir, 'checkpoints'), self.config.checkpoint.keep)
-    fresh = self.fresh_state()
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), fresh)
-    state, step = self.checkpointer.restore_latest(abstract)
+    keep = max(self.config.checkpoint.keep, self.config.eval.get('average_last', 0))
+    self.checkpointer = checkpoint.Checkpointer(os.path.join(self.workdir, 'checkpoints'), keep)
+    state, step = self.checkpointer.restore_latest(self.abstract_state())
     if state is None:
       if required:
         raise UserError(f'no checkpoint found in {self.workdir}/checkpoints; train first')
-      return fresh, 0
+      return self.fresh_state(), 0
     logging.info('restored checkpoint at step %d from %s', step, self.workdir)
     return state, step
 
-  def evaluate(self, params, split: str) -> dict:
-    prefix = f'{split}/' if split else ''
+  def abstract_state(self):
+    """Shapes, dtypes and target shardings: orbax restores any layout into this one."""
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        jax.eval_shape(self._fresh), self.state_shardings)
+
+  def evaluate(self, params, split: str, prefix: str = '') -> dict:
+    prefix += f'{split}/' if split else ''
     return {prefix + k: v for k, v in self.task.evaluate(params, split).items()}
+
+  def averaged(self, k: int):
+    """The state of the latest checkpoint with the element-wise mean of the last k
+    checkpoints' parameters (Vaswani et al. averaged the last 5 or 20), saved under
+    the workdir's averaged/; None when k is 0."""
+    if not k:
+      return None
+    steps = self.checkpointer.steps()
+    if len(steps) < k:
+      raise UserError(f'eval.average_last={k} needs {k} checkpoints, but '
+                      f'{self.workdir}/checkpoints holds {len(steps)} (steps {steps}); use '
+                      f'eval.average_last <= {len(steps)}, or train with it set to keep them')
+    states = [self.checkpointer.restore(s, self.abstract_state()) for s in steps[-k:]]
+    params = jax.tree.map(lambda *xs: sum(xs) / k, *[s.params for s in states])
+    state = states[-1].replace(params=params)
+    saver = checkpoint.Checkpointer(os.path.join(self.workdir, 'averaged'), 1)
+    if steps[-1] in saver.steps():  # an earlier average of the same run: made anew.
+      saver.manager.delete(steps[-1])
+    saver.save(steps[-1], state, wait=True)
+    saver.close()
+    logging.info('averaged the parameters of checkpoints %s into %s/averaged', steps[-k:],
+                 self.workdir)
+    return state
+
+
+def _check_microbatches(config, runtime, task) -> int:
+  k = config.train.get('microbatches', 1)
+  per_device = config.train.batch_size // runtime.data_size
+  if k < 1 or (per_device and per_device % k):
+    raise UserError(f'train.microbatches={k} must be >= 1 and divide the per-device batch '
+                    f'of {per_device} (train.batch_size={config.train.batch_size} over '
+                    f'{runtime.data_size} devices)')
+  if k > 1 and hasattr(task, 'train_step'):
+    raise UserError(f'train.microbatches={k}: task {config.task!r} has its own update rule; '
+                    'use 1')
+  return k
+
+
+def _profile_range(spec: str, total: int):
+  """'100:105' -> (100, 105): trace the steps from 100 up to 105; '' -> None."""
+  if not spec:
+    return None
+  start, _, stop = spec.partition(':')
+  if not (start.isdigit() and stop.isdigit() and int(start) < int(stop) <= total):
+    raise UserError(f'train.profile_steps={spec!r}: expected START:STOP with 0 <= START < STOP '
+                    f'<= train.steps={total}, e.g. 10:15')
+  return int(start), int(stop)
 
 
 def _is_main() -> bool:
@@ -182,10 +210,9 @@ def _is_main() -> bool:
 
 def _write_json(path: str, obj):
   if _is_main():
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
+    with open(path + '.tmp', 'w') as f:
       json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    os.replace(path + '.tmp', path)
 
 
 class _StopRequest:
@@ -214,12 +241,34 @@ class _StopRequest:
       signal.signal(s, handler)
 
 
-def _fmt_time(seconds: float) -> str:
-  seconds = int(seconds)
-  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+class _Throughput:
+  """Units (tokens, examples, ...) and matmul FLOPs of the steps since the last log
+  line, as rates and MFU against the device's peak for the compute dtype."""
 
+  def __init__(self, exp, step_fn):
+    self.exp, self.flops, self.peak = exp, bench.StepFlops(step_fn), False
+    self.reset()
 
-# --- modes ----------------------------------------------------------------------------
+  def reset(self):
+    self.units, self.total_flops = {}, 0.0
+
+  def add(self, host_batch, state, batch):
+    for k, v in self.exp.task.units(host_batch).items():
+      self.units[k] = self.units.get(k, 0) + v
+    flops = self.flops(state, batch)
+    self.total_flops = None if flops is None or self.total_flops is None else (
+        self.total_flops + flops)
+
+  def rates(self, seconds: float) -> dict:
+    out = {f'train/{bench.per_second(k)}': v / seconds for k, v in self.units.items()}
+    if self.peak is False:  # measured once, at the first log line (a CPU's matmul rate).
+      self.peak = bench.peak_flops(self.exp.runtime.mesh.local_devices[0],
+                                       self.exp.compute_dtype,
+                                       self.exp.config.bench.get('matmul_size', 0), repeats=2,
+                                       chain=4)
+    if self.peak and self.total_flops:
+      out['train/mfu'] = self.total_flops / self.exp.runtime.num_devices / seconds / self.peak[0]
+    return out
 
 
 def train_and_evaluate(config, workdir: str, devices=None, resume_command: str = '',
@@ -232,10 +281,11 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   os.makedirs(workdir, exist_ok=True)
   distributed.check_shared_workdir(workdir)
   exp = Experiment(config, workdir, devices)
-  runtime, task, cfg = exp.runtime, exp.task, config
+  runtime, task, cfg, total = exp.runtime, exp.task, config, config.train.steps
+  profile = _profile_range(cfg.train.get('profile_steps', ''), total)
   state, start_step = exp.restore()
   results_path = os.path.join(workdir, 'results.json')
-  if start_step >= config.train.steps and os.path.exists(results_path):
+  if start_step >= total and os.path.exists(results_path):
     exp.checkpointer.close()
     logging.info('this run already finished at step %d; results in %s', start_step, results_path)
     with open(results_path) as f:
@@ -243,28 +293,34 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   exp.checkpointer.set_aside_unreadable()
   _write_json(os.path.join(workdir, 'config.json'), config_lib.to_dict(config))
   writer = metrics_lib.MetricWriter(workdir, start_step)
-  total = cfg.train.steps
   step_fn = exp.compile_train_step()
-  logging.info('training %s on %d %s device(s) (%s), steps %d -> %d, workdir %s',
-               cfg.name, runtime.num_devices, jax.devices()[0].platform, cfg.parallel,
-               start_step, total, workdir)
-
-  state = runtime.put_state(state)
-  last_saved = start_step
+  logging.info('training %s on %d %s device(s) (%s, mesh %s, %s), steps %d -> %d, workdir %s',
+               cfg.name, runtime.num_devices, jax.devices()[0].platform, runtime.mode,
+               dict(runtime.mesh.shape), exp.compute_dtype, start_step, total, workdir)
+  state = runtime.put_state(state, exp.state_shardings)
+  last_saved, throughput = start_step, _Throughput(exp, step_fn)
   window, window_start, t_window, eval_seconds = [], start_step, time.time(), 0.0
   last_eval = (-1, {})  # (step, metrics) of the latest periodic evaluation.
   # train_batch is a pure function of the step, so the next batch is built while the
   # device runs this one.
-  batch = runtime.put_batch(task.train_batch(start_step)) if start_step < total else None
+  host = task.train_batch(start_step) if start_step < total else None
+  batch = runtime.put_batch(host) if host is not None else None
   with _StopRequest() as stop:
     for step in range(start_step, total):
+      if profile and step == profile[0]:
+        jax.profiler.start_trace(os.path.join(workdir, 'tensorboard'), create_perfetto_trace=True)
       state, metrics = step_fn(state, batch)
+      throughput.add(host, state, batch)
       if step + 1 < total:
-        batch = runtime.put_batch(task.train_batch(step + 1))
+        host = task.train_batch(step + 1)
+        batch = runtime.put_batch(host)
       metrics = jax.device_get(metrics)
       done = step + 1
-      if done == total:  # start, data, compile and training, before the final evaluation
-        # and files: the peers' "end to end (corpus read, vocabulary, training)".
+      if profile and done == profile[1]:
+        jax.block_until_ready(state)
+        jax.profiler.stop_trace()
+        logging.info('profiled steps %d-%d into %s/tensorboard', profile[0], done - 1, workdir)
+      if done == total:  # start, data, compile and training, before the final evaluation.
         trained_seconds = time.time() - process_start
       if not (np.isfinite(metrics['loss']) and np.isfinite(metrics['grad_norm'])):
         exp.checkpointer.close()
@@ -277,14 +333,17 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
       stopping = stop.requested()
 
       if done % cfg.train.log_every == 0 or done == total:
-        elapsed = time.time() - t_window - eval_seconds
-        rate = (done - window_start) / max(elapsed, 1e-9)
+        elapsed = max(time.time() - t_window - eval_seconds, 1e-9)
+        rate = (done - window_start) / elapsed
         mean = {f'train/{k}': float(np.mean([m[k] for m in window])) for k in window[0]}
         mean['train/steps_per_second'] = rate
+        mean.update(throughput.rates(elapsed))
         writer.write(done, mean)
-        logging.info('step %d/%d  loss %.4f  %.1f steps/s  ETA %s', done, total,
-                     mean['train/loss'], rate, _fmt_time((total - done) / max(rate, 1e-9)))
+        logging.info('step %d/%d  loss %.4f  %.1f steps/s%s  ETA %s', done, total,
+                     mean['train/loss'], rate, _fmt_rates(mean),
+                     _fmt_time((total - done) / max(rate, 1e-9)))
         window, window_start, t_window, eval_seconds = [], done, time.time(), 0.0
+        throughput.reset()
 
       if done % cfg.eval.every == 0 or done == total:
         t_eval = time.time()
@@ -311,7 +370,7 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
         print(msg, flush=True)
         return {'interrupted_at_step': done}
 
-  exp.checkpointer.close()
+  exp.checkpointer.wait()
   state = runtime.global_state(state)
   results = {'step': int(state.step)}
   for split in exp.eval_splits:
@@ -319,6 +378,11 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
       results.update(last_eval[1])
     else:
       results.update(exp.evaluate(state.params, split))
+  averaged = exp.averaged(cfg.eval.get('average_last', 0))
+  exp.checkpointer.close()
+  if averaged is not None:
+    for split in exp.eval_splits:
+      results.update(exp.evaluate(averaged.params, split, prefix='averaged/'))
   writer.write(int(state.step), {k: v for k, v in results.items() if k != 'step'})
   writer.close()
   results['params_sha256'] = params_sha256(state.params)
@@ -337,12 +401,18 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
 
 
 def evaluate(config, workdir: str, devices=None) -> dict:
+  """The latest checkpoint's metrics, and with eval.average_last=K those of the mean
+  of the last K checkpoints (averaged/*)."""
   exp = Experiment(config, workdir, devices)
   state, step = exp.restore(required=True)
-  exp.checkpointer.close()
   results = {'step': step}
   for split in exp.eval_splits:
     results.update(exp.evaluate(state.params, split))
+  averaged = exp.averaged(config.eval.get('average_last', 0))
+  exp.checkpointer.close()
+  if averaged is not None:
+    for split in exp.eval_splits:
+      results.update(exp.evaluate(averaged.params, split, prefix='averaged/'))
   # Beside results.json, never over it: this config's eval settings may differ from training's.
   _write_json(os.path.join(workdir, 'eval_results.json'), results)
   print(json.dumps(results, sort_keys=True), flush=True)
@@ -357,144 +427,33 @@ def predict(config, workdir: str, lines: list[str], devices=None) -> list[str]:
 
 
 def benchmark(config, workdir: str = '', devices=None) -> dict:
-  """Times train steps after warm-up (compilation excluded); returns the JSON row.
-  With bench.what=decode, times translating the test split instead."""
+  """--mode=benchmark's JSON row: train steps timed after warm-up (compilation
+  excluded), or with bench.what=decode, translating the test split."""
   what = config.bench.get('what', 'train')
-  if what == 'decode':
-    return _benchmark_decode(config, workdir, devices)
-  if what != 'train':
+  if what not in ('train', 'decode'):
     raise UserError(f'unknown bench.what {what!r}; use train or decode')
-  exp = Experiment(config, workdir='', devices=devices)
-  runtime, task = exp.runtime, exp.task
-  state = runtime.put_state(exp.fresh_state())
-  step_fn = exp.compile_train_step()
-  warmup, steps = config.bench.warmup_steps, config.bench.steps
-  batches = [task.train_batch(i) for i in range(warmup + steps)]
-  # On the devices before the clock starts: the peers time compute on data in memory.
-  device_batches = [runtime.put_batch(b) for b in batches]
-  units = {}
-  for i, (batch, device_batch) in enumerate(zip(batches, device_batches)):
-    if i == warmup:
-      jax.block_until_ready((state, device_batches))
-      t0 = time.perf_counter()
-    if i >= warmup:
-      for k, v in task.units(batch).items():
-        units[k] = units.get(k, 0) + v
-    state, metrics = step_fn(state, device_batch)
-  jax.block_until_ready((state, metrics))
-  seconds = time.perf_counter() - t0
-  row = {
-      'config': config.name,
-      'devices': runtime.num_devices,
-      'platform': jax.devices()[0].platform,
-      'steps': steps,
-      'seconds': round(seconds, 4),
-      'steps_per_second': round(steps / seconds, 3),
-      **{_per_second(k): round(v / seconds, 2) for k, v in units.items()},
-  }
-  flops = _timed_flops(step_fn, state, batches[warmup:])
-  if flops and config.bench.get('matmul_size', 0):
-    flops /= runtime.num_devices  # per device, against one device's matmul rate.
-    peak = matmul_peak_flops(config.bench.matmul_size, runtime.mesh.local_devices[0])
-    achieved = flops / seconds
-    sig = lambda x: float(f'{x:.4g}')
-    row.update(step_gflops=sig(flops / steps / 1e9), achieved_gflops=sig(achieved / 1e9),
-               matmul_peak_gflops=sig(peak / 1e9), mfu=sig(achieved / peak))
-  if hasattr(task, 'benchmark_fields'):  # e.g. regression's fit_seconds and held-out R^2.
-    row.update(task.benchmark_fields(runtime.global_state(state).params, seconds, steps))
-  row['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-  return row
+  exp = Experiment(config, workdir if what == 'decode' else '', devices)
+  if what == 'decode':
+    if workdir and os.path.isdir(os.path.join(workdir, 'checkpoints')):
+      state, step = exp.restore(required=True)
+      exp.checkpointer.close()
+    else:
+      state, step = exp.fresh_state(), 0
+    return bench.decode_row(exp, state, step)
+  state = exp.runtime.put_state(exp.fresh_state(), exp.state_shardings)
+  return bench.train_row(exp, state, exp.compile_train_step())
 
 
-def _per_second(unit: str) -> str:
-  """'tokens' -> 'tokens_per_second'; 'words_effective' -> 'words_per_second_effective'."""
-  base, _, qualifier = unit.partition('_')
-  return f'{base}_per_second' + (f'_{qualifier}' if qualifier else '')
+def _fmt_rates(mean: dict) -> str:
+  tokens = mean.get('train/tokens_per_second', mean.get('train/examples_per_second'))
+  unit = 'tokens' if 'train/tokens_per_second' in mean else 'examples'
+  out = f'  {tokens:,.0f} {unit}/s' if tokens is not None else ''
+  return out + (f'  MFU {mean["train/mfu"]:.3f}' if 'train/mfu' in mean else '')
 
 
-def _benchmark_decode(config, workdir, devices):
-  """Sentences/s decoding the test split (eval.beam_size, model.kv_cache) with the
-  workdir's latest checkpoint, or fresh parameters when there is none. A first
-  pass compiles every batch shape; the second is timed."""
-  exp = Experiment(config, workdir, devices)
-  if workdir and os.path.isdir(os.path.join(workdir, 'checkpoints')):
-    state, step = exp.restore(required=True)
-    exp.checkpointer.close()
-  else:
-    state, step = exp.fresh_state(), 0
-  src = exp.task.arrays['test']['src']
-  exp.task.translate_ids(state.params, src)  # warm-up: compiles.
-  t0 = time.perf_counter()
-  tokens, _ = exp.task.translate_ids(state.params, src)
-  seconds = time.perf_counter() - t0
-  return {
-      'config': config.name,
-      'devices': exp.runtime.num_devices,
-      'platform': jax.devices()[0].platform,
-      'what': 'decode',
-      'checkpoint_step': step,
-      'beam_size': config.eval.get('beam_size', 1),
-      'kv_cache': config.model.get('kv_cache', None),
-      'steps': -(-len(src) // config.eval.batch_size),
-      'seconds': round(seconds, 4),
-      'examples_per_second': round(len(src) / seconds, 2),
-      'tokens_per_second': round(int((tokens != PAD).sum()) / seconds, 2),
-      'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-  }
-
-
-def _timed_flops(step_fn, state, batches):
-  """Matmul flops summed over the timed steps (each batch shape traced once);
-  None under pmap."""
-  if not hasattr(step_fn, 'lower'):
-    return None
-  per_shape = {}
-  total = 0.0
-  for batch in batches:
-    shape = tuple(x.shape for x in jax.tree.leaves(batch))
-    if shape not in per_shape:  # traced on shapes alone: nothing is copied to the devices.
-      abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)
-      per_shape[shape] = matmul_flops(jax.make_jaxpr(step_fn)(state, abstract).jaxpr)
-    total += per_shape[shape]
-  return total
-
-
-def matmul_flops(jaxpr) -> float:
-  """2 * M * N * K for every dot_general, the forward and backward passes both, with
-  loop bodies counted once per iteration (scan length). The model FLOPs of MFU."""
-  total = 0.0
-  for eqn in jaxpr.eqns:
-    if eqn.primitive.name == 'dot_general':
-      (contract, _), _ = eqn.params['dimension_numbers']
-      lhs = eqn.invars[0].aval.shape
-      total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod([lhs[d] for d in contract])
-      continue
-    inner = []
-    for value in eqn.params.values():
-      for v in value if isinstance(value, (tuple, list)) else (value,):
-        if isinstance(v, jax.extend.core.ClosedJaxpr):
-          inner.append(v.jaxpr)
-        elif isinstance(v, jax.extend.core.Jaxpr):
-          inner.append(v)
-    if inner:  # cond: the costliest branch; scan: every iteration; the rest: once.
-      flops = max(matmul_flops(j) for j in inner)
-      total += flops * eqn.params.get('length', 1) if eqn.primitive.name == 'scan' else flops
-  return total
-
-
-def matmul_peak_flops(n: int, device, repeats: int = 5, chain: int = 8) -> float:
-  """One device's f32 matmul rate at the default precision: the best of `repeats`
-  runs of `chain` dependent [n, n] x [n, n] products in one program (so dispatch
-  does not count), the denominator of model FLOP utilization."""
-  x = jax.device_put(jnp.full((n, n), 1.0 / n, jnp.float32), device)
-  run = jax.jit(lambda a: jax.lax.fori_loop(0, chain, lambda i, y: y @ a, a))
-  run(x).block_until_ready()
-  best = float('inf')
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    run(x).block_until_ready()
-    best = min(best, time.perf_counter() - t0)
-  return 2.0 * n ** 3 * chain / best
+def _fmt_time(seconds: float) -> str:
+  seconds = int(seconds)
+  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
 def _fmt_metrics(m: dict) -> str:

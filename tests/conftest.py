@@ -1,9 +1,21 @@
-"""Every test sees 4 CPU devices, so data parallelism is exercised on one CPU."""
+"""Every test sees 4 CPU devices, so data parallelism is exercised on one CPU.
+
+The tests, and the launch.py processes they start, share one persistent
+compilation cache for the session: the same tiny models compile once.
+"""
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _CACHE = tempfile.mkdtemp(prefix='seqlab-test-jax-cache-')
+  atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 
 import pathlib  # pylint: disable=g-import-not-at-top
 import subprocess

@@ -91,7 +91,7 @@ def check_command(source: str, args: list[str]):
     assert arg.startswith('--'), f'{source}: stray argument {arg!r} in {args}'
     name, _, value = arg[2:].partition('=')
     if name.startswith('config.'):
-      overrides.append((name[len('config.'):], value))
+      overrides.append((config_lib.resolve_alias(name[len('config.'):]), value))
       continue
     assert name in flags or (name.startswith('no') and name[2:] in flags), \
         f'{source}: launch.py has no flag --{name}'

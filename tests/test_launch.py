@@ -47,6 +47,9 @@ def test_tiny_run_writes_every_artifact(tiny_run):
   pngs = sorted(p.name for p in (workdir / 'plots').glob('*.png'))
   assert 'metrics.png' in pngs and sum(p.startswith('attention_test_') for p in pngs) >= 2
   assert 'step 6/6' in proc.stderr and 'ETA' in proc.stderr and 'steps/s' in proc.stderr
+  # Throughput in the task's unit and MFU against the measured matmul rate (a CPU).
+  assert all(r['train/tokens_per_second'] > 0 and 0 < r['train/mfu'] < 1 for r in train)
+  assert 'tokens/s' in proc.stderr and 'MFU' in proc.stderr
 
 
 def test_rerun_of_a_finished_run_resumes_and_changes_nothing(tiny_run, tmp_path):

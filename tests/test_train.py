@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, launch
-from research import config as config_lib, metrics, train
+from research import benchmark, config as config_lib, metrics, train
 
 RESUME_ARGS = ['--config=configs/dates.py:tiny', '--config.train.steps=400',
                '--config.checkpoint.every=25', '--config.eval.every=200',
@@ -75,7 +75,7 @@ def test_sigterm_saves_exits_0_and_resumes_exactly(tmp_path, uninterrupted_sha):
 def _losses(tmp_path, name, devices, parallel='mesh', dropout=0.0):
   config = config_lib.load_config_file(os.path.join(ROOT, 'configs/dates.py'), 'tiny')
   config.train.steps, config.train.log_every, config.eval.every = 4, 1, 100
-  config.parallel, config.model.dropout = parallel, dropout
+  config.parallel.mode, config.model.dropout = parallel, dropout
   workdir = str(tmp_path / name)
   train.train_and_evaluate(config, workdir, devices=devices)
   return np.array([r['train/loss'] for r in metrics.read(os.path.join(workdir, 'metrics.jsonl'))
@@ -119,9 +119,9 @@ def test_matmul_flops_counts_every_scan_iteration_and_the_backward_pass():
     return jax.lax.scan(body, x, None, length=steps)[0].sum()
 
   one = 2 * m * k * k
-  assert train.matmul_flops(jax.make_jaxpr(loss)(w).jaxpr) == steps * one
+  assert benchmark.matmul_flops(jax.make_jaxpr(loss)(w).jaxpr) == steps * one
   # Backward: g @ w^T for the carry and carry^T @ g for w, at every step.
-  assert train.matmul_flops(jax.make_jaxpr(jax.grad(loss))(w).jaxpr) == 3 * steps * one
+  assert benchmark.matmul_flops(jax.make_jaxpr(jax.grad(loss))(w).jaxpr) == 3 * steps * one
 
 
 def test_perplexity_is_exp_of_the_mean_nll_over_real_target_tokens():

@@ -19,16 +19,20 @@ from research import decode
 
 class RecurrentPieces(nn.Module):
   """What the recurrent modules share. A subclass has the fields tgt_vocab_size,
-  embed_dim and tie_embeddings; its setup defines tgt_embed and drop and calls
-  make_output; it defines encode and step."""
+  embed_dim, tie_embeddings, dtype and param_dtype; its setup defines tgt_embed and
+  drop and calls make_output; it defines encode and step."""
+
+  @property
+  def dtypes(self) -> dict:
+    return {'dtype': self.dtype, 'param_dtype': self.param_dtype}
 
   def make_output(self):
     """The softmax layer: its own weights, or the target embeddings, tied (Press and
     Wolf 2017) after a projection of the features to the embedding size."""
     if self.tie_embeddings:
-      self.tie_projection = nn.Dense(self.embed_dim, name='tie_projection')
+      self.tie_projection = nn.Dense(self.embed_dim, name='tie_projection', **self.dtypes)
     else:
-      self.output = nn.Dense(self.tgt_vocab_size, name='output')
+      self.output = nn.Dense(self.tgt_vocab_size, name='output', **self.dtypes)
 
   def logits(self, features):
     if self.tie_embeddings:
@@ -83,7 +87,8 @@ class EncoderDecoder:
     variables, m = {'params': params}, self.module
     y = m.apply(variables, tokens, method=m.embed_targets)
     state, features, weights = m.apply(variables, state, y, context, method=m.step)
-    log_probs = jax.nn.log_softmax(m.apply(variables, features, method=m.project))
+    logits = m.apply(variables, features, method=m.project).astype(jnp.float32)
+    log_probs = jax.nn.log_softmax(logits)
     return state, log_probs, weights
 
   def greedy_decode(self, params, src, max_len: int):

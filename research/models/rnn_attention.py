@@ -9,6 +9,8 @@
 The modules only define the pieces (encode, one decoder step, output layer);
 the time loops are the pure functions of research.models.encoder_decoder.
 """
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -28,22 +30,25 @@ class RNNSearch(RecurrentPieces):
   readout_dim: int = 0       # >0: Bahdanau's deep output, a maxout layer before the softmax.
   dropout: float = 0.0
   tie_embeddings: bool = False
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
 
   def setup(self):
-    self.src_embed = nn.Embed(self.src_vocab_size, self.embed_dim, name='src_embed')
-    self.tgt_embed = nn.Embed(self.tgt_vocab_size, self.embed_dim, name='tgt_embed')
-    self.forward_rnn = layers.GRU(self.encoder_dim, name='encoder_forward')
-    self.backward_rnn = layers.GRU(self.encoder_dim, reverse=True, name='encoder_backward')
-    self.bridge = nn.Dense(self.decoder_dim, name='bridge')
+    kw = self.dtypes
+    self.src_embed = nn.Embed(self.src_vocab_size, self.embed_dim, name='src_embed', **kw)
+    self.tgt_embed = nn.Embed(self.tgt_vocab_size, self.embed_dim, name='tgt_embed', **kw)
+    self.forward_rnn = layers.GRU(self.encoder_dim, name='encoder_forward', **kw)
+    self.backward_rnn = layers.GRU(self.encoder_dim, reverse=True, name='encoder_backward', **kw)
+    self.bridge = nn.Dense(self.decoder_dim, name='bridge', **kw)
     self.attention = self.make_attention()
-    self.decoder = layers.GRUCell(self.decoder_dim, name='decoder')
+    self.decoder = layers.GRUCell(self.decoder_dim, name='decoder', **kw)
     if self.readout_dim:
-      self.readout = nn.Dense(2 * self.readout_dim, name='readout')
+      self.readout = nn.Dense(2 * self.readout_dim, name='readout', **kw)
     self.make_output()
     self.drop = nn.Dropout(self.dropout)
 
   def make_attention(self):
-    return layers.AdditiveAttention(self.attention_dim, name='attention')
+    return layers.AdditiveAttention(self.attention_dim, name='attention', **self.dtypes)
 
   def encode(self, src, train: bool = False):
     """src [B, S] -> (encoder states [B, S, 2E], keys [B, S, A], mask, s0 [B, H])."""
@@ -53,6 +58,7 @@ class RNNSearch(RecurrentPieces):
     bwd, bwd_final = self.backward_rnn(x, mask)
     states = jnp.concatenate([fwd, bwd], axis=-1)
     initial = jnp.tanh(self.bridge(jnp.concatenate([fwd_final, bwd_final], axis=-1)))
+    initial = initial.astype(jnp.float32)  # the decoder's state stays float32.
     return states, self.attention.project_keys(states), mask, initial
 
   def step(self, state, y_embedded, encoded):
@@ -78,12 +84,12 @@ class LuongSeq2Seq(RNNSearch):
 
   def setup(self):
     super().setup()
-    self.combine = nn.Dense(self.decoder_dim, use_bias=False, name='combine')
+    self.combine = nn.Dense(self.decoder_dim, use_bias=False, name='combine', **self.dtypes)
 
   def make_attention(self):
     # general scores h_t . W h_s, so W maps keys to the decoder size.
     size = self.decoder_dim if self.score == 'general' else self.attention_dim
-    return layers.LuongAttention(self.score, size, name='attention')
+    return layers.LuongAttention(self.score, size, name='attention', **self.dtypes)
 
   def encode(self, src, train: bool = False):
     states, keys, mask, initial = super().encode(src, train)
@@ -96,6 +102,7 @@ class LuongSeq2Seq(RNNSearch):
     state = self.decoder(state, self.decoder.project_inputs(x))
     context, weights = self.attention.attend(state, keys, states, mask)
     attentional = jnp.tanh(self.combine(jnp.concatenate([context, state], axis=-1)))
+    attentional = attentional.astype(jnp.float32)  # carried: float32 like the state.
     return (state, attentional), attentional, weights
 
 
@@ -118,6 +125,7 @@ class Seq2Seq(EncoderDecoder):
                   decoder_dim=cfg.decoder_dim, attention_dim=cfg.attention_dim,
                   readout_dim=cfg.get('readout_dim', 0), dropout=cfg.dropout,
                   tie_embeddings=cfg.get('tie_embeddings', False))
+    kwargs['dtype'], kwargs['param_dtype'] = layers.model_dtypes(cfg)
     if attention == 'bahdanau':
       return cls(RNNSearch(**kwargs))
     return cls(LuongSeq2Seq(score=attention.split('_')[1], **kwargs))

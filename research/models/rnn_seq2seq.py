@@ -7,6 +7,8 @@
 
 Both expose the pieces research.models.encoder_decoder runs as pure functions.
 """
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -25,13 +27,16 @@ class SutskeverLSTM(RecurrentPieces):
   reverse_source: bool = True
   dropout: float = 0.0
   tie_embeddings: bool = False
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
 
   def setup(self):
-    self.src_embed = nn.Embed(self.src_vocab_size, self.embed_dim, name='src_embed')
-    self.tgt_embed = nn.Embed(self.tgt_vocab_size, self.embed_dim, name='tgt_embed')
-    self.encoder = [layers.LSTM(self.hidden_dim, name=f'encoder_{i}')
+    kw = self.dtypes
+    self.src_embed = nn.Embed(self.src_vocab_size, self.embed_dim, name='src_embed', **kw)
+    self.tgt_embed = nn.Embed(self.tgt_vocab_size, self.embed_dim, name='tgt_embed', **kw)
+    self.encoder = [layers.LSTM(self.hidden_dim, name=f'encoder_{i}', **kw)
                     for i in range(self.num_layers)]
-    self.decoder = [layers.LSTMCell(self.hidden_dim, name=f'decoder_{i}')
+    self.decoder = [layers.LSTMCell(self.hidden_dim, name=f'decoder_{i}', **kw)
                     for i in range(self.num_layers)]
     self.make_output()
     self.drop = nn.Dropout(self.dropout)
@@ -65,12 +70,15 @@ class ChoGRU(RecurrentPieces):
   hidden_dim: int = 512        # the context vector's size.
   dropout: float = 0.0
   tie_embeddings: bool = False
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
 
   def setup(self):
-    self.src_embed = nn.Embed(self.src_vocab_size, self.embed_dim, name='src_embed')
-    self.tgt_embed = nn.Embed(self.tgt_vocab_size, self.embed_dim, name='tgt_embed')
-    self.encoder = layers.GRU(self.hidden_dim, name='encoder')
-    self.decoder = layers.GRUCell(self.hidden_dim, name='decoder')
+    kw = self.dtypes
+    self.src_embed = nn.Embed(self.src_vocab_size, self.embed_dim, name='src_embed', **kw)
+    self.tgt_embed = nn.Embed(self.tgt_vocab_size, self.embed_dim, name='tgt_embed', **kw)
+    self.encoder = layers.GRU(self.hidden_dim, name='encoder', **kw)
+    self.decoder = layers.GRUCell(self.hidden_dim, name='decoder', **kw)
     self.make_output()
     self.drop = nn.Dropout(self.dropout)
 
@@ -100,6 +108,7 @@ class Seq2Seq(EncoderDecoder):
     common = dict(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
                   embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, dropout=cfg.dropout,
                   tie_embeddings=cfg.get('tie_embeddings', False))
+    common['dtype'], common['param_dtype'] = layers.model_dtypes(cfg)
     if rnn == 'lstm':
       return cls(SutskeverLSTM(num_layers=cfg.get('num_layers', 2),
                                reverse_source=cfg.get('reverse_source', True), **common))

@@ -86,20 +86,22 @@ class EncoderClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, tokens, train: bool = False):
-    d = self.sizes.model_dim
+    s = self.sizes
+    d = s.model_dim
     mask = tokens > 0
-    x = nn.Embed(self.vocab_size, d, name='embed')(tokens)
+    x = nn.Embed(self.vocab_size, d, name='embed', **s.dtypes)(tokens)
     if self.freeze_embeddings:
       x = jax.lax.stop_gradient(x)
-    x = x * np.sqrt(d).astype(np.float32)
-    x = x + transformer.sinusoids(tokens.shape[1], d)[None]
-    x = transformer.dropout(self, x, self.sizes.dropout, train)
+    x = x * jnp.asarray(np.sqrt(d), x.dtype)
+    x = x + transformer.sinusoids(tokens.shape[1], d)[None].astype(x.dtype)
+    x = transformer.dropout(self, x, s.dropout, train)
+    layer = s.layer(transformer.EncoderLayer)
     for i in range(self.num_layers):
-      x, _ = transformer.EncoderLayer(pre_ln=True, dropout=self.sizes.dropout, sizes=self.sizes,
-                                      name=f'layer{i}')(x, mask[:, None, :], train)
-    x = nn.LayerNorm(name='final_norm')(x)
+      x, _ = layer(pre_ln=True, dropout=s.dropout, sizes=s, name=f'layer{i}')(
+          x, mask[:, None, :], train)
+    x = s.norm('final_norm')(x)
     pooled = jnp.sum(x * mask[..., None], 1) / jnp.maximum(mask.sum(1, keepdims=True), 1)
-    return nn.Dense(1, name='out')(pooled)[:, 0]
+    return nn.Dense(1, name='out', **s.dtypes)(pooled)[:, 0].astype(jnp.float32)
 
 
 # --- metrics (numpy) --------------------------------------------------------------------

@@ -10,12 +10,17 @@
 - Sinusoidal or learned positions; embeddings scaled by sqrt(d_model).
 - Embedding sharing: 'none', 'output' (target embedding = output layer) or
   'all' (one table for source, target and output; needs a joint vocabulary).
+- Mixed precision (model.dtype, flax's dtype and param_dtype): attention
+  logits, softmax and layer-norm statistics stay float32. Parameters name their
+  logical axes ('embed', 'heads', 'kv', 'mlp', 'vocab', 'length') for
+  research.parallel's sharding rules. model.remat rematerializes each layer.
 
 The modules define the pieces; TransformerModel holds the pure functions
 (forward with teacher forcing; start/step with a key/value cache for
 research.decode), as EncoderDecoder does for the recurrent models.
 """
 import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -24,6 +29,7 @@ import numpy as np
 
 from research import decode
 from research.data.vocab import PAD
+from research.layers import logical, model_dtypes
 from research.errors import UserError
 
 NEG_INF = -1.0e9
@@ -63,6 +69,10 @@ def sinusoids(length: int, dim: int) -> np.ndarray:
   return table
 
 
+_KERNEL = nn.initializers.lecun_normal()
+_ZEROS = nn.initializers.zeros_init()
+
+
 class Attention(nn.Module):
   """Multi-head scaled dot-product attention (section 3.2)."""
   num_heads: int
@@ -70,13 +80,20 @@ class Attention(nn.Module):
   v_dim: int         # d_v, per head.
   model_dim: int
   dropout: float = 0.0
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
 
   def setup(self):
-    h = self.num_heads
-    self.query = nn.DenseGeneral((h, self.qk_dim), name='query')
-    self.key = nn.DenseGeneral((h, self.qk_dim), name='key')
-    self.value = nn.DenseGeneral((h, self.v_dim), name='value')
-    self.out = nn.DenseGeneral(self.model_dim, axis=(-2, -1), name='out')
+    h, kw = self.num_heads, dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    heads = lambda size, name: nn.DenseGeneral(
+        (h, size), kernel_init=logical(_KERNEL, 'embed', 'heads', 'kv'),
+        bias_init=logical(_ZEROS, 'heads', 'kv'), name=name, **kw)
+    self.query = heads(self.qk_dim, 'query')
+    self.key = heads(self.qk_dim, 'key')
+    self.value = heads(self.v_dim, 'value')
+    self.out = nn.DenseGeneral(self.model_dim, axis=(-2, -1),
+                               kernel_init=logical(_KERNEL, 'heads', 'kv', 'embed'),
+                               bias_init=logical(_ZEROS, 'embed'), name='out', **kw)
 
   def keys_values(self, memory):
     return self.key(memory), self.value(memory)
@@ -88,10 +105,12 @@ class Attention(nn.Module):
 
   def attend(self, q, k, v, mask, train: bool = False):
     """q [B, T, H, dk], k [B, S, H, dk], v [B, S, H, dv] -> ([B, T, D], weights [B, H, T, S])."""
-    scores = jnp.einsum('bthd,bshd->bhts', q, k) / np.sqrt(self.qk_dim).astype(np.float32)
-    scores = jnp.where(mask[:, None], scores.astype(jnp.float32), NEG_INF)
-    weights = jax.nn.softmax(scores, axis=-1)
-    mixed = jnp.einsum('bhts,bshd->bthd', dropout(self, weights, self.dropout, train), v)
+    scores = jnp.einsum('bthd,bshd->bhts', q, k,
+                        preferred_element_type=jnp.promote_types(q.dtype, jnp.float32))
+    scores = jnp.where(mask[:, None], scores / np.sqrt(self.qk_dim).astype(np.float32), NEG_INF)
+    weights = jax.nn.softmax(scores, axis=-1)  # float32 logits and softmax in any dtype.
+    mixed = jnp.einsum('bhts,bshd->bthd',
+                       dropout(self, weights, self.dropout, train).astype(v.dtype), v)
     return self.out(mixed), weights
 
 
@@ -100,12 +119,19 @@ class FeedForward(nn.Module):
   ff_dim: int
   model_dim: int
   dropout: float = 0.0
+  activation: str = 'relu'  # relu (the paper) | gelu (GPT-2)
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    h = nn.relu(nn.Dense(self.ff_dim, name='inner')(x))
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    h = nn.Dense(self.ff_dim, kernel_init=logical(_KERNEL, 'embed', 'mlp'),
+                 bias_init=logical(_ZEROS, 'mlp'), name='inner', **kw)(x)
+    h = nn.gelu(h) if self.activation == 'gelu' else nn.relu(h)
     h = dropout(self, h, self.dropout, train)
-    return nn.Dense(self.model_dim, name='outer')(h)
+    return nn.Dense(self.model_dim, kernel_init=logical(_KERNEL, 'mlp', 'embed'),
+                    bias_init=logical(_ZEROS, 'embed'), name='outer', **kw)(h)
 
 
 class Sublayers(nn.Module):
@@ -125,6 +151,23 @@ class Sublayers(nn.Module):
     return dropout(self, y, self.dropout, train)
 
 
+def position_table(module, positions: str, max_len: int, sizes):
+  """Learned positions (a parameter) or the paper's sinusoids, [max_len, d]."""
+  if positions == 'learned':
+    return module.param('position_embeddings',
+                        logical(nn.initializers.normal(0.02), 'length', 'embed'),
+                        (max_len, sizes.model_dim), sizes.param_dtype)
+  return jnp.asarray(sinusoids(max_len, sizes.model_dim))
+
+
+def embed_tokens(module, table, positions, tokens, offset, train):
+  """sqrt(d) * E[tokens] + positions[offset:], with dropout (section 3.4)."""
+  x = table(tokens)
+  x = x * jnp.asarray(np.sqrt(table.features), x.dtype)
+  pos = jax.lax.dynamic_slice_in_dim(positions, offset, tokens.shape[1])
+  return dropout(module, x + pos[None].astype(x.dtype), module.sizes.dropout, train)
+
+
 @dataclasses.dataclass(frozen=True)
 class Sizes:
   model_dim: int = 512
@@ -136,10 +179,39 @@ class Sizes:
   attention_dropout: float = 0.0  # on attention weights (tensor2tensor, nn.Transformer).
   relu_dropout: float = 0.0       # inside the feed-forward layer (tensor2tensor, nn.Transformer).
   pre_ln: bool = False
+  activation: str = 'relu'
+  dtype: Any = jnp.float32        # the compute dtype (model.dtype).
+  param_dtype: Any = jnp.float32  # the parameters' (model.param_dtype).
+  remat: bool = False             # rematerialize each layer in the backward pass.
+
+  @property
+  def dtypes(self) -> dict:
+    return {'dtype': self.dtype, 'param_dtype': self.param_dtype}
 
   def attention(self, name):
     return Attention(self.num_heads, self.qk_dim, self.v_dim, self.model_dim,
-                     self.attention_dropout, name=name)
+                     self.attention_dropout, name=name, **self.dtypes)
+
+  def feed_forward(self):
+    return FeedForward(self.ff_dim, self.model_dim, self.relu_dropout, self.activation,
+                       name='feed_forward', **self.dtypes)
+
+  def norm(self, name):
+    """Layer norm computing its statistics in float32 (flax does in any dtype)."""
+    return nn.LayerNorm(scale_init=logical(nn.initializers.ones_init(), 'embed'),
+                        bias_init=logical(_ZEROS, 'embed'), name=name, **self.dtypes)
+
+  def embed(self, vocab_size: int, name: str):
+    init = nn.initializers.normal(self.model_dim ** -0.5)  # so that sqrt(d) * E has unit scale.
+    return nn.Embed(vocab_size, self.model_dim, embedding_init=logical(init, 'vocab', 'embed'),
+                    name=name, **self.dtypes)
+
+  def layer(self, cls, method: str = '__call__'):
+    """cls, or cls rematerialized in `method` (whose last argument, train, is static)."""
+    if not self.remat:
+      return cls
+    argnums = {'__call__': 3, 'full': 4, 'causal': 3}[method]  # counting self as 0.
+    return nn.remat(cls, static_argnums=(argnums,), methods=[method])
 
 
 class EncoderLayer(Sublayers):
@@ -148,8 +220,8 @@ class EncoderLayer(Sublayers):
   def setup(self):
     s = self.sizes
     self.self_attention = s.attention('self_attention')
-    self.feed_forward = FeedForward(s.ff_dim, s.model_dim, s.relu_dropout, name='feed_forward')
-    self.norm1, self.norm2 = nn.LayerNorm(name='norm1'), nn.LayerNorm(name='norm2')
+    self.feed_forward = s.feed_forward()
+    self.norm1, self.norm2 = s.norm('norm1'), s.norm('norm2')
 
   def __call__(self, x, mask, train: bool = False):
     x, weights = self.residual(x, lambda h: self.self_attention(h, h, mask, train),
@@ -165,8 +237,8 @@ class DecoderLayer(Sublayers):
     s = self.sizes
     self.self_attention = s.attention('self_attention')
     self.cross_attention = s.attention('cross_attention')
-    self.feed_forward = FeedForward(s.ff_dim, s.model_dim, s.relu_dropout, name='feed_forward')
-    self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(name=f'norm{i}') for i in (1, 2, 3))
+    self.feed_forward = s.feed_forward()
+    self.norm1, self.norm2, self.norm3 = (s.norm(f'norm{i}') for i in (1, 2, 3))
 
   def __call__(self, y, self_attend, cross_kv, src_mask, train: bool = False):
     """self_attend(h) -> (out, weights) is full causal attention or a cached step."""
@@ -210,33 +282,27 @@ class Transformer(nn.Module):
   share_embeddings: str = 'none'    # none | output | all
 
   def setup(self):
-    d = self.sizes.model_dim
-    init = nn.initializers.normal(d ** -0.5)  # so that sqrt(d) * E has unit scale.
-    self.tgt_embed = nn.Embed(self.tgt_vocab_size, d, embedding_init=init, name='tgt_embed')
+    s = self.sizes
+    self.tgt_embed = s.embed(self.tgt_vocab_size, 'tgt_embed')
     if self.share_embeddings == 'all':
       self.src_embed = self.tgt_embed
     else:
-      self.src_embed = nn.Embed(self.src_vocab_size, d, embedding_init=init, name='src_embed')
+      self.src_embed = s.embed(self.src_vocab_size, 'src_embed')
     if self.share_embeddings == 'none':
-      self.output = nn.Dense(self.tgt_vocab_size, name='output')
-    if self.positions == 'learned':
-      self.position_table = self.param('position_embeddings', nn.initializers.normal(0.02),
-                                       (self.max_len, d))
-    else:
-      self.position_table = jnp.asarray(sinusoids(self.max_len, d))
-    self.encoder_layers = [EncoderLayer(self.sizes.pre_ln, self.sizes.dropout, self.sizes,
-                                        name=f'encoder_{i}') for i in range(self.num_layers)]
-    self.decoder_layers = [DecoderLayer(self.sizes.pre_ln, self.sizes.dropout, self.sizes,
-                                        name=f'decoder_{i}')
+      self.output = nn.Dense(self.tgt_vocab_size, kernel_init=logical(_KERNEL, 'embed', 'vocab'),
+                             bias_init=logical(_ZEROS, 'vocab'), name='output', **s.dtypes)
+    self.position_table = position_table(self, self.positions, self.max_len, s)
+    encoder_layer, decoder_layer = s.layer(EncoderLayer), s.layer(DecoderLayer, 'full')
+    self.encoder_layers = [encoder_layer(s.pre_ln, s.dropout, s, name=f'encoder_{i}')
+                           for i in range(self.num_layers)]
+    self.decoder_layers = [decoder_layer(s.pre_ln, s.dropout, s, name=f'decoder_{i}')
                            for i in range(self.num_decoder_layers)]
-    if self.sizes.pre_ln:
-      self.encoder_norm = nn.LayerNorm(name='encoder_norm')
-      self.decoder_norm = nn.LayerNorm(name='decoder_norm')
+    if s.pre_ln:
+      self.encoder_norm = s.norm('encoder_norm')
+      self.decoder_norm = s.norm('decoder_norm')
 
   def embed(self, table, tokens, offset, train):
-    x = table(tokens) * np.sqrt(self.sizes.model_dim).astype(np.float32)
-    pos = jax.lax.dynamic_slice_in_dim(self.position_table, offset, tokens.shape[1])
-    return dropout(self, x + pos[None], self.sizes.dropout, train)
+    return embed_tokens(self, table, self.position_table, tokens, offset, train)
 
   def encode(self, src, train: bool = False):
     """src [B, S] -> (memory [B, S, D], mask [B, S], self-attention weights per layer)."""
@@ -346,7 +412,7 @@ class TransformerModel:
       return module.decode_step(tokens, index[0], caches, cross_kv, mask)
 
     logits, caches, cross_w = nn.apply(run, self.module)({'params': params})
-    return (caches, index + 1), jax.nn.log_softmax(logits), cross_w.mean(1)
+    return (caches, index + 1), jax.nn.log_softmax(logits.astype(jnp.float32)), cross_w.mean(1)
 
   def _step_uncached(self, params, context, carry, tokens):
     """Reruns the decoder over the whole prefix: the baseline the cache is measured against."""
@@ -360,7 +426,7 @@ class TransformerModel:
     logits, weights = nn.apply(run, self.module)({'params': params})
     take = lambda x: jnp.take_along_axis(x, index[:, None, None], axis=1)[:, 0]
     cross_w = weights[-1][1].mean(1)  # [B, T, S]
-    return (prefix, index + 1), jax.nn.log_softmax(take(logits)), take(cross_w)
+    return (prefix, index + 1), jax.nn.log_softmax(take(logits).astype(jnp.float32)), take(cross_w)
 
   def greedy_decode(self, params, src, max_len: int):
     self._check_length(max_len)
@@ -397,10 +463,12 @@ class TransformerModel:
     if d % h and not (cfg.qk_dim and cfg.v_dim):
       raise UserError(f'model.model_dim={d} is not divisible by model.num_heads={h}; '
                       'set model.qk_dim and model.v_dim')
+    dtype, param_dtype = model_dtypes(cfg)
     sizes = Sizes(model_dim=d, ff_dim=cfg.ff_dim, num_heads=h,
                   qk_dim=cfg.qk_dim or d // h, v_dim=cfg.v_dim or d // h,
                   dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
-                  relu_dropout=cfg.get('relu_dropout', 0.0), pre_ln=cfg.pre_ln)
+                  relu_dropout=cfg.get('relu_dropout', 0.0), pre_ln=cfg.pre_ln,
+                  dtype=dtype, param_dtype=param_dtype, remat=cfg.get('remat', False))
     module = Transformer(src_vocab_size, tgt_vocab_size, sizes, num_layers=cfg.num_layers,
                          num_decoder_layers=cfg.num_decoder_layers or cfg.num_layers,
                          positions=cfg.positions, max_len=cfg.max_len,

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from research import plots, word_vectors
+from research import layers, plots, word_vectors
 from research.data import bag, imdb
 from research.errors import UserError
 from research.models import sentiment, transformer
@@ -196,9 +196,11 @@ class PopcornTask:
 
   def _encoder(self):
     m = self.config.model
+    dtype, param_dtype = layers.model_dtypes(m)
     sizes = transformer.Sizes(model_dim=m.model_dim, ff_dim=m.ff_dim, num_heads=m.num_heads,
                               qk_dim=m.model_dim // m.num_heads, v_dim=m.model_dim // m.num_heads,
-                              dropout=m.dropout, pre_ln=True)
+                              dropout=m.dropout, pre_ln=True, dtype=dtype,
+                              param_dtype=param_dtype, remat=m.get('remat', False))
     return sentiment.EncoderClassifier(self.dim, sizes, m.num_layers, m.freeze_embeddings)
 
   def init(self, rng):

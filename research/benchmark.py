@@ -1,0 +1,191 @@
+"""Throughput and model FLOP utilization: --mode=benchmark, and the training log's MFU.
+
+MFU is the model's matmul FLOPs per second (every dot_general of the compiled
+step's jaxpr, forward and backward, loop bodies times their trip count) over a
+peak: the device's nominal dense peak for the compute dtype (PEAKS, the one
+table of them), or on a CPU the measured rate of an [n, n] float32 matmul.
+"""
+import resource
+import time
+
+import jax
+import jax.extend  # pylint: disable=unused-import  (jax.extend.core for matmul_flops)
+import jax.numpy as jnp
+import numpy as np
+
+from research.data.vocab import PAD
+
+# Nominal dense peaks in FLOP/s per chip, by a substring of jax's device_kind; the
+# first match wins, so 'TPU v5 lite' (v5e) comes before 'TPU v5' (v5p). float32 on
+# NVIDIA GPUs is TF32, the default precision of their float32 matmuls.
+PEAKS = (
+  ('H100', 'NVIDIA H100 SXM', {'bfloat16': 989e12, 'float32': 494.5e12}),
+  ('H200', 'NVIDIA H200 SXM', {'bfloat16': 989e12, 'float32': 494.5e12}),
+  ('A100', 'NVIDIA A100', {'bfloat16': 312e12, 'float32': 156e12}),
+  ('TPU v4', 'TPU v4', {'bfloat16': 275e12}),
+  ('TPU v5 lite', 'TPU v5e', {'bfloat16': 197e12}),
+  ('TPU v5e', 'TPU v5e', {'bfloat16': 197e12}),
+  ('TPU v5', 'TPU v5p', {'bfloat16': 459e12}),
+)
+
+
+def nominal_peak(device_kind: str, dtype: str):
+  """(FLOP/s, name) of the chip's dense peak for `dtype`, or None if not in PEAKS."""
+  for key, chip, peaks in PEAKS:
+    if key in device_kind and dtype in peaks:
+      return peaks[dtype], f'{chip} {dtype} dense peak, {peaks[dtype] / 1e12:g} TFLOP/s'
+  return None
+
+
+def peak_flops(device, dtype: str, matmul_size: int, measured=None, repeats: int = 5,
+               chain: int = 8):
+  """(FLOP/s, name): the nominal peak for the compute dtype where the table has
+  one, else (a CPU, or a chip not in the table) the matmul rate, `measured` or
+  measured now; None when neither is available (matmul_size 0 on such a device)."""
+  nominal = nominal_peak(device.device_kind, dtype)
+  if nominal is not None:
+    return nominal
+  if measured is None:
+    if not matmul_size:
+      return None
+    measured = matmul_peak_flops(matmul_size, device, repeats, chain)
+  return measured, f'measured {matmul_size}x{matmul_size} float32 matmul on {device.platform}'
+
+
+def matmul_flops(jaxpr) -> float:
+  """2 * M * N * K for every dot_general, the forward and backward passes both, with
+  loop bodies counted once per iteration (scan length). The model FLOPs of MFU."""
+  total = 0.0
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == 'dot_general':
+      (contract, _), _ = eqn.params['dimension_numbers']
+      lhs = eqn.invars[0].aval.shape
+      total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod([lhs[d] for d in contract])
+      continue
+    inner = []
+    for value in eqn.params.values():
+      for v in value if isinstance(value, (tuple, list)) else (value,):
+        if isinstance(v, jax.extend.core.ClosedJaxpr):
+          inner.append(v.jaxpr)
+        elif isinstance(v, jax.extend.core.Jaxpr):
+          inner.append(v)
+    if inner:  # cond: the costliest branch; scan: every iteration; the rest: once.
+      flops = max(matmul_flops(j) for j in inner)
+      total += flops * eqn.params.get('length', 1) if eqn.primitive.name == 'scan' else flops
+  return total
+
+
+def matmul_peak_flops(n: int, device, repeats: int = 5, chain: int = 8) -> float:
+  """One device's f32 matmul rate at the default precision: the best of `repeats`
+  runs of `chain` dependent [n, n] x [n, n] products in one program (so dispatch
+  does not count)."""
+  x = jax.device_put(jnp.full((n, n), 1.0 / n, jnp.float32), device)
+  run = jax.jit(lambda a: jax.lax.fori_loop(0, chain, lambda i, y: y @ a, a))
+  run(x).block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    run(x).block_until_ready()
+    best = min(best, time.perf_counter() - t0)
+  return 2.0 * n ** 3 * chain / best
+
+
+class StepFlops:
+  """Matmul FLOPs of a step function per batch shape, each shape traced once;
+  None for a step that cannot be traced (pmap)."""
+
+  def __init__(self, step_fn):
+    self._step_fn, self._per_shape = step_fn, {}
+
+  def __call__(self, state, batch):
+    if not hasattr(self._step_fn, 'trace'):
+      return None
+    shape = tuple((x.shape, x.dtype) for x in jax.tree.leaves(batch))
+    if shape not in self._per_shape:  # traced on shapes alone: nothing moves to a device.
+      abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)
+      self._per_shape[shape] = matmul_flops(self._step_fn.trace(state, abstract).jaxpr.jaxpr)
+    return self._per_shape[shape]
+
+
+def peak_rss_mb() -> float:
+  return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def per_second(unit: str) -> str:
+  """'tokens' -> 'tokens_per_second'; 'words_effective' -> 'words_per_second_effective'."""
+  base, _, qualifier = unit.partition('_')
+  return f'{base}_per_second' + (f'_{qualifier}' if qualifier else '')
+
+
+def train_row(exp, state, step_fn) -> dict:
+  """Times bench.steps train steps after bench.warmup_steps (compilation excluded);
+  returns the JSON row of --mode=benchmark."""
+  config, runtime, task = exp.config, exp.runtime, exp.task
+  warmup, steps = config.bench.warmup_steps, config.bench.steps
+  batches = [task.train_batch(i) for i in range(warmup + steps)]
+  # On the devices before the clock starts: the peers time compute on data in memory.
+  device_batches = [runtime.put_batch(b) for b in batches]
+  units = {}
+  for i, (batch, device_batch) in enumerate(zip(batches, device_batches)):
+    if i == warmup:
+      jax.block_until_ready((state, device_batches))
+      t0 = time.perf_counter()
+    if i >= warmup:
+      for k, v in task.units(batch).items():
+        units[k] = units.get(k, 0) + v
+    state, metrics = step_fn(state, device_batch)
+  jax.block_until_ready((state, metrics))
+  seconds = time.perf_counter() - t0
+  row = {
+    'config': config.name,
+    'devices': runtime.num_devices,
+    'platform': jax.devices()[0].platform,
+    'dtype': exp.compute_dtype,
+    'steps': steps,
+    'seconds': round(seconds, 4),
+    'steps_per_second': round(steps / seconds, 3),
+    **{per_second(k): round(v / seconds, 2) for k, v in units.items()},
+  }
+  counter = StepFlops(step_fn)
+  flops = [counter(state, b) for b in batches[warmup:]]
+  device = runtime.mesh.local_devices[0]
+  sig = lambda x: float(f'{x:.4g}')
+  if None not in flops:
+    achieved = sum(flops) / runtime.num_devices / seconds  # per device.
+    row.update(step_gflops=sig(sum(flops) / steps / 1e9), achieved_gflops=sig(achieved / 1e9))
+    size = config.bench.get('matmul_size', 0)
+    measured = matmul_peak_flops(size, device) if size else None
+    if measured:
+      row.update(matmul_peak_gflops=sig(measured / 1e9), mfu_measured=sig(achieved / measured))
+    peak = peak_flops(device, exp.compute_dtype, size, measured)
+    if peak:
+      row.update(peak_gflops=sig(peak[0] / 1e9), peak=peak[1], mfu=sig(achieved / peak[0]))
+  if hasattr(task, 'benchmark_fields'):  # e.g. regression's fit_seconds and held-out R^2.
+    row.update(task.benchmark_fields(runtime.global_state(state).params, seconds, steps))
+  row['peak_rss_mb'] = peak_rss_mb()
+  return row
+
+
+def decode_row(exp, state, step: int) -> dict:
+  """Sentences/s decoding the test split (eval.beam_size, model.kv_cache): a first
+  pass compiles every batch shape; the second is timed."""
+  config = exp.config
+  src = exp.task.arrays['test']['src']
+  exp.task.translate_ids(state.params, src)  # warm-up: compiles.
+  t0 = time.perf_counter()
+  tokens, _ = exp.task.translate_ids(state.params, src)
+  seconds = time.perf_counter() - t0
+  return {
+    'config': config.name,
+    'devices': exp.runtime.num_devices,
+    'platform': jax.devices()[0].platform,
+    'what': 'decode',
+    'checkpoint_step': step,
+    'beam_size': config.eval.get('beam_size', 1),
+    'kv_cache': config.model.get('kv_cache', None),
+    'steps': -(-len(src) // config.eval.batch_size),
+    'seconds': round(seconds, 4),
+    'examples_per_second': round(len(src) / seconds, 2),
+    'tokens_per_second': round(int((tokens != PAD).sum()) / seconds, 2),
+    'peak_rss_mb': peak_rss_mb(),
+  }

@@ -1,0 +1,41 @@
+"""The optimizer factory: optax optimizers and learning-rate schedules by name."""
+import jax.numpy as jnp
+import optax
+
+from research.errors import UserError
+
+SCHEDULES = ('constant', 'cosine', 'linear', 'rsqrt')
+OPTIMIZERS = ('adam', 'adamw', 'sgd')
+
+
+def make_schedule(cfg, total_steps: int):
+  lr, warmup = cfg.learning_rate, cfg.warmup_steps
+  if cfg.schedule == 'constant':
+    main = optax.constant_schedule(lr)
+  elif cfg.schedule == 'cosine':
+    main = optax.cosine_decay_schedule(lr, max(1, total_steps - warmup), cfg.final_lr_fraction)
+  elif cfg.schedule == 'linear':
+    main = optax.linear_schedule(lr, lr * cfg.final_lr_fraction, max(1, total_steps - warmup))
+  elif cfg.schedule == 'rsqrt':  # Vaswani et al. 2017, peaking at `lr` after warmup.
+    main = lambda s: lr * jnp.sqrt(max(1, warmup) / jnp.maximum(s + warmup, 1))
+  else:
+    raise UserError(f'unknown optimizer.schedule {cfg.schedule!r}; use {", ".join(SCHEDULES)}')
+  if warmup <= 0:
+    return main
+  return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+
+
+def make_optimizer(cfg, total_steps: int):
+  """(optax transformation, schedule) for config.optimizer."""
+  schedule = make_schedule(cfg, total_steps)
+  if cfg.name == 'adam':
+    opt = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+  elif cfg.name == 'adamw':
+    opt = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+  elif cfg.name == 'sgd':
+    opt = optax.sgd(schedule, momentum=cfg.momentum or None)
+  else:
+    raise UserError(f'unknown optimizer.name {cfg.name!r}; use {", ".join(OPTIMIZERS)}')
+  if cfg.grad_clip_norm:
+    opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), opt)
+  return opt, schedule
