@@ -66,6 +66,7 @@ def get_config(preset: str = 'bahdanau'):
   c.data.max_target_len = 64
   c.data.test_split = 'test2016'
   c.data.bucket_boundaries = (16, 24, 32, 48, 64)
+  c.data.batch_tokens = 0       # >0: batches of about this many padded tokens (per side).
 
   c.model.name = 'rnn_attention'
   c.model.attention = 'bahdanau'  # bahdanau | luong_dot | luong_general | luong_concat

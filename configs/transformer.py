@@ -11,8 +11,14 @@ Presets:
             with beam 4: 29.06 sentences/s with the key/value cache, 1.46
             without.
   base      the paper's base model: N=6, d_model 512, d_ff 2048, h=8, dropout 0.1,
-            label smoothing 0.1, warmup 4000 (Table 3, first row).
-  big       the paper's big model: d_model 1024, d_ff 4096, h=16, dropout 0.3.
+            label smoothing 0.1, warmup 4000 (Table 3, first row), at the paper's
+            ~25k source plus ~25k target tokens a step (data.batch_tokens=25000);
+            bfloat16 on an accelerator (model.dtype=auto). For accelerators.
+  big       the paper's big model: d_model 1024, d_ff 4096, h=16, dropout 0.3, the
+            same batches, each layer rematerialized.
+  bench_gpu the base model at 64k target tokens a step (1024 random pairs of 64
+            tokens), bfloat16, for --mode=benchmark on an accelerator. The target
+            is MFU >= 0.40 against the chip's bfloat16 peak; not measured yet.
   table3    the base point of the Table 3 sweep, sized for Multi30k on 2 cores;
             get_sweep('table3') gives rows (A)-(E). Expected: the 19 points in
             2 h 3 min 37 s on 2 CPU cores; base dev BLEU 27.27, perplexity 11.08.
@@ -37,7 +43,7 @@ from research.config import add_precision_keys, base_config, load_config_module
 
 _SEQ2SEQ = load_config_module(os.path.join(os.path.dirname(__file__), 'seq2seq.py'))
 
-PRESETS = ('multi30k', 'base', 'big', 'table3', 'bench')
+PRESETS = ('multi30k', 'base', 'big', 'table3', 'bench', 'bench_gpu')
 
 
 def paper_learning_rate(model_dim: int, warmup: int) -> float:
@@ -59,7 +65,8 @@ def get_config(preset: str = 'multi30k'):
 
   # The data, tokenizer and batching of configs/seq2seq.py, with one joint vocabulary so
   # that all embeddings can be shared.
-  c.data = _SEQ2SEQ.get_config(preset if preset in ('bench', 'tiny') else 'bahdanau').data
+  data = {'bench': 'bench', 'bench_gpu': 'bench', 'tiny': 'tiny'}.get(preset, 'bahdanau')
+  c.data = _SEQ2SEQ.get_config(data).data
   c.data.shared_vocab = True
 
   c.model.name = 'transformer'
@@ -104,14 +111,24 @@ def get_config(preset: str = 'multi30k'):
   c.eval.length_buckets = (7, 10, 13, 16)
   c.checkpoint.every = 500
 
-  if preset in ('base', 'big'):
+  if preset in ('base', 'big', 'bench_gpu'):
     warmup = 4000
     c.model.num_layers, c.model.model_dim, c.model.ff_dim, c.model.num_heads = 6, 512, 2048, 8
     if preset == 'big':
       c.model.model_dim, c.model.ff_dim, c.model.num_heads, c.model.dropout = 1024, 4096, 16, 0.3
+      c.model.remat = True
     c.optimizer.warmup_steps = warmup
     c.optimizer.learning_rate = paper_learning_rate(c.model.model_dim, warmup)
     c.train.steps = 100_000
+    c.data.batch_tokens = 25_000  # per side: ~25k source and ~25k target tokens a step.
+    c.eval.every, c.checkpoint.every = 5000, 5000
+  if preset == 'bench_gpu':
+    c.data.batch_tokens = 0
+    c.data.train_size, c.data.max_source_len, c.data.max_target_len = 8192, 64, 64
+    c.model.max_len = 64
+    c.model.dtype = 'bfloat16'
+    c.train.batch_size = 1024     # 1024 x 64 = 65,536 target tokens a step.
+    c.bench.warmup_steps, c.bench.steps = 5, 20
   elif preset == 'table3':
     # Sized so that the 19 points fit in well under 3 hours on 2 CPU cores: a smaller
     # vocabulary (the output layer was half the step) and 800 steps (3.5 epochs).

@@ -217,3 +217,15 @@ def test_a_run_profiles_its_steps_and_reports_the_averaged_parameters(tmp_path):
 def test_bad_accelerator_settings_are_clear_errors(overrides, message, tmp_path):
   with pytest.raises(UserError, match=re.escape(message)):
     train.train_and_evaluate(transformer_config(**overrides), str(tmp_path))
+
+
+def test_accelerator_presets_load_with_token_budgets_and_bf16():
+  load = lambda p: config_lib.load_config_file(os.path.join(ROOT, 'configs/transformer.py'), p)
+  base, big, gpu = load('base'), load('big'), load('bench_gpu')
+  assert base.data.batch_tokens == big.data.batch_tokens == 25_000 and big.model.remat
+  assert base.model.dtype == 'auto' and gpu.model.dtype == 'bfloat16'
+  assert gpu.train.batch_size * gpu.data.max_target_len == 65_536
+  config = transformer_config(**{'data.batch_tokens': 100})
+  exp = train.Experiment(config, '')
+  batch = exp.task.train_batch(0)
+  assert batch['src'].shape == (12, 8)  # 100 // 8 = 12 rows, a multiple of the 4 devices.

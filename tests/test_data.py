@@ -103,3 +103,27 @@ def test_bucketed_batches_are_pure_group_similar_lengths_and_cover_each_epoch():
   assert not np.array_equal(next_epoch, epoch0[0])
   assert pipeline.bucket_length(17, (16, 24, 32)) == 24
   assert pipeline.bucket_length(99, (16, 24, 32)) == 32
+
+
+def test_token_budget_batches_fill_the_budget_per_bucket_and_are_pure():
+  rng = np.random.default_rng(0)
+  lengths = rng.integers(1, 40, 2000)
+  boundaries = (8, 16, 24, 40)
+  widths = tuple(pipeline.bucket_length(int(n), boundaries) for n in lengths)
+  budget, multiple = 1000, 4
+  per_epoch = len(pipeline._token_budget_epoch(0, 0, widths, budget, multiple))
+  seen = []
+  for step in range(per_epoch):
+    idx = pipeline.token_budget_batch(widths, budget, multiple, seed=0, step=step)
+    width = {widths[i] for i in idx}
+    assert len(width) == 1  # one bucket a batch, so padding stays within it.
+    assert len(idx) == pipeline.budget_rows(width.pop(), budget, multiple) and len(idx) % 4 == 0
+    assert len(idx) * widths[idx[0]] <= budget
+    seen.extend(idx)
+  assert len(seen) == len(set(seen)) > 0.9 * len(lengths)  # an epoch: each example once.
+  again = pipeline.token_budget_batch(widths, budget, multiple, seed=0, step=per_epoch + 3)
+  np.testing.assert_array_equal(
+      again, pipeline._token_budget_epoch(0, 1, widths, budget, multiple)[3])
+  assert not np.array_equal(again, pipeline.token_budget_batch(widths, budget, multiple, 0, 3))
+  with pytest.raises(Exception, match='makes no whole batch'):
+    pipeline.token_budget_batch(widths[:3], budget, multiple, 0, 0)

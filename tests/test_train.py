@@ -24,9 +24,9 @@ def _checkpoint_steps(workdir):
   return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.exists() else []
 
 
-def _start_and_interrupt(workdir, sig):
+def _start_and_interrupt(workdir, sig, args=RESUME_ARGS):
   """Starts a run, waits for its first checkpoint, then sends `sig`."""
-  proc = subprocess.Popen([sys.executable, 'launch.py', *RESUME_ARGS, f'--workdir={workdir}'],
+  proc = subprocess.Popen([sys.executable, 'launch.py', *args, f'--workdir={workdir}'],
                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 240
   while not _checkpoint_steps(workdir) and proc.poll() is None and time.time() < deadline:
@@ -70,6 +70,25 @@ def test_sigterm_saves_exits_0_and_resumes_exactly(tmp_path, uninterrupted_sha):
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert f'restored checkpoint at step {saved_at}' in proc.stderr
   assert json.loads((tmp_path / 'results.json').read_text())['params_sha256'] == uninterrupted_sha
+
+
+FSDP_ARGS = RESUME_ARGS[:1] + ['--config.train.steps=150', '--config.checkpoint.every=25',
+                                '--config.eval.every=150', '--config.parallel=fsdp',
+                                '--config.parallel.fsdp_min_size=16']
+
+
+def test_kill_9_under_fsdp_resumes_bit_for_bit(tmp_path):
+  reference = launch(*FSDP_ARGS, f'--workdir={tmp_path / "straight"}')
+  assert reference.returncode == 0, reference.stderr[-2000:]
+  assert 'fsdp' in reference.stderr
+  code, _, _ = _start_and_interrupt(tmp_path / 'killed', signal.SIGKILL, FSDP_ARGS)
+  assert code == -signal.SIGKILL
+  killed_at = max(_checkpoint_steps(tmp_path / 'killed'))
+  proc = launch(*FSDP_ARGS, f'--workdir={tmp_path / "killed"}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f'restored checkpoint at step {killed_at}' in proc.stderr
+  sha = lambda name: json.loads((tmp_path / name / 'results.json').read_text())['params_sha256']
+  assert sha('killed') == sha('straight')
 
 
 def _losses(tmp_path, name, devices, parallel='mesh', dropout=0.0):

@@ -99,6 +99,38 @@ def bucketed_batch_indices(lengths, batch_size: int, seed: int, step: int, chunk
   return _bucketed_epoch(seed, step // per_epoch, lengths, batch_size, chunk)[step % per_epoch]
 
 
+def budget_rows(width: int, batch_tokens: int, multiple: int) -> int:
+  """Rows of a batch padded to `width` within batch_tokens: a multiple of `multiple`."""
+  return batch_tokens // width // multiple * multiple
+
+
+@functools.lru_cache(maxsize=2)
+def _token_budget_epoch(seed: int, epoch: int, widths: tuple, batch_tokens: int, multiple: int):
+  """One epoch's batches: each bucket's examples shuffled and cut into batches of
+  budget_rows (the remainder dropped), then all batches shuffled."""
+  rng = np.random.default_rng([seed, epoch, 2])
+  widths = np.asarray(widths)
+  batches = []
+  for width in np.unique(widths):
+    members = np.flatnonzero(widths == width)
+    members = members[rng.permutation(len(members))]
+    rows = budget_rows(int(width), batch_tokens, multiple)
+    batches += [members[i:i + rows] for i in range(0, len(members) - rows + 1, rows)]
+  return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def token_budget_batch(widths: tuple, batch_tokens: int, multiple: int, seed: int, step: int):
+  """Indices of batch `step` when batches hold about batch_tokens padded tokens
+  (fairseq's --max-tokens): a pure function of (seed, step), as batch_indices.
+  `widths` is each example's padded length (bucket_length), made once."""
+  per_epoch = len(_token_budget_epoch(seed, 0, widths, batch_tokens, multiple))
+  if per_epoch == 0:
+    raise UserError(f'data.batch_tokens={batch_tokens} makes no whole batch of the '
+                    f'{len(widths)} training examples; raise it or use train.batch_size')
+  return _token_budget_epoch(seed, step // per_epoch, widths, batch_tokens, multiple)[
+      step % per_epoch]
+
+
 def bucket_length(length: int, boundaries) -> int:
   """The smallest boundary >= length (the last one if none is)."""
   for b in boundaries:

@@ -75,6 +75,16 @@ class TranslationTask:
     self.truncated = {name: a['truncated'] for name, a in self.arrays.items()}
     # Made once: bucketed batching keys its per-epoch cache on it.
     self.train_lengths = tuple(int(n) for n in self.arrays['train']['length'])
+    self.batch_tokens = d.get('batch_tokens', 0)
+    if self.batch_tokens:  # token-budget batches: rows per bucket width.
+      boundaries = tuple(d.bucket_boundaries) or (max(self.max_src, self.max_tgt),)
+      self.train_widths = tuple(pipeline.bucket_length(n, boundaries) for n in self.train_lengths)
+      self.row_multiple = runtime.data_size * config.train.get('microbatches', 1)
+      for width in sorted(set(self.train_widths)):
+        if pipeline.budget_rows(width, self.batch_tokens, self.row_multiple) < 1:
+          raise UserError(f'data.batch_tokens={self.batch_tokens} holds no row of width {width} '
+                          f'in multiples of {self.row_multiple} (devices x microbatches); use '
+                          f'at least {width * self.row_multiple}')
     if config.model.name not in MODELS:
       raise UserError(f'unknown model {config.model.name!r}; known: {", ".join(sorted(MODELS))}')
     self.model = MODELS[config.model.name].from_config(
@@ -126,13 +136,17 @@ class TranslationTask:
   def train_batch(self, step: int):
     train, bs = self.arrays['train'], self.config.train.batch_size
     boundaries = tuple(self.config.data.bucket_boundaries)
-    if boundaries:  # similar lengths together, padded to one of a few lengths.
+    if self.batch_tokens:
+      idx = pipeline.token_budget_batch(self.train_widths, self.batch_tokens, self.row_multiple,
+                                        self.config.seed, step)
+    elif boundaries:  # similar lengths together, padded to one of a few lengths.
       idx = pipeline.bucketed_batch_indices(self.train_lengths, bs, self.config.seed, step)
     else:
       idx = pipeline.batch_indices(len(train['src']), bs, self.config.seed, step)
     src, tgt = train['src'], train['tgt']
-    if boundaries:  # the global batch sets the width, so every process agrees.
-      width = pipeline.bucket_length(int(train['length'][idx].max()), boundaries)
+    if self.batch_tokens or boundaries:  # the global batch sets the width: processes agree.
+      width = (self.train_widths[idx[0]] if self.batch_tokens else  # one bucket a batch.
+               pipeline.bucket_length(int(train['length'][idx].max()), boundaries))
       src, tgt = src[:, :min(width, self.max_src)], tgt[:, :min(width, self.max_tgt)]
     idx = idx[pipeline.process_slice(len(idx))]
     tgt = tgt[idx]
