@@ -164,3 +164,15 @@ def test_bleu_by_source_length_buckets():
   assert scores['bleu_len_4-6'] == pytest.approx(0.0)
   assert list(bleu.by_source_length(hyps, refs, sources, edges=(1,))) == [
       'bleu_len_2+']  # the empty bucket 1-1 is left out.
+
+
+def test_two_local_copies_never_share_prepared_data(tmp_path):
+  """The prepared array_record data (and the tokenizers beside it) belong to one copy."""
+  first, second = _multi30k_dir(tmp_path / 'a'), _multi30k_dir(tmp_path / 'b')
+  data_dir = str(tmp_path / 'tfds')
+  splits_a, cache_a = pairs.load_tfds('multi30k', 'de-en', first, data_dir)
+  _write(f'{second}/raw/train.en', ['only one line here'] * 4)  # the same layout, other text.
+  splits_b, cache_b = pairs.load_tfds('multi30k', 'de-en', second, data_dir)
+  assert cache_a != cache_b and splits_b['train'].targets == ['only one line here'] * 4
+  assert sorted(splits_a['train'].targets) == sorted(EN[:4])
+  assert pairs.load_tfds('multi30k', 'de-en', first, data_dir)[1] == cache_a  # reused.

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from research.data import prepared_records
+from research.data import prepared_data_dir, prepared_records
 from research.errors import UserError
 
 URL = 'https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz'
@@ -167,7 +167,8 @@ class ImdbReviews(tfds.core.GeneratorBasedBuilder):
 
 
 def _from_tfds(split: str, data_dir: str, archive: str = '') -> Reviews:
-  builder = ImdbReviews(archive=archive, data_dir=data_dir or None, file_format='array_record')
+  builder = ImdbReviews(archive=archive, data_dir=prepared_data_dir(data_dir, archive),
+                        file_format='array_record')
   builder.download_and_prepare()
   records = prepared_records(builder, split)
   ids, texts, labels, empty = [], [], [], 0

@@ -4,7 +4,7 @@ import dataclasses
 import tensorflow_datasets as tfds
 from absl import logging
 
-from research.data import prepared_records
+from research.data import prepared_data_dir, prepared_records
 from research.errors import UserError
 
 
@@ -49,8 +49,8 @@ def load_tfds(name: str, pair: str, local_dir: str = '', data_dir: str = ''):
   known = [c.name for c in cls.BUILDER_CONFIGS]
   if pair not in known:
     raise UserError(f'{name} has no language pair {pair!r}; known: {", ".join(known)}')
-  builder = cls(config=pair, local_dir=local_dir, data_dir=data_dir or None,
-                file_format='array_record')
+  builder = cls(config=pair, local_dir=local_dir,
+                data_dir=prepared_data_dir(data_dir, local_dir), file_format='array_record')
   builder.download_and_prepare()
   splits = {}
   for split in builder.info.splits:

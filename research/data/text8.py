@@ -13,7 +13,7 @@ import zipfile
 import tensorflow_datasets as tfds
 from absl import logging
 
-from research.data import prepared_records
+from research.data import prepared_data_dir, prepared_records
 from research.errors import UserError
 
 URL = 'http://mattmahoney.net/dc/text8.zip'
@@ -63,7 +63,8 @@ def _read_text(path: str) -> str:
 
 def load_lines(local_dir: str = '', data_dir: str = ''):
   """Prepares text8 once (array_record) and returns its pieces as strings."""
-  builder = Text8(local_dir=local_dir, data_dir=data_dir or None, file_format='array_record')
+  builder = Text8(local_dir=local_dir, data_dir=prepared_data_dir(data_dir, local_dir),
+                  file_format='array_record')
   builder.download_and_prepare()
   records = prepared_records(builder, 'train')
   logging.info('text8: %d pieces of %d words from %s', len(records), WORDS_PER_EXAMPLE,
