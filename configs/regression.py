@@ -49,7 +49,8 @@ def get_config(preset: str = 'ols'):
   c.data.p = 5
   c.data.noise = 1.0
 
-  c.model.name = 'ols' if preset in ('ols', 'polynomial', 'nist', 'tiny') else preset
+  del c.model['name']            # the estimator below picks the fit; no registered model.
+  c.model.estimator = 'ols' if preset in ('ols', 'polynomial', 'nist', 'tiny') else preset
   c.model.intercept = True
   c.model.degree = 3 if preset == 'polynomial' else 1
   c.model.basis = 'scaled'     # scaled: polynomials of (x - center) / half-range; raw: of x.

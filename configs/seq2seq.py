@@ -36,15 +36,11 @@ Presets:
   tiny      the test-suite size; give it --config.data.path.
 
 Run:  python launch.py --config=configs/seq2seq.py:bahdanau
-Data: the raw Multi30k files are read from data.path (default: ../shared/data/multi30k
-      when it exists); without it, the TFDS builder downloads them.
+Data: the raw Multi30k files are read from data.path, else $SEQLAB_DATA/multi30k;
+      with neither, the TFDS builder downloads them.
 Every figure, with its date and commit: docs/benchmarks.md.
 """
-import os
-
 from research.config import add_precision_keys, base_config
-
-_SHARED = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'multi30k')
 
 
 PRESETS = ('lstm', 'gru_context', 'bahdanau', 'luong_dot', 'luong_general', 'luong_concat',
@@ -57,7 +53,7 @@ def get_config(preset: str = 'bahdanau'):
 
   c.data.name = 'multi30k'
   c.data.pair = 'de-en'
-  c.data.path = os.path.normpath(_SHARED) if os.path.isdir(_SHARED) else ''
+  c.data.path = ''              # '': $SEQLAB_DATA/multi30k, else download.
   c.data.data_dir = ''          # where TFDS keeps prepared data ('' = its default).
   c.data.tokenizer = 'sentencepiece'
   c.data.vocab_size = 8000

@@ -16,23 +16,14 @@ Every figure, with its date and commit: docs/benchmarks.md.
 
 Run:  python launch.py --config=configs/word2vec.py:skipgram --workdir=runs/w2v-sg
 Data: data.path is a .txt / .gz file, a directory of them or a glob (default:
-      ../shared/data/wiki2019_text8like/text8like.gz when it exists);
-      data.eval_dir holds questions-words.txt, wordsim353.tsv and simlex999.txt
-      (default: ../shared/data/word_eval when it exists).
+      $SEQLAB_DATA/wiki2019_text8like/text8like.gz); data.eval_dir holds
+      questions-words.txt, wordsim353.tsv and simlex999.txt (default:
+      $SEQLAB_DATA/word_eval).
 Hierarchical softmax: --config.model.negative=0.
 """
-import os
-
 from research.config import base_config
 
-_SHARED = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data')
-
 PRESETS = ('skipgram', 'cbow')
-
-
-def _shared(*parts):
-  path = os.path.normpath(os.path.join(_SHARED, *parts))
-  return path if os.path.exists(path) else ''
 
 
 def get_config(preset: str = 'skipgram'):
@@ -40,8 +31,8 @@ def get_config(preset: str = 'skipgram'):
   c.task = 'word2vec'
 
   c.data.name = 'text'
-  c.data.path = _shared('wiki2019_text8like', 'text8like.gz')
-  c.data.eval_dir = _shared('word_eval')
+  c.data.path = ''                # '': $SEQLAB_DATA/wiki2019_text8like/text8like.gz.
+  c.data.eval_dir = ''            # '': $SEQLAB_DATA/word_eval.
   c.data.min_count = 5
   c.data.max_vocab = 0            # 0: no limit.
   c.data.max_sentence = 10000     # longer lines are cut (text8 is one line), as gensim does.

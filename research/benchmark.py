@@ -107,6 +107,36 @@ class StepFlops:
     return self._per_shape[shape]
 
 
+class Throughput:
+  """Units (tokens, examples, ...) and matmul FLOPs of the steps since the last log
+  line, as rates and MFU against the device's peak for the compute dtype."""
+
+  def __init__(self, exp, step_fn):
+    self.exp, self.flops, self.peak = exp, StepFlops(step_fn), False
+    self.reset()
+
+  def reset(self):
+    self.units, self.total_flops = {}, 0.0
+
+  def add(self, host_batch, state, batch):
+    for k, v in self.exp.task.units(host_batch).items():
+      self.units[k] = self.units.get(k, 0) + v
+    flops = self.flops(state, batch)
+    self.total_flops = None if flops is None or self.total_flops is None else (
+        self.total_flops + flops)
+
+  def rates(self, seconds: float) -> dict:
+    out = {f'train/{per_second(k)}': v / seconds for k, v in self.units.items()}
+    if self.peak is False:  # measured once, at the first log line (a CPU's matmul rate).
+      self.peak = peak_flops(self.exp.runtime.mesh.local_devices[0],
+                                       self.exp.compute_dtype,
+                                       self.exp.config.bench.get('matmul_size', 0), repeats=2,
+                                       chain=4)
+    if self.peak and self.total_flops:
+      out['train/mfu'] = self.total_flops / self.exp.runtime.num_devices / seconds / self.peak[0]
+    return out
+
+
 def peak_rss_mb() -> float:
   return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
@@ -160,8 +190,8 @@ def train_row(exp, state, step_fn) -> dict:
     peak = peak_flops(device, exp.compute_dtype, size, measured)
     if peak:
       row.update(peak_gflops=sig(peak[0] / 1e9), peak=peak[1], mfu=sig(achieved / peak[0]))
-  if hasattr(task, 'benchmark_fields'):  # e.g. regression's fit_seconds and held-out R^2.
-    row.update(task.benchmark_fields(runtime.global_state(state).params, seconds, steps))
+  # e.g. regression's fit_seconds and held-out R^2.
+  row.update(task.benchmark_fields(runtime.global_state(state).params, seconds, steps))
   row['peak_rss_mb'] = peak_rss_mb()
   return row
 

@@ -8,6 +8,7 @@ and --process_id.
 """
 import os
 import secrets
+import signal
 
 import jax
 import numpy as np
@@ -90,3 +91,29 @@ def check_shared_workdir(workdir: str):
     raise UserError(f'workdir {workdir} is not shared by all hosts: process(es) {missing} '
                     'cannot see files written by process 0; use storage every host mounts '
                     '(NFS, GCS, ...), since checkpoints are written collectively')
+
+
+class StopRequest:
+  """Turns SIGTERM/SIGINT into a flag the loop checks after each step."""
+
+  def __init__(self):
+    self.signal = None
+
+  def __enter__(self):
+    self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal = signal.Signals(signum).name
+
+  def requested(self) -> str | None:
+    """The signal name if any process got one; all processes agree (multi-host)."""
+    if jax.process_count() == 1:
+      return self.signal
+    flags = multihost_utils.process_allgather(np.int32(self.signal is not None))
+    return (self.signal or 'SIGTERM') if np.any(flags) else None
+
+  def __exit__(self, *exc):
+    for s, handler in self._old.items():
+      signal.signal(s, handler)

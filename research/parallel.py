@@ -174,15 +174,19 @@ class Runtime:
     sharding the state gave them (replicated, or sharded under fsdp)."""
     return jax.jit(fn, out_shardings=self.data)
 
-  def run_batched(self, compiled, params, array: np.ndarray):
-    """Pads `array` to a multiple of the data axis, runs, and trims."""
-    n = len(array)
+  def run_batched(self, compiled, params, arrays):
+    """compiled(params, arrays) on host arrays (or a dict of them) that every process
+    holds whole: padded to a multiple of the data axis, run, gathered and trimmed."""
+    n = len(jax.tree.leaves(arrays)[0])
     pad = (-n) % self.data_size
-    if pad:
-      array = np.concatenate([array, np.repeat(array[-1:], pad, axis=0)])
-    # Every process holds the same host array; each places its own shards.
-    global_array = jax.make_array_from_callback(array.shape, self.data, lambda i: array[i])
-    out = compiled(params, global_array)
+
+    def place(array):
+      if pad:
+        array = np.concatenate([array, np.repeat(array[-1:], pad, axis=0)])
+      # Every process holds the same host array; each places its own shards.
+      return jax.make_array_from_callback(array.shape, self.data, lambda i: array[i])
+
+    out = compiled(params, jax.tree.map(place, arrays))
     out = multihost_utils.process_allgather(out, tiled=True)
     return jax.tree.map(lambda x: np.asarray(x)[:n], out)
 

@@ -1,4 +1,5 @@
-"""Every test sees 4 CPU devices, so data parallelism is exercised on one CPU.
+"""Every test sees 4 CPU devices, so data parallelism is exercised on one CPU, and
+none reads the shared datasets ($SEQLAB_DATA): each makes its own small data.
 
 The tests, and the launch.py processes they start, share one persistent
 compilation cache for the session: the same tiny models compile once.
@@ -11,6 +12,7 @@ import tempfile
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.pop('SEQLAB_DATA', None)  # tests make their own data, even where CI sets it.
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _CACHE = tempfile.mkdtemp(prefix='seqlab-test-jax-cache-')
   atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from research import distributed, metrics
+from research import distributed, metrics, train
 from research.errors import UserError
-from test_train import _losses
 
 TINY = ['--config=configs/dates.py:tiny']
 
@@ -67,17 +66,61 @@ def test_single_process_does_not_initialize_and_partial_flags_are_an_error():
     distributed.initialize(coordinator_address='localhost:1234', environ={})
 
 
-def test_two_processes_match_one_process_with_four_devices(tmp_path):
-  results = _finish(_start([tmp_path / 'mh'] * 2, '--config.train.steps=4',
-                           '--config.train.log_every=1', '--config.eval.every=100'))
-  for code, _, err in results:
+def _family_runs(root):
+  """Every task family, tiny: (name, config file, preset, overrides)."""
+  from test_popcorn import write_tsv_layout  # pylint: disable=g-import-not-at-top
+  corpus = root / 'corpus.txt'
+  corpus.write_text('\n'.join(f'the king is a man and the queen is a woman {i % 7}'
+                               for i in range(120)) + '\n')
+  imdb = write_tsv_layout(root / 'imdb')
+  few = {'train.log_every': 1, 'eval.every': 1000, 'checkpoint.every': 1000}
+  return [
+      ('rnn', 'configs/dates.py', 'tiny', {'train.steps': 4, **few}),
+      ('transformer', 'configs/transformer.py', 'bench',
+       {'data.vocab_size': 40, 'data.train_size': 64, 'data.max_source_len': 8,
+        'data.max_target_len': 8, 'model.model_dim': 16, 'model.ff_dim': 32,
+        'model.num_heads': 2, 'model.num_layers': 1, 'train.batch_size': 16,
+        'train.steps': 4, 'eval.beam_size': 1, 'eval.num_samples': 0, 'eval.batch_size': 64,
+        **few}),
+      ('word2vec', 'configs/word2vec.py', 'tiny',
+       {'data.path': str(corpus), 'train.steps': 4, **few}),
+      ('glove', 'configs/glove.py', 'tiny', {'data.path': str(corpus), 'train.steps': 4, **few}),
+      ('popcorn', 'configs/popcorn.py', 'tiny',
+       {'data.path': str(imdb), 'train.steps': 4, **few}),
+      ('regression', 'configs/regression.py', 'tiny', {'train.log_every': 1}),
+  ]
+
+
+def test_every_task_family_matches_on_two_processes(tmp_path):
+  """2 processes x 2 CPU devices (gloo) against this process's 4 devices: the same
+  losses at every logged step and the same final metrics, for every task family."""
+  from multihost_worker import configured  # pylint: disable=g-import-not-at-top
+  runs = [dict(config=c, preset=p, overrides=o, workdir=str(tmp_path / 'multi' / n))
+          for n, c, p, o in _family_runs(tmp_path)]
+  spec = tmp_path / 'runs.json'
+  spec.write_text(json.dumps(runs))
+  port = _free_port()
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  procs = [subprocess.Popen([sys.executable, 'tests/multihost_worker.py', str(spec),
+                             f'localhost:{port}', '2', str(i)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  single = {}
+  for run in runs:  # meanwhile, the same runs here on 4 devices.
+    workdir = run['workdir'].replace('/multi/', '/single/')
+    single[workdir] = train.train_and_evaluate(configured(run), workdir)
+  for code, _, err in _finish(procs, timeout=600):
     assert code == 0, err[-3000:]
-  multi = [r['train/loss'] for r in metrics.read(tmp_path / 'mh' / 'metrics.jsonl')
-           if 'train/loss' in r]
-  single = _losses(tmp_path, 'single', jax.devices())  # this process: 4 CPU devices.
-  assert len(multi) == len(single) == 4
-  np.testing.assert_allclose(multi, single, rtol=1e-5)
-  assert 'multi-host: process 0 of 2' in results[0][2]
+  for run in runs:
+    multi_dir, single_dir = run['workdir'], run['workdir'].replace('/multi/', '/single/')
+    losses = [[r['train/loss'] for r in metrics.read(os.path.join(d, 'metrics.jsonl'))
+               if 'train/loss' in r] for d in (multi_dir, single_dir)]
+    assert len(losses[0]) == len(losses[1]) > 0, run['config']
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5, err_msg=run['config'])
+    multi = json.loads(open(os.path.join(multi_dir, 'results.json')).read())
+    for key, value in single[single_dir].items():
+      if isinstance(value, float) and not key.startswith('time/') and key != 'wall_seconds':
+        assert multi[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (run['config'], key)
 
 
 def test_a_dead_peer_stops_the_survivor_and_a_rerun_resumes(tmp_path):

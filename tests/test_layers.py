@@ -220,11 +220,11 @@ def test_models_without_attention(rnn):
     ('rnn_attention', dict(attention='luong_general'))])
 def test_tied_output_embeddings(name, extra):
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from research.models import MODELS  # pylint: disable=g-import-not-at-top
+  from research.models import get, rnn_attention, rnn_seq2seq  # noqa: F401  pylint: disable=g-import-not-at-top
   cfg = ml_collections.ConfigDict(dict(
       embed_dim=4, hidden_dim=6, num_layers=1, reverse_source=False, encoder_dim=3,
       decoder_dim=6, attention_dim=5, dropout=0.0, tie_embeddings=True, **extra))
-  model = MODELS[name].from_config(cfg, 11, 9)
+  model = get(name, 'translation').from_config(cfg, 11, 9)
   src = jnp.array([[5, 6, 7, PAD], [8, 9, PAD, PAD]], jnp.int32)
   tgt_in = jnp.array([[1, 4, 5], [1, 6, 7]], jnp.int32)
   params = model.init(jax.random.PRNGKey(0), src, tgt_in)

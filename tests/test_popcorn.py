@@ -198,7 +198,7 @@ def test_word_vector_methods_train_word2vec_on_the_reviews_first(data, tmp_path,
 
 
 def test_encoder_starts_from_the_word_vectors(data, tmp_path):
-  results = run(data, tmp_path, '--config.data.features=tokens', '--config.model.name=encoder',
+  results = run(data, tmp_path, '--config.data.features=tokens', '--config.model.name=sentiment_encoder',
                 '--config.model.init_from_vectors=True', '--config.optimizer.learning_rate=0.01')
   assert 0.5 <= results['test/accuracy'] <= 1 and np.isfinite(results['test/log_loss'])
   from research import word_vectors
@@ -206,7 +206,7 @@ def test_encoder_starts_from_the_word_vectors(data, tmp_path):
   from research.parallel import Runtime
   from research.tasks.popcorn import PopcornTask
   config = load_config_file(str(ROOT / 'configs/popcorn.py'), 'tiny')
-  config.data.path, config.data.features, config.model.name = str(data), 'tokens', 'encoder'
+  config.data.path, config.data.features, config.model.name = str(data), 'tokens', 'sentiment_encoder'
   config.model.init_from_vectors = True
   config.data.vectors = str(tmp_path / 'word2vec' / 'vectors.bin')
   task = PopcornTask(config, Runtime.create('mesh', jax.devices()[:1]))
@@ -220,7 +220,7 @@ def test_a_long_review_is_scored_as_the_mean_logit_over_all_its_views(data):
   from research.parallel import Runtime
   from research.tasks.popcorn import PopcornTask
   config = load_config_file(str(ROOT / 'configs/popcorn.py'), 'tiny')
-  config.data.path, config.data.features, config.model.name = str(data), 'tokens', 'encoder'
+  config.data.path, config.data.features, config.model.name = str(data), 'tokens', 'sentiment_encoder'
   config.data.max_length, config.data.eval_stride = 16, 8
   task = PopcornTask(config, Runtime.create('mesh', jax.devices()[:1]))
   params = task.init(jax.random.PRNGKey(0))

@@ -1,6 +1,7 @@
 """The regression family: NIST certified values, agreement with statsmodels and
 scikit-learn, diagnostics that fire on the assumption they test, bad input,
 and the launch.py contract."""
+import functools
 import json
 
 import jax
@@ -20,11 +21,13 @@ from sklearn import linear_model  # pylint: disable=g-import-not-at-top
 from statsmodels.stats import diagnostic, outliers_influence, stattools  # pylint: disable=g-import-not-at-top
 
 
-@pytest.fixture(autouse=True)
-def _x64_only_here():
-  """The regression task turns on float64; other test files expect float32."""
-  yield
-  jax.config.update('jax_enable_x64', False)
+def float64(test):
+  """Runs a test in float64, as the regression task's scope() runs the loop's work."""
+  @functools.wraps(test)
+  def run(*args, **kwargs):
+    with jax.enable_x64(True):
+      return test(*args, **kwargs)
+  return run
 
 
 def make_task(preset='ols', devices=1, **overrides):
@@ -57,6 +60,7 @@ def write_csv(path, X, y, names=None):
 # --- accuracy ------------------------------------------------------------------------
 
 
+@float64
 @pytest.mark.parametrize('name', list(strd.DATASETS))
 def test_nist_certified_coefficients_and_standard_errors(name):
   task = make_task('nist', data__synthetic=f'nist:{name}')
@@ -71,6 +75,7 @@ def test_nist_certified_coefficients_and_standard_errors(name):
   assert np.isfinite(metrics['loss'])
 
 
+@float64
 def test_refinement_is_what_makes_wampler5_exact():
   plain = make_task('nist', data__synthetic='nist:Wampler5', model__refine_steps=0)
   assert plain.final_results(fit(plain)[0])['nist/min_significant_digits'] < 9
@@ -78,6 +83,7 @@ def test_refinement_is_what_makes_wampler5_exact():
   assert refined.final_results(fit(refined)[0])['nist/min_significant_digits'] >= 16
 
 
+@float64
 def test_raw_monomials_of_filip_lose_digits_the_scaled_basis_keeps():
   """Why the polynomial basis is scaled: raw monomials of Filip's x cost 5 or more digits."""
   raw = make_task('nist', data__synthetic='nist:Filip', model__basis='raw')
@@ -90,6 +96,7 @@ def test_raw_monomials_of_filip_lose_digits_the_scaled_basis_keeps():
 # --- OLS against statsmodels ------------------------------------------------------------
 
 
+@float64
 @pytest.mark.parametrize('intercept', [True, False])
 def test_ols_inference_matches_statsmodels(tmp_path, intercept):
   rng = np.random.default_rng(1)
@@ -117,6 +124,7 @@ def test_ols_inference_matches_statsmodels(tmp_path, intercept):
   assert rel(metrics['mse'], ref.ssr / 300) < 1e-10
 
 
+@float64
 def test_diagnostics_match_statsmodels(tmp_path):
   rng = np.random.default_rng(2)
   X = rng.standard_normal((400, 3))
@@ -145,6 +153,7 @@ def _violations(out):
           if k.startswith('verdict/') and ('rejects' in v or 'finds the' in v or 'severe' in v)}
 
 
+@float64
 def test_clean_synthetic_data_passes_every_diagnostic():
   task = make_task('ols', data__synthetic='linear')
   assert _violations(task.final_results(fit(task)[0])) == set()
@@ -153,11 +162,13 @@ def test_clean_synthetic_data_passes_every_diagnostic():
 @pytest.mark.parametrize('kind, fires', [
     ('nonlinear', 'linearity'), ('heteroscedastic', 'homoscedasticity'),
     ('heavy_tailed', 'normality'), ('collinear', 'multicollinearity')])
+@float64
 def test_each_synthetic_violation_fires_its_diagnostic(kind, fires):
   task = make_task('ols', data__synthetic=kind)
   assert fires in _violations(task.final_results(fit(task)[0]))
 
 
+@float64
 def test_rank_deficiency_is_reported_with_the_minimum_norm_fit(tmp_path):
   rng = np.random.default_rng(3)
   X = rng.standard_normal((100, 3))
@@ -174,6 +185,7 @@ def test_rank_deficiency_is_reported_with_the_minimum_norm_fit(tmp_path):
   assert rel(list(out['coefficients'].values()), ref.params) < 1e-8
 
 
+@float64
 @pytest.mark.parametrize('refine_steps, block_rows, blocks', [(0, 0, 4), (2, 0, 4), (0, 200, 16)])
 def test_tsqr_over_four_devices_equals_one_device(refine_steps, block_rows, blocks):
   kw = dict(data__n=4000, data__p=6, model__refine_steps=refine_steps, model__refine_tol=0.0)
@@ -183,6 +195,7 @@ def test_tsqr_over_four_devices_equals_one_device(refine_steps, block_rows, bloc
   assert rel(fit(four)[0]['coef'], fit(one)[0]['coef']) < 1e-12
 
 
+@float64
 def test_refinement_is_skipped_only_where_qr_is_already_accurate():
   hard = make_task('nist', data__synthetic='nist:Wampler5', model__basis='raw')  # float64 on.
   X, y = np.random.default_rng(0).standard_normal((500, 4)), np.random.default_rng(1).standard_normal(500)
@@ -197,6 +210,7 @@ def test_refinement_is_skipped_only_where_qr_is_already_accurate():
   assert float(est) > 2.0 ** -44
 
 
+@float64
 @pytest.mark.parametrize('preset', ['ridge', 'lasso', 'elastic_net'])
 def test_regularized_fits_on_four_devices_equal_one(preset):
   one = make_task(preset, data__n=1000, data__p=6, model__num_alphas=10)
@@ -206,6 +220,7 @@ def test_regularized_fits_on_four_devices_equal_one(preset):
   assert np.max(np.abs(a['coef'] - b['coef'])) < 1e-9
 
 
+@float64
 @pytest.mark.parametrize('preset', ['ols', 'ridge'])
 def test_polynomial_padding_rows_change_nothing(preset):
   # 1003 rows leave 803 to train: 4 devices pad them with rows whose monomials are not zero.
@@ -215,6 +230,7 @@ def test_polynomial_padding_rows_change_nothing(preset):
   assert rel(fit(four)[0]['coef'], fit(one)[0]['coef']) < 1e-10
 
 
+@float64
 def test_polynomial_with_two_features_maps_back_to_raw_monomials(tmp_path):
   rng = np.random.default_rng(4)
   X = rng.uniform(-3, 5, (200, 2)) + [10, 0]
@@ -243,6 +259,7 @@ def sparse_problem():
   return X, 3.0 + X @ w + rng.standard_normal(500)
 
 
+@float64
 @pytest.mark.parametrize('name, l1_ratio', [('lasso', 1.0), ('elastic_net', 0.5), ('elastic_net', 0.2)])
 @pytest.mark.parametrize('intercept', [True, False])
 def test_lasso_and_elastic_net_match_scikit_learn(tmp_path, sparse_problem, name, l1_ratio, intercept):
@@ -259,8 +276,8 @@ def test_lasso_and_elastic_net_match_scikit_learn(tmp_path, sparse_problem, name
   assert np.sum(params['coef'] == 0) == np.sum(ref.coef_ == 0) > 0
 
 
+@float64
 def test_elastic_net_path_matches_scikit_learn(sparse_problem):
-  jax.config.update('jax_enable_x64', True)
   X, y = sparse_problem
   from sklearn.linear_model import enet_path
   G, q, yy = X.T @ X, X.T @ y, y @ y
@@ -274,9 +291,9 @@ def test_elastic_net_path_matches_scikit_learn(sparse_problem):
   assert np.all(np.asarray(gaps) < 1e-13 * yy)
 
 
+@float64
 @pytest.mark.parametrize('nonzero, screened', [(11, True), (60, False)])
 def test_screened_path_equals_the_full_gram_path(nonzero, screened):
-  jax.config.update('jax_enable_x64', True)
   rng = np.random.default_rng(7)
   X = rng.standard_normal((1000, 60)) + rng.standard_normal(60)
   y = 2.0 + X[:, :nonzero] @ rng.standard_normal(nonzero) * 2 + 0.5 * rng.standard_normal(1000)
@@ -295,6 +312,7 @@ def test_screened_path_equals_the_full_gram_path(nonzero, screened):
     assert int(columns) == 60
 
 
+@float64
 def test_lasso_path_task_screens_when_p_exceeds_the_working_set():
   kw = dict(data__n=600, data__p=40, model__cv_folds=0, model__path=True, model__num_alphas=20,
             model__tol=1e-12, model__max_iter=100000, data__synthetic='bench', bench__nonzero=3)
@@ -305,6 +323,7 @@ def test_lasso_path_task_screens_when_p_exceeds_the_working_set():
   assert float(ma['loss']) == pytest.approx(float(mb['loss']), rel=1e-10)
 
 
+@float64
 def test_cross_validation_matches_elastic_net_cv(tmp_path, sparse_problem):
   X, y = sparse_problem
   task = make_task('elastic_net', data__csv=str(write_csv(tmp_path / 'd.csv', X, y)),
@@ -319,6 +338,7 @@ def test_cross_validation_matches_elastic_net_cv(tmp_path, sparse_problem):
   assert np.max(np.abs(params['coef'] - ref.coef_)) < 1e-6
 
 
+@float64
 def test_ridge_matches_scikit_learn_and_gcv_picks_the_brute_force_minimum(tmp_path, sparse_problem):
   X, y = sparse_problem
   path = str(write_csv(tmp_path / 'd.csv', X, y))
@@ -341,6 +361,7 @@ def test_ridge_matches_scikit_learn_and_gcv_picks_the_brute_force_minimum(tmp_pa
 # --- bad input --------------------------------------------------------------------------
 
 
+@float64
 def test_csv_errors_name_the_problem(tmp_path):
   p = tmp_path / 'd.csv'
   p.write_text('a,b,y\n1,2,3\n4,five,6\n')
@@ -360,6 +381,7 @@ def test_csv_errors_name_the_problem(tmp_path):
     tabular.check_columns(np.eye(3), ['a', 'b', 'c'], 4)
 
 
+@float64
 def test_launch_writes_results_summary_and_plot(tmp_path):
   rng = np.random.default_rng(6)
   X = rng.standard_normal((120, 2))
@@ -390,6 +412,7 @@ def test_launch_writes_results_summary_and_plot(tmp_path):
   assert json.loads((workdir / 'results.json').read_text()) == results
 
 
+@float64
 def test_benchmark_prints_fit_seconds():
   proc = launch('--config=configs/regression.py:lasso', '--mode=benchmark',
                 '--config.bench.n=2000', '--config.bench.p=10', '--config.model.cv_folds=0')
@@ -400,6 +423,7 @@ def test_benchmark_prints_fit_seconds():
   assert {'config', 'devices', 'steps', 'seconds', 'examples_per_second', 'peak_rss_mb'} <= set(row)
 
 
+@float64
 def test_lasso_cv_with_path_draws_both(tmp_path):
   proc = launch('--config=configs/regression.py:lasso', '--config.model.path=True',
                 '--config.data.n=300', '--config.model.num_alphas=12', f'--workdir={tmp_path}')

@@ -1,6 +1,24 @@
-"""Datasets, vocabularies and batching."""
+"""Datasets, vocabularies and batching.
+
+Local copies: a dataset is read from `data.path` when given, else from its
+folder under the root that the SEQLAB_DATA environment variable names (as
+TFDS_DATA_DIR names TFDS's), e.g. $SEQLAB_DATA/multi30k/; with neither, the
+TFDS builders download from the public sources.
+"""
 import hashlib
 import os
+
+DATA_ENV = 'SEQLAB_DATA'
+
+
+def local_path(path: str, default: str) -> str:
+  """`path` (data.path) when given; else `default` under $SEQLAB_DATA when it
+  exists there; else '' (download)."""
+  if path:
+    return path
+  root = os.environ.get(DATA_ENV, '')
+  candidate = os.path.join(root, default) if root else ''
+  return candidate if candidate and os.path.exists(candidate) else ''
 
 
 def prepared_data_dir(data_dir: str, local: str = '') -> str | None:

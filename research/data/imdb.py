@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from research.data import prepared_data_dir, prepared_records
+from research.data import local_path, prepared_data_dir, prepared_records
 from research.errors import UserError
 
 URL = 'https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz'
@@ -53,10 +53,11 @@ def tokenize(text: str) -> list[str]:
 
 
 def load(path: str, splits=SPLITS, errors: str = 'strict', data_dir: str = '') -> dict:
-  """{split: Reviews}. path: a local directory (either layout), or '' to use the
-  TFDS builder (downloads once into data_dir)."""
+  """{split: Reviews}. path: a local directory (either layout; by default
+  $SEQLAB_DATA/imdb), or '' to use the TFDS builder (downloads once into data_dir)."""
   if errors not in ('strict', 'replace'):
     raise UserError(f'data.encoding_errors must be strict or replace, not {errors!r}')
+  path = local_path(path, 'imdb')
   if not path:
     return {s: _from_tfds(s, data_dir) for s in splits}
   if not os.path.isdir(path):

@@ -35,6 +35,7 @@ class Multi30k(ParallelTextBuilder):
   VERSION = tfds.core.Version('1.0.0')
   BUILDER_CONFIGS = [Multi30kConfig(name=f'{s}-{t}', source=s, target=t) for s, t in PAIRS]
   HOMEPAGE = 'https://github.com/multi30k/dataset'
+  LOCAL_NAME = 'multi30k'
 
   def _split_generators(self, dl_manager):
     langs = (self.builder_config.source, self.builder_config.target)

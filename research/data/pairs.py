@@ -4,7 +4,7 @@ import dataclasses
 import tensorflow_datasets as tfds
 from absl import logging
 
-from research.data import prepared_data_dir, prepared_records
+from research.data import local_path, prepared_data_dir, prepared_records
 from research.errors import UserError
 
 
@@ -18,6 +18,7 @@ class ParallelTextBuilder(tfds.core.GeneratorBasedBuilder):
   """What the parallel-text builders share: a local directory for offline use,
   and {'source', 'target'} text features. Abstract, so TFDS does not register it."""
   HOMEPAGE = ''
+  LOCAL_NAME = ''  # the local copy's folder under $SEQLAB_DATA.
 
   def __init__(self, *, local_dir: str = '', **kwargs):
     self.local_dir = local_dir
@@ -42,10 +43,12 @@ def builders():
 def load_tfds(name: str, pair: str, local_dir: str = '', data_dir: str = ''):
   """Prepares the dataset once (array_record) and returns ({split: Split}, prepared dir).
 
-  `local_dir` holds the raw files for offline use; without it the builder
-  downloads from the public URLs. `data_dir` is where TFDS keeps prepared data.
+  `local_dir` holds the raw files for offline use (by default the builder's
+  LOCAL_NAME under $SEQLAB_DATA); without one the builder downloads from the
+  public URLs. `data_dir` is where TFDS keeps prepared data.
   """
   cls = builders()[name]
+  local_dir = local_path(local_dir, cls.LOCAL_NAME)
   known = [c.name for c in cls.BUILDER_CONFIGS]
   if pair not in known:
     raise UserError(f'{name} has no language pair {pair!r}; known: {", ".join(known)}')

@@ -37,6 +37,7 @@ class Tatoeba(ParallelTextBuilder):
   BUILDER_CONFIGS = [TatoebaConfig(name='fr-en', lang='fra', english_is_source=False),
                      TatoebaConfig(name='en-fr', lang='fra', english_is_source=True)]
   HOMEPAGE = 'https://www.manythings.org/anki/'
+  LOCAL_NAME = 'tatoeba_fra_eng'
 
   def _split_generators(self, dl_manager):
     lang = self.builder_config.lang

@@ -13,7 +13,7 @@ import zipfile
 import tensorflow_datasets as tfds
 from absl import logging
 
-from research.data import prepared_data_dir, prepared_records
+from research.data import local_path, prepared_data_dir, prepared_records
 from research.errors import UserError
 
 URL = 'http://mattmahoney.net/dc/text8.zip'
@@ -62,7 +62,9 @@ def _read_text(path: str) -> str:
 
 
 def load_lines(local_dir: str = '', data_dir: str = ''):
-  """Prepares text8 once (array_record) and returns its pieces as strings."""
+  """Prepares text8 once (array_record) and returns its pieces as strings; the local
+  copy defaults to $SEQLAB_DATA/text8."""
+  local_dir = local_path(local_dir, 'text8')
   builder = Text8(local_dir=local_dir, data_dir=prepared_data_dir(data_dir, local_dir),
                   file_format='array_record')
   builder.download_and_prepare()

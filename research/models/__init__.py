@@ -1,8 +1,25 @@
-"""Models, registered by name; `config.model.name` picks one."""
-from research.models import rnn_attention, rnn_seq2seq, transformer
+"""Models, registered by name: a task builds the one `config.model.name` names.
 
-MODELS = {
-    'rnn_attention': rnn_attention.Seq2Seq,   # Bahdanau or Luong attention.
-    'rnn_seq2seq': rnn_seq2seq.Seq2Seq,       # one context vector: Sutskever LSTM, Cho GRU.
-    'transformer': transformer.TransformerModel,  # Vaswani et al. 2017.
-}
+A model module registers its models with `@register(name, task)` when it is
+imported (each task imports the modules of its models), and a task asks for
+one with `get(config.model.name, task)`, which names the other choices when
+the name is not one of its models.
+"""
+from research.errors import UserError
+
+MODELS = {}  # name -> (task, model)
+
+
+def register(name: str, task: str):
+  def add(model):
+    MODELS[name] = (task, model)
+    return model
+  return add
+
+
+def get(name: str, task: str):
+  known = sorted(n for n, (t, _) in MODELS.items() if t == task)
+  if MODELS.get(name, (None,))[0] != task:
+    raise UserError(f'model.name={name!r} is not a model of the {task} task; use '
+                    + ', '.join(known))
+  return MODELS[name][1]

@@ -15,9 +15,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from research.models import register
+
 NAMES = ('w', 'w_tilde', 'b', 'b_tilde')
 
 
+@register('glove', 'glove')
 @dataclasses.dataclass(frozen=True)
 class GloVe:
   vocab_size: int

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from research import layers
 from research.data.vocab import PAD
 from research.errors import UserError
+from research.models import register
 from research.models.encoder_decoder import EncoderDecoder, RecurrentPieces
 
 
@@ -109,6 +110,7 @@ class LuongSeq2Seq(RNNSearch):
 ATTENTION = ('bahdanau', 'luong_dot', 'luong_general', 'luong_concat')
 
 
+@register('rnn_attention', 'translation')
 class Seq2Seq(EncoderDecoder):
   """RNNsearch or Luong attention, as pure functions of (params, inputs)."""
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from research import layers
 from research.data.vocab import PAD
 from research.errors import UserError
+from research.models import register
 from research.models.encoder_decoder import EncoderDecoder, RecurrentPieces
 
 
@@ -99,6 +100,7 @@ class ChoGRU(RecurrentPieces):
 RNNS = ('lstm', 'gru_context')
 
 
+@register('rnn_seq2seq', 'translation')
 class Seq2Seq(EncoderDecoder):
   """Sutskever's LSTM or Cho's GRU, as pure functions of (params, inputs)."""
 

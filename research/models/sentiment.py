@@ -12,15 +12,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research.models import transformer
+from research.models import register, transformer
 
 
-def linear_init(dim: int):
-  return {'w': jnp.zeros(dim, jnp.float32), 'b': jnp.zeros((), jnp.float32)}
+@register('logistic_regression', 'popcorn')
+class LogisticRegression:
+  """Logistic regression over sparse features: a gather and a weighted sum."""
 
+  @staticmethod
+  def init(dim: int):
+    return {'w': jnp.zeros(dim, jnp.float32), 'b': jnp.zeros((), jnp.float32)}
 
-def linear_logits(params, index, value):
-  return jnp.sum(value * params['w'][index], axis=-1) + params['b']
+  @staticmethod
+  def logits(params, index, value):
+    return jnp.sum(value * params['w'][index], axis=-1) + params['b']
 
 
 def binary_loss(logits, labels):
@@ -76,6 +81,7 @@ def _plus_plus(x, k, key, sample: int = 20000):
 # --- the neural classifier --------------------------------------------------------------
 
 
+@register('sentiment_encoder', 'popcorn')
 class EncoderClassifier(nn.Module):
   """Embeddings (+ sinusoidal positions), N Transformer encoder layers, masked
   mean pooling, a logistic output. tokens [B, T] with 0 as padding."""

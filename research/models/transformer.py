@@ -30,6 +30,7 @@ import numpy as np
 from research import decode
 from research.data.vocab import PAD
 from research.layers import logical, model_dtypes
+from research.models import register
 from research.errors import UserError
 
 NEG_INF = -1.0e9
@@ -206,12 +207,12 @@ class Sizes:
     return nn.Embed(vocab_size, self.model_dim, embedding_init=logical(init, 'vocab', 'embed'),
                     name=name, **self.dtypes)
 
-  def layer(self, cls, method: str = '__call__'):
-    """cls, or cls rematerialized in `method` (whose last argument, train, is static)."""
+  def layer(self, cls, method: str = '__call__', train_argnum: int = 3):
+    """cls, or cls rematerialized in `method`, whose argument `train_argnum` (counting
+    self as 0) is the static train flag."""
     if not self.remat:
       return cls
-    argnums = {'__call__': 3, 'full': 4, 'causal': 3}[method]  # counting self as 0.
-    return nn.remat(cls, static_argnums=(argnums,), methods=[method])
+    return nn.remat(cls, static_argnums=(train_argnum,), methods=[method])
 
 
 class EncoderLayer(Sublayers):
@@ -292,7 +293,7 @@ class Transformer(nn.Module):
       self.output = nn.Dense(self.tgt_vocab_size, kernel_init=logical(_KERNEL, 'embed', 'vocab'),
                              bias_init=logical(_ZEROS, 'vocab'), name='output', **s.dtypes)
     self.position_table = position_table(self, self.positions, self.max_len, s)
-    encoder_layer, decoder_layer = s.layer(EncoderLayer), s.layer(DecoderLayer, 'full')
+    encoder_layer, decoder_layer = s.layer(EncoderLayer), s.layer(DecoderLayer, 'full', 4)
     self.encoder_layers = [encoder_layer(s.pre_ln, s.dropout, s, name=f'encoder_{i}')
                            for i in range(self.num_layers)]
     self.decoder_layers = [decoder_layer(s.pre_ln, s.dropout, s, name=f'decoder_{i}')
@@ -350,6 +351,7 @@ class Transformer(nn.Module):
     return self.decode(tgt_in, memory, mask)[0]
 
 
+@register('transformer', 'translation')
 @dataclasses.dataclass(frozen=True)
 class TransformerModel:
   """Pure functions of (params, inputs) around the Transformer module."""

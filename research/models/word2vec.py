@@ -35,12 +35,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Products at full f32. A GPU's default float32 product is TF32 (10-bit mantissa),
-# which moves a run off the CPU's numbers: skip-gram with TF32 products ran loss
-# 3.65, 3.51, 14.2 at steps 100-300 on an H100, and 3.65, 3.51, 17.0 on a CPU that
-# rounds its products to TF32 (jax.lax.reduce_precision). A CPU computes f32
-# anyway; with f32 products CBOW's H100 loss matched the CPU's to 4 decimals at
-# 36 of 37 logged steps.
+from research.models import register
+
+# Products at full f32: a GPU's default float32 product is TF32 (10-bit mantissa),
+# which moves a run off the CPU's numbers and made skip-gram diverge
+# (docs/benchmarks.md).
 _F32 = jax.lax.Precision.HIGHEST
 
 
@@ -58,6 +57,7 @@ def _log_sigmoid(x):
   return jnp.minimum(x, 0.0) - jnp.log1p(jnp.exp(-jnp.abs(x)))
 
 
+@register('word2vec', 'word2vec')
 @dataclasses.dataclass(frozen=True)
 class Word2Vec:
   vocab_size: int

@@ -1,31 +1,138 @@
-"""Tasks tie a dataset and a model to the shared loop; `config.task` picks one.
+"""Tasks tie a dataset and a model to the one training loop (research/train.py).
 
-A task provides, as pure functions where it matters:
-  init(rng) -> params
+A task subclasses `Task`, registers itself by name with `@register('name')`,
+and `config.task` picks it. The loop calls only the hooks below; every
+optional one has a default here, so the loop never asks what a task has.
+
+Required:
+  init(rng) -> params                     the parameters (their leaves may carry
+                                          logical axis names: research/parallel.py)
   loss(params, batch, rng) -> (loss_sum, weight_sum, metric_sums)
-  train_batch(step) -> dict of numpy arrays (this process's rows of global batch `step`)
-  evaluate(params, split) -> dict of floats
-  predict(params, lines) -> list of strings
-  write_artifacts(params, workdir) -> plots and samples at the end of a run
-  units(batch) -> {'examples': n, 'tokens': n} for benchmarks
-and optionally, for tasks whose update is not an optax step on a loss
-(word2vec's sparse SGD, GloVe's sparse AdaGrad):
-  train_step(state, batch, schedule) -> (state, metrics), used instead of loss
-  init_opt_state(params) -> the optimizer state the train step keeps
-  eval_splits: the splits to evaluate ('' for no split prefix in the metric names)
-  final_results(params) -> dict merged into results.json (regression's coefficients)
-  benchmark_fields(params, seconds, steps) -> dict added to the benchmark row (fit_seconds)
+                                          summed over the batch; the loop divides by
+                                          the global weight (or, instead of loss:)
+  train_step(state, batch, schedule) -> (state, metrics)
+                                          a task's own update rule (word2vec's
+                                          sparse SGD, GloVe's AdaGrad, a closed-form fit)
+  train_batch(step) -> {name: numpy array}
+                                          this process's rows of global batch `step`,
+                                          a pure function of (seed, step); the rows come
+                                          from research.data.pipeline.process_slice
+  evaluate(params, split) -> {metric: float}
+
+Optional (the default in brackets):
+  validate(config) (a classmethod)         checks the config before any work, raising
+                                           UserError naming the key [nothing]
+  num_steps() -> int                       the run's length: tasks that count in epochs
+                                           derive it [config.train.steps]
+  scope() -> context manager               wraps everything the loop does with the task
+                                           (regression's float64) [no-op]
+  eval_splits                              splits evaluated at the end, the first one
+                                           also periodically; '' for no metric prefix
+                                           [('validation', 'test')]
+  init_opt_state(params)                   the optimizer state of a task's own update
+                                           rule [None: the optax optimizer's]
+  predict(params, lines) -> [str]          --mode=predict, one output line per input
+                                           line [an error: the task has no predict]
+  samples(params, split, n) -> [(input, output, reference)]
+                                           printed at each evaluation [none]
+  units(batch) -> {unit: count}            throughput units, e.g. tokens [examples]
+  final_results(params) -> dict            merged into results.json [nothing]
+  benchmark_fields(params, seconds, steps) -> dict
+                                           added to --mode=benchmark's row [nothing]
+  write_artifacts(params, workdir) -> [path]
+                                           plots and files at the end of a run [none]
+
+Every task is constructed as Task(config, runtime, workdir) and reads the
+config without writing it.
 """
+import contextlib
+
+import jax
+
 from research.errors import UserError
 
+TASKS = {}
 
-def build(config, runtime, workdir: str = ''):
-  from research.tasks import embeddings, popcorn, regression, translation
-  tasks = {'translation': translation.TranslationTask, 'word2vec': embeddings.Word2VecTask,
-           'glove': embeddings.GloVeTask, 'regression': regression.RegressionTask,
-           'popcorn': popcorn.PopcornTask}
-  if config.task not in tasks:
-    raise UserError(f'unknown task {config.task!r}; known: {", ".join(sorted(tasks))}')
-  if config.task == 'popcorn':  # it may train word vectors first, in a workdir of their own.
-    return popcorn.PopcornTask(config, runtime, workdir)
-  return tasks[config.task](config, runtime)
+
+def register(name: str):
+  """Class decorator: makes the task available as config.task=name."""
+  def add(cls):
+    TASKS[name] = cls
+    cls.name = name
+    return cls
+  return add
+
+
+class Task:
+  """The protocol between a task and the loop; see the module docstring."""
+  name = ''
+  eval_splits = ('validation', 'test')
+
+  def __init__(self, config, runtime, workdir: str = ''):
+    self.config, self.runtime, self.workdir = config, runtime, workdir
+
+  # --- required --------------------------------------------------------------------
+
+  def init(self, rng):
+    raise NotImplementedError
+
+  def loss(self, params, batch, rng):
+    raise NotImplementedError(f'task {self.name!r} defines neither loss nor train_step')
+
+  def train_step(self, state, batch, schedule):
+    raise NotImplementedError
+
+  def train_batch(self, step: int) -> dict:
+    raise NotImplementedError
+
+  def evaluate(self, params, split: str) -> dict:
+    raise NotImplementedError
+
+  # --- optional --------------------------------------------------------------------
+
+  @property
+  def own_update(self) -> bool:
+    """Whether the task brings its own train_step instead of a loss."""
+    return type(self).train_step is not Task.train_step
+
+  @classmethod
+  def validate(cls, config):
+    pass
+
+  def num_steps(self) -> int:
+    return self.config.train.steps
+
+  def scope(self):
+    return contextlib.nullcontext()
+
+  def init_opt_state(self, params):
+    return None
+
+  def predict(self, params, lines: list[str]) -> list[str]:
+    raise UserError(f'task {self.name!r} has no --mode=predict')
+
+  def samples(self, params, split: str, n: int) -> list:
+    return []
+
+  def units(self, batch) -> dict:
+    return {'examples': len(jax.tree.leaves(batch)[0])}
+
+  def final_results(self, params) -> dict:
+    return {}
+
+  def benchmark_fields(self, params, seconds: float, steps: int) -> dict:
+    return {}
+
+  def write_artifacts(self, params, workdir: str) -> list:
+    return []
+
+
+def build(config, runtime, workdir: str = '') -> Task:
+  """The registered task config.task names, constructed for this config."""
+  # Importing a task's module registers it.
+  from research.tasks import embeddings, language_model, popcorn, regression, translation  # noqa: F401
+  if config.task not in TASKS:
+    raise UserError(f'unknown task {config.task!r}; known: {", ".join(sorted(TASKS))}')
+  cls = TASKS[config.task]
+  cls.validate(config)
+  return cls(config, runtime, workdir)

@@ -13,7 +13,7 @@ Each step runs rounds: `data.parallel_segments` segments at a time, split over
 the devices, with their summed updates applied to every copy of the tables
 before the next round. The result does not depend on the number of devices.
 
-train.steps = 0 means `data.epochs` passes over the corpus.
+train.steps = 0 means `data.epochs` passes over the corpus (num_steps).
 
 Online training (gensim's build_vocab(update=True) then train): with
 data.update_from=DIR, a finished run's DIR/model.npz is the starting point;
@@ -30,11 +30,14 @@ import numpy as np
 from absl import logging
 
 from research import plots, word_vectors
+import research.data as data_lib
 from research.data import corpus as corpus_lib
 from research.data import cooccur, imdb, pipeline, text8
+from research import models
 from research.errors import UserError
-from research.models.glove import GloVe
+from research.models import glove as _glove  # noqa: F401  (registers)
 from research.models.word2vec import Word2Vec, huffman_tree
+from research.tasks import Task, register
 
 # The pictures of Mikolov et al. 2013b (Figure 2) and "The amazing power of word vectors".
 WORD_GROUPS = {
@@ -47,17 +50,24 @@ WORD_GROUPS = {
         ('father', 'mother'), ('son', 'daughter'), ('he', 'she'), ('boy', 'girl')],
 }
 MODEL_FILE = 'model.npz'
+TEXT8LIKE = os.path.join('wiki2019_text8like', 'text8like.gz')  # the default corpus.
+EVAL_DIR = 'word_eval'  # the evaluation sets' default folder under $SEQLAB_DATA.
 EVAL_FILES = {'analogy': 'questions-words.txt', 'ws353': 'wordsim353.tsv',
               'simlex999': 'simlex999.txt'}
 
 
-class WordVectorTask:
-  """What word2vec and GloVe share: evaluation, queries and saved vectors.
-  Subclasses set self.config, self.corpus, self.eval_sets and define vectors()."""
+class WordVectorTask(Task):
+  """What word2vec and GloVe share: evaluation, queries, saved vectors and a run
+  counted in epochs. Subclasses set self.corpus, self.eval_sets and
+  self.steps_per_epoch and define vectors()."""
   eval_splits = ('',)  # results are analogy/*, similarity/*: no split prefix.
+
+  def num_steps(self) -> int:
+    return self.config.train.steps or self.config.data.epochs * self.steps_per_epoch
 
   @staticmethod
   def _read_eval_sets(directory):
+    directory = data_lib.local_path(directory, EVAL_DIR)
     if not directory:
       return {}
     if not os.path.isdir(directory):
@@ -140,10 +150,11 @@ class WordVectorTask:
     return []
 
 
+@register('word2vec')
 class Word2VecTask(WordVectorTask):
 
-  def __init__(self, config, runtime):
-    self.config, self.runtime = config, runtime
+  def __init__(self, config, runtime, workdir: str = ''):
+    super().__init__(config, runtime, workdir)
     d, m = config.data, config.model
     self.previous = _load_previous(d.get('update_from', ''), m.dim)
     self.corpus = _load_corpus(d, self.previous and (self.previous['words'],
@@ -154,8 +165,8 @@ class Word2VecTask(WordVectorTask):
     if m.negative and m.shared_negatives < 1:
       raise UserError(f'model.shared_negatives={m.shared_negatives}: a segment needs at least '
                       'one noise draw')
-    self.model = Word2Vec(c.vocab_size, m.dim, m.window, m.negative, m.cbow, m.cbow_mean,
-                          m.shared_negatives)
+    self.model = models.get(m.name, 'word2vec')(c.vocab_size, m.dim, m.window, m.negative,
+                                                m.cbow, m.cbow_mean, m.shared_negatives)
     self.keep = corpus_lib.keep_probabilities(c.counts, d.sample).astype(np.float32)
     self.noise_cdf = jnp.asarray(np.cumsum(corpus_lib.noise_distribution(c.counts)),
                                  jnp.float32)
@@ -174,11 +185,7 @@ class Word2VecTask(WordVectorTask):
     self.sentence = np.repeat(np.arange(len(c.starts) - 1, dtype=np.int32), np.diff(c.starts))
     self.expected_kept = float((c.counts * self.keep).sum())  # per epoch.
     self.steps_per_epoch = max(1, math.ceil(self.expected_kept / bs))
-    if not config.train.steps:
-      with config.unlocked():
-        config.train.steps = d.epochs * self.steps_per_epoch
-    self._epochs = pipeline.EpochAhead(self._subsample, self.steps_per_epoch,
-                                       config.train.steps)
+    self._epochs = pipeline.EpochAhead(self._subsample, self.steps_per_epoch, self.num_steps())
     logging.info('%.0f words kept per epoch (sample %g): %d steps of %d words an epoch',
                  self.expected_kept, d.sample, self.steps_per_epoch, bs)
     self.eval_sets = self._read_eval_sets(d.eval_dir)
@@ -285,13 +292,14 @@ class Word2VecTask(WordVectorTask):
     return model.loss_and_updates(params, centers, contexts, cmask, words, labels, tmask, lr)
 
 
+@register('glove')
 class GloVeTask(WordVectorTask):
   """GloVe: co-occurrence counts once, then `data.epochs` shuffled passes of
   sparse AdaGrad over the nonzero entries: train.batch_size entries a step, in
   rounds of `data.round` entries whose updates land at once."""
 
-  def __init__(self, config, runtime):
-    self.config, self.runtime = config, runtime
+  def __init__(self, config, runtime, workdir: str = ''):
+    super().__init__(config, runtime, workdir)
     d, m = config.data, config.model
     self.corpus = _load_corpus(d)
     c = self.corpus
@@ -300,7 +308,7 @@ class GloVeTask(WordVectorTask):
                                                       d.window, d.symmetric)
     logging.info('co-occurrence: %d nonzero entries over a vocabulary of %d (window %d) in '
                  '%.1f s', len(self.values), c.vocab_size, d.window, time.time() - t0)
-    self.model = GloVe(c.vocab_size, m.dim, m.x_max, m.alpha)
+    self.model = models.get(m.name, 'glove')(c.vocab_size, m.dim, m.x_max, m.alpha)
     bs = config.train.batch_size
     runtime.check_batch_size(bs)
     self.round = d.round
@@ -308,10 +316,7 @@ class GloVeTask(WordVectorTask):
       raise UserError(f'data.round={self.round} must divide train.batch_size={bs} and be a '
                       f'multiple of the {runtime.num_devices} device(s)')
     self.steps_per_epoch = max(1, math.ceil(len(self.values) / bs))
-    if not config.train.steps:
-      with config.unlocked():
-        config.train.steps = d.epochs * self.steps_per_epoch
-    self._orders = pipeline.EpochAhead(self._shuffle, self.steps_per_epoch, config.train.steps)
+    self._orders = pipeline.EpochAhead(self._shuffle, self.steps_per_epoch, self.num_steps())
     self.eval_sets = self._read_eval_sets(d.eval_dir)
 
   def init(self, rng):
@@ -399,9 +404,11 @@ def _load_corpus(d, base=None) -> corpus_lib.Corpus:
     return corpus_lib.from_lines(lines, 'imdb', d.min_count, d.max_vocab, d.max_sentence, base)
   if d.name != 'text':
     raise UserError(f'unknown data.name {d.name!r} for word2vec; use text, text8 or imdb')
-  if not d.path:
-    raise UserError('data.path: give the corpus (a .txt / .gz file, a directory or a glob)')
-  return corpus_lib.read(d.path, d.min_count, d.max_vocab, d.max_sentence, d.encoding_errors,
+  path = data_lib.local_path(d.path, TEXT8LIKE)
+  if not path:
+    raise UserError('data.path: give the corpus (a .txt / .gz file, a directory or a glob), '
+                    f'or set {data_lib.DATA_ENV} to a folder holding {TEXT8LIKE}')
+  return corpus_lib.read(path, d.min_count, d.max_vocab, d.max_sentence, d.encoding_errors,
                          base)
 
 

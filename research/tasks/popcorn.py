@@ -1,22 +1,23 @@
 """Bag of Words Meets Bags of Popcorn: IMDB sentiment, five ways, one task.
 
 data.features picks the representation; model.name the classifier:
-  bow          top-k word counts, L2-normalized          + logistic regression
-  tfidf        uni+bigram TF-IDF (sublinear tf)          + logistic regression
-  avg_vectors  the mean of a review's word vectors       + logistic regression
+  bow          top-k word counts, L2-normalized          + logistic_regression
+  tfidf        uni+bigram TF-IDF (sublinear tf)          + logistic_regression
+  avg_vectors  the mean of a review's word vectors       + logistic_regression
   centroids    counts of a review's words per k-means cluster of the word
                vectors (k = vocabulary / data.words_per_cluster), TF-IDF weighted
-                                                         + logistic regression
-  tokens       the review's first and last words         + a Transformer encoder
-               (evaluated also over windows of a long review: data.eval_stride)
+                                                         + logistic_regression
+  tokens       the review's first and last words         + sentiment_encoder, a
+               Transformer encoder (evaluated also over windows of a long
+               review: data.eval_stride)
 Logistic regression is trained by Adam on the mean log loss plus model.l2/2 |w|^2
 (scikit-learn's LogisticRegression has C = 1 / (l2 N)).
 
 Word vectors come from data.vectors (a word2vec text or binary file), or else
-the project's word2vec is trained on the train + unlabeled reviews in
-WORKDIR/word2vec (data.word2vec_dir, relative to the workdir: '../word2vec'
-shares one among a sweep's points; resumable like any run, so a finished one is
-reused) with data.word2vec_preset and the data.vector_* settings.
+the run data.word2vec configures (a whole word2vec config) is trained on the
+train + unlabeled reviews in WORKDIR/word2vec (data.word2vec_dir, relative to
+the workdir: '../word2vec' shares one among a sweep's points; resumable like any
+run, so a finished one is reused).
 
 Splits: data.validation_size reviews of the labeled train set (seeded) are held
 out for the periodic evaluation; the rest train; the test split is the 25k test
@@ -31,25 +32,31 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from research import layers, plots, word_vectors
-from research.data import bag, imdb
+from research import layers, models, plots, word_vectors
+from research.data import bag, imdb, pipeline
 from research.errors import UserError
 from research.models import sentiment, transformer
+from research.tasks import Task, register
 
 FEATURES = ('bow', 'tfidf', 'avg_vectors', 'centroids', 'tokens')
 PAD, UNK = 0, 1
 
 
-class PopcornTask:
-  eval_splits = ('validation', 'test')
+@register('popcorn')
+class PopcornTask(Task):
 
   def __init__(self, config, runtime, workdir: str = ''):
-    self.config, self.runtime, self.workdir = config, runtime, workdir
+    super().__init__(config, runtime, workdir)
     d, m = config.data, config.model
     if d.features not in FEATURES:
       raise UserError(f'data.features must be one of {", ".join(FEATURES)}, not {d.features!r}')
-    if (m.name == 'encoder') != (d.features == 'tokens'):
-      raise UserError('model.name=encoder goes with data.features=tokens, and linear with the rest')
+    self.classifier = models.get(m.name, 'popcorn')
+    self.linear = self.classifier is sentiment.LogisticRegression
+    self._predict = runtime.jit_data_parallel(
+        lambda p, b: (lambda logits: (jax.nn.sigmoid(logits), logits))(self.logits(p, b)))
+    if self.linear == (d.features == 'tokens'):
+      raise UserError('model.name=sentiment_encoder goes with data.features=tokens, and '
+                      'logistic_regression with the rest')
     reviews = imdb.load(d.path, ('train', 'test'), d.encoding_errors, d.get('data_dir', ''))
     for split, r in reviews.items():
       if r.skipped_empty:
@@ -76,11 +83,13 @@ class PopcornTask:
       if split != 'train' and self.window_views:
         self.windows[split] = self.window_views(split_doc)
     self.num_train = len(kept)
-    if not config.train.steps:
-      with config.unlocked():
-        config.train.steps = -(-d.epochs * self.num_train // config.train.batch_size)
     logging.info('popcorn %s: %d train, %d validation, %d test reviews; %s',
                  d.features, self.num_train, len(held), len(test_docs), self.describe)
+
+  def num_steps(self) -> int:
+    """train.steps, or with 0, data.epochs passes over the training reviews."""
+    return self.config.train.steps or -(
+        -self.config.data.epochs * self.num_train // self.config.train.batch_size)
 
   # --- features ---------------------------------------------------------------------
 
@@ -174,22 +183,12 @@ class PopcornTask:
       return word_vectors.load(d.vectors)
     if not self.workdir:
       raise UserError('data.vectors is empty and there is no workdir to train word2vec in')
-    from research import config as config_lib  # pylint: disable=g-import-not-at-top
+    # The package's entry point for a run; imported here, as research.train imports tasks.
     from research import train  # pylint: disable=g-import-not-at-top
-    root = os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'word2vec.py')
-    w2v = config_lib.load_config_file(os.path.normpath(root), d.word2vec_preset)
-    w2v.name = f'word2vec-{d.word2vec_preset}-imdb'
-    w2v.seed = self.config.seed
-    w2v.data.name, w2v.data.path, w2v.data.eval_dir = 'imdb', d.path, ''
-    w2v.data.encoding_errors = d.encoding_errors
-    w2v.data.min_count, w2v.data.epochs = d.vector_min_count, d.vector_epochs
-    w2v.model.dim, w2v.model.window = d.vector_dim, d.vector_window
-    if d.word2vec_preset != 'tiny':
-      w2v.data.segment, w2v.data.duplicate_power = d.vector_segment, d.vector_duplicate_power
     sub = os.path.normpath(os.path.join(self.workdir, d.word2vec_dir or 'word2vec'))
-    logging.info('training word2vec (%s, dim %d) on the train + unlabeled reviews in %s',
-                 d.word2vec_preset, d.vector_dim, sub)
-    train.train_and_evaluate(w2v, sub)
+    logging.info('training word2vec (dim %d) on the train + unlabeled reviews in %s',
+                 d.word2vec.model.dim, sub)
+    train.train_and_evaluate(d.word2vec, sub)
     return word_vectors.load(os.path.join(sub, 'vectors.bin'))
 
   # --- the model ----------------------------------------------------------------------
@@ -201,11 +200,11 @@ class PopcornTask:
                               qk_dim=m.model_dim // m.num_heads, v_dim=m.model_dim // m.num_heads,
                               dropout=m.dropout, pre_ln=True, dtype=dtype,
                               param_dtype=param_dtype, remat=m.get('remat', False))
-    return sentiment.EncoderClassifier(self.dim, sizes, m.num_layers, m.freeze_embeddings)
+    return self.classifier(self.dim, sizes, m.num_layers, m.freeze_embeddings)
 
   def init(self, rng):
-    if self.config.model.name == 'linear':
-      return sentiment.linear_init(self.dim)
+    if self.linear:
+      return self.classifier.init(self.dim)
     tokens = jnp.zeros((1, self.config.data.max_length), jnp.int32)
     params = self._encoder().init({'params': rng}, tokens)['params']
     if self.init_vectors is not None:
@@ -218,8 +217,8 @@ class PopcornTask:
     return params
 
   def logits(self, params, batch, rng=None):
-    if self.config.model.name == 'linear':
-      return sentiment.linear_logits(params, batch['index'], batch['value'])
+    if self.linear:
+      return self.classifier.logits(params, batch['index'], batch['value'])
     train = rng is not None
     return self._encoder().apply({'params': params}, batch['tokens'], train=train,
                                  rngs={'dropout': rng} if train else {})
@@ -229,7 +228,7 @@ class PopcornTask:
     losses = sentiment.binary_loss(logits, batch['label'])
     weight = jnp.asarray(batch['label'].shape[0], jnp.float32)
     total = jnp.sum(losses)
-    if self.config.model.name == 'linear':
+    if self.linear:
       total = total + 0.5 * self.config.model.l2 * jnp.sum(params['w'] ** 2) * weight
     correct = jnp.sum((logits > 0) == (batch['label'] > 0.5))
     return total, weight, {'accuracy': correct.astype(jnp.float32)}
@@ -245,7 +244,7 @@ class PopcornTask:
       epoch, offset = divmod(start + len(rows), n)
       perm = np.random.default_rng([self.config.seed, epoch]).permutation(n)
       rows.extend(perm[offset:offset + b - len(rows)])
-    rows = np.asarray(rows)
+    rows = np.asarray(rows)[pipeline.process_slice(b)]
     return {k: v[rows] for k, v in self.arrays['train'].items()}
 
   def units(self, batch):
@@ -268,23 +267,13 @@ class PopcornTask:
     return (1 / (1 + np.exp(-mean))).astype(np.float32)
 
   def _predictions(self, params, arrays):
-    """(P(positive), logit) of every row, in padded batches over the devices."""
-    size = self.config.eval.batch_size
-    size = -(-size // self.runtime.num_devices) * self.runtime.num_devices
-    if not hasattr(self, '_predict'):
-      def predict(p, b):
-        logits = self.logits(p, b)
-        return jax.nn.sigmoid(logits), logits
-      self._predict = jax.jit(predict)
+    """(P(positive), logit) of every row, in batches over the devices."""
     keys = [k for k in arrays if k not in ('label', 'owner')]
-    n, out = len(arrays[keys[0]]), []
+    n, size, out = len(arrays[keys[0]]), self.config.eval.batch_size, []
     for i in range(0, n, size):
       batch = {k: arrays[k][i:i + size] for k in keys}
-      real = len(batch[keys[0]])
-      batch = {k: np.concatenate([v, np.zeros((size - real,) + v.shape[1:], v.dtype)])
-               for k, v in batch.items()}
-      p, logits = jax.device_get(self._predict(params, self.runtime.put_batch(batch)))
-      out.append((np.asarray(p)[:real], np.asarray(logits, np.float64)[:real]))
+      p, logits = self.runtime.run_batched(self._predict, params, batch)
+      out.append((np.asarray(p), np.asarray(logits, np.float64)))
     return tuple(np.concatenate(parts) for parts in zip(*out))
 
   def evaluate(self, params, split: str):

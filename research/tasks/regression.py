@@ -7,7 +7,8 @@ eigendecomposition, or coordinate descent to scikit-learn's tolerance) on the
 full training set, sharded by rows over the devices. So train.steps is 1, the
 step is jit-compiled like every other, and a checkpoint holds the fit.
 
-Everything runs in float64 (jax_enable_x64 is switched on for the process).
+Everything runs in float64: the task's scope() turns jax_enable_x64 on for the
+loop's work with it, and for nothing else in the process.
 """
 import os
 
@@ -17,22 +18,23 @@ import numpy as np
 from absl import logging
 
 from research import plots, regression_stats as rstats
-from research.data import tabular
+from research.data import pipeline, tabular
 from research.errors import UserError
 from research.models import linear
+from research.tasks import Task, register
 
-MODELS = ('ols', 'ridge', 'lasso', 'elastic_net')
+ESTIMATORS = ('ols', 'ridge', 'lasso', 'elastic_net')
 
 
-class RegressionTask:
+@register('regression')
+class RegressionTask(Task):
   eval_splits = ('train', 'test')
 
-  def __init__(self, config, runtime):
-    jax.config.update('jax_enable_x64', True)
-    self.config, self.runtime = config, runtime
+  def __init__(self, config, runtime, workdir: str = ''):
+    super().__init__(config, runtime, workdir)
     d, m = config.data, config.model
-    if m.name not in MODELS:
-      raise UserError(f'unknown regression model.name {m.name!r}; use {", ".join(MODELS)}')
+    if m.estimator not in ESTIMATORS:
+      raise UserError(f'unknown model.estimator {m.estimator!r}; use {", ".join(ESTIMATORS)}')
     self.certified = None
     degree, intercept = m.degree, m.intercept
     if config.bench.n:  # --mode=benchmark's data: scikit-learn's benchmark generator.
@@ -83,7 +85,7 @@ class RegressionTask:
       raise UserError(f'model.basis must be scaled or raw, not {m.basis!r}')
 
     # Rows padded to whole blocks on every device; padding has mask 0.
-    sparse = m.name in ('lasso', 'elastic_net')
+    sparse = m.estimator in ('lasso', 'elastic_net')
     self.num_folds = m.cv_folds if sparse and m.cv_folds > 1 else 1
     self.num_path = m.num_alphas if sparse and (m.path or self.num_folds > 1) else 0
     # OLS factors row blocks of about model.qr_block_rows on each device (TSQR): XLA's
@@ -91,7 +93,7 @@ class RegressionTask:
     devices, k = runtime.num_devices, len(self.exps) + 1
     per_device = -(-len(X) // devices) // max(m.qr_block_rows, k + 1) if m.qr_block_rows else 1
     blocks = devices * max(1, per_device)
-    self.num_blocks = blocks if m.name == 'ols' and len(X) >= blocks * (k + 1) else 1
+    self.num_blocks = blocks if m.estimator == 'ols' and len(X) >= blocks * (k + 1) else 1
     multiple = int(np.lcm(self.num_blocks, devices * self.num_folds))
     self.train = _padded(X, y, multiple)
     self.test = _padded(Xt, yt, runtime.num_devices) if len(Xt) else None
@@ -120,13 +122,19 @@ class RegressionTask:
       params['cv_mse'] = jnp.zeros(self.num_path, jnp.float64)
     return params
 
+  def scope(self):
+    """float64 for everything the loop does with this task."""
+    return jax.enable_x64(True)
+
   def init_opt_state(self, params):
     del params
     return ()
 
   def train_batch(self, step: int):
+    """The whole training set, every step: this process's rows of it."""
     del step
-    return self.train
+    rows = pipeline.process_slice(len(self.train['x']))
+    return {k: v[rows] for k, v in self.train.items()}
 
   def units(self, batch):
     return {'examples': int(batch['mask'].sum())}
@@ -144,7 +152,7 @@ class RegressionTask:
       F = F * mask[:, None]
     n = mask.sum()
     extra = {}
-    if m.name == 'ols':
+    if m.estimator == 'ols':
       fit = self._ols(F, y, mask)
       coef, b, alpha = _split_intercept(fit['params'], self.intercept) + (params['alpha'],)
       loss = fit['rss'] / (2 * n)
@@ -152,13 +160,13 @@ class RegressionTask:
       # The path alone, with many features: Gram columns of a working set only.
       screen = m.path and self.num_folds == 1 and 8 <= m.working_set < F.shape[1]
       G, q, yy, xm, ym = linear.gram(F, y, mask, self.intercept, full=not screen)
-      if m.name == 'ridge':
+      if m.estimator == 'ridge':
         alphas = jnp.asarray(_ridge_grid(m), jnp.float64)
         coefs, gcv = linear.ridge(G, q, yy, n, alphas)
         best = jnp.argmin(gcv)
         coef, alpha = coefs[best], alphas[best]
       else:
-        l1_ratio = 1.0 if m.name == 'lasso' else m.l1_ratio
+        l1_ratio = 1.0 if m.estimator == 'lasso' else m.l1_ratio
         alpha = params['alpha']
         if self.num_path:
           alphas = linear.alpha_grid(q, n, l1_ratio, m.num_alphas)
@@ -193,7 +201,7 @@ class RegressionTask:
         rss = yy - 2 * q @ coef + coef @ G @ coef
         loss = rss / (2 * n)
         grad = (q - G @ coef) / n  # X^T r / n, from the Gram matrix.
-    if m.name == 'ols':  # X^T r / n is ~0 at the least-squares solution: a check of the solve.
+    if m.estimator == 'ols':  # X^T r / n is ~0 at the least-squares solution: a check of the solve.
       grad = F.T @ ((y - b - F @ coef) * mask) / n
     params = dict(params, coef=coef, intercept=b, alpha=alpha)
     return params, {'loss': loss, 'grad_norm': jnp.sqrt(grad @ grad), 'alpha': alpha, **extra}
@@ -294,7 +302,7 @@ class RegressionTask:
                       ', '.join(dependent))
       results['dependent_columns'] = dependent
     inf = None
-    if m.name == 'ols':
+    if m.estimator == 'ols':
       inf = rstats.inference(values, T @ cov @ T.T, rss, tss, n, rank, self.intercept)
       names = ['const'] + self.feature_names if self.intercept else self.feature_names
       for k in ('std_errors', 't_values', 'p_values', 'conf_low', 'conf_high'):
@@ -305,10 +313,6 @@ class RegressionTask:
     return {'results': results, 'diag': diag, 'inference': inf,
             'fitted': np.asarray(fitted)[np.asarray(mask) > 0],
             'resid': np.asarray(resid)[np.asarray(mask) > 0]}
-
-  def samples(self, params, split, n):
-    del params, split, n
-    return []
 
   def predict(self, params, lines):
     """Each line: comma-separated feature values -> the prediction."""
@@ -331,7 +335,7 @@ class RegressionTask:
     if not hasattr(self, '_summary'):
       self.final_results(params)
     names, values, stats = self._summary
-    title = f'{self.config.name}: {self.config.model.name}, degree {self.degree}'
+    title = f'{self.config.name}: {self.config.model.estimator}, degree {self.degree}'
     if stats['inference'] is not None:
       text = rstats.summary_table(names, values, stats['inference'], stats['diag'],
                                   self.n_train, title)

@@ -16,7 +16,9 @@ from research import bleu, plots
 from research.data import dates, pairs, pipeline, synthetic
 from research.data.vocab import BOS, PAD, CharVocab, SentencePieceVocab, WordVocab
 from research.errors import UserError
-from research.models import MODELS
+from research import models
+from research.models import rnn_attention, rnn_seq2seq, transformer  # noqa: F401  (they register)
+from research.tasks import Task, register
 
 
 def _load_pairs(cfg):
@@ -43,11 +45,11 @@ def _make_vocab(cfg, texts, cache_dir: str, side: str):
   raise UserError(f'unknown data.tokenizer {cfg.tokenizer!r}; use char, word or sentencepiece')
 
 
-class TranslationTask:
+@register('translation')
+class TranslationTask(Task):
 
-  def __init__(self, config, runtime):
-    self.config = config
-    self.runtime = runtime
+  def __init__(self, config, runtime, workdir: str = ''):
+    super().__init__(config, runtime, workdir)
     d = config.data
     self.splits, cache_dir = _load_pairs(d)
     if d.test_split not in self.splits:
@@ -85,9 +87,7 @@ class TranslationTask:
           raise UserError(f'data.batch_tokens={self.batch_tokens} holds no row of width {width} '
                           f'in multiples of {self.row_multiple} (devices x microbatches); use '
                           f'at least {width * self.row_multiple}')
-    if config.model.name not in MODELS:
-      raise UserError(f'unknown model {config.model.name!r}; known: {", ".join(sorted(MODELS))}')
-    self.model = MODELS[config.model.name].from_config(
+    self.model = models.get(config.model.name, 'translation').from_config(
         config.model, len(self.src_vocab), len(self.tgt_vocab))
     if hasattr(self.model, 'check_lengths'):
       self.model.check_lengths(self.max_src, self.max_tgt)

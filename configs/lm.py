@@ -1,0 +1,96 @@
+"""A decoder-only Transformer language model (GPT-style) on a text8-style corpus.
+
+Presets:
+  char        character level on $SEQLAB_DATA/wiki2019_text8like/text8like.gz
+              (text8's normalization of 2019 Wikipedia, 10^8 characters, split
+              90M / 5M / 5M), sized for 2 CPU cores. Target: test <= 1.60 bits
+              per character in <= 45 minutes. Not measured yet.
+  bench       the shapes of ../shared/bench/torch_gpt.py (d 256, 8 heads, 6
+              layers, context 256, batch 32, vocabulary 27) on random tokens,
+              for --mode=benchmark.
+  gpt2_small  GPT-2 small's body (12 layers, d 768, 12 heads, context 1024) at
+              character level, bfloat16, for accelerators.
+  tiny        the test-suite size; give it --config.data.path.
+
+For orientation, on the real text8 (a different Wikipedia sample, normalized the
+same way): LSTMs reach about 1.4 bits per character, the 12-layer character
+Transformer of Al-Rfou et al. 2018 1.18, and Transformer-XL 1.08.
+
+Run:  python launch.py --config=configs/lm.py:char
+      echo "the meaning of life is" | python launch.py --config=configs/lm.py:char --mode=predict
+      python launch.py --config=configs/lm.py:bench --mode=benchmark
+"""
+from research.config import add_precision_keys, base_config
+
+PRESETS = ('char', 'bench', 'gpt2_small')
+
+
+def get_config(preset: str = 'char'):
+  if preset not in PRESETS + ('tiny',):
+    raise ValueError(f'unknown preset {preset!r} for configs/lm.py; use '
+                     + ', '.join(PRESETS + ('tiny',)))
+  c = base_config()
+  c.task = 'language_model'
+
+  c.data.name = 'text'             # text | text8 (the TFDS builder) | random
+  c.data.path = ''                 # '': $SEQLAB_DATA/wiki2019_text8like/text8like.gz.
+  c.data.data_dir = ''             # TFDS's, for data.name=text8.
+  c.data.encoding_errors = 'strict'
+  c.data.tokenizer = 'char'        # char | byte | word | sentencepiece
+  c.data.vocab_size = 27           # word / sentencepiece; random: the alphabet's size.
+  c.data.context = 256             # tokens a window sees.
+  c.data.eval_stride = 0           # 0: non-overlapping windows; s: sliding, scoring s a window.
+  c.data.train_size = 1 << 20      # random: tokens of the training split.
+
+  c.model.name = 'transformer_lm'
+  c.model.num_layers = 6
+  c.model.model_dim = 256
+  c.model.num_heads = 8
+  c.model.ff_dim = 1024
+  c.model.dropout = 0.0
+  c.model.attention_dropout = 0.0
+  add_precision_keys(c.model)
+
+  # torch_gpt.py's recipe: AdamW (0.9, 0.95), weight decay 0.1, clipping at 1,
+  # 100 steps of warmup and a cosine decay.
+  c.optimizer.name = 'adamw'
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.b2 = 0.95
+  c.optimizer.weight_decay = 0.1
+  c.optimizer.warmup_steps = 100
+  c.optimizer.schedule = 'cosine'
+  c.optimizer.grad_clip_norm = 1.0
+
+  c.train.steps = 3000
+  c.train.batch_size = 32
+  c.train.log_every = 100
+  c.eval.every = 1000
+  c.eval.batch_size = 64           # windows a batch.
+  c.eval.validation_tokens = 1 << 20  # the periodic validation's share; the final test reads all.
+  c.eval.num_samples = 2
+  c.eval.sample_tokens = 64        # predict and samples: tokens to generate.
+  c.eval.temperature = 0.8
+  c.eval.top_k = 0
+  c.eval.top_p = 0.95
+  c.checkpoint.every = 500
+
+  c.bench.warmup_steps, c.bench.steps = 3, 20
+
+  if preset == 'bench':
+    c.data.name, c.data.train_size = 'random', 1 << 16
+    c.eval.num_samples = 0
+  elif preset == 'gpt2_small':
+    c.model.num_layers, c.model.model_dim, c.model.num_heads, c.model.ff_dim = 12, 768, 12, 3072
+    c.data.context = 1024
+    c.train.batch_size = 64          # 65,536 tokens a step.
+    c.model.dtype = 'bfloat16'
+    c.train.steps, c.eval.every, c.checkpoint.every = 20_000, 2000, 2000
+  elif preset == 'tiny':
+    c.model.num_layers, c.model.model_dim, c.model.num_heads, c.model.ff_dim = 2, 16, 2, 32
+    c.data.context = 16
+    c.train.steps, c.train.batch_size, c.train.log_every = 4, 8, 2
+    c.eval.every, c.eval.batch_size, c.eval.validation_tokens = 4, 8, 256
+    c.eval.num_samples, c.eval.sample_tokens = 1, 8
+    c.checkpoint.every = 4
+    c.bench.warmup_steps, c.bench.steps, c.bench.matmul_size = 1, 2, 128
+  return c

@@ -1,0 +1,147 @@
+"""The decoder-only Transformer language model: causality, the key/value cache,
+sampling, text8-style splits and evaluation windows, and runs through launch.py."""
+import json
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import ROOT, launch
+from research import config as config_lib, train
+from research.errors import UserError
+from research.models import language_model
+from research.parallel import Runtime
+from research.tasks.language_model import LanguageModelTask
+
+WORDS = 'the cat sat on a mat and a dog ran to the park while birds sang in trees'.split()
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory):
+  rng = np.random.default_rng(0)
+  path = tmp_path_factory.mktemp('lm') / 'corpus.txt'
+  path.write_text(' ' + ' '.join(rng.choice(WORDS, 1500)))  # ~6k characters, a-z and space.
+  return path
+
+
+def tiny(corpus, **overrides):
+  config = config_lib.load_config_file(str(ROOT / 'configs/lm.py'), 'tiny')
+  config.data.path = str(corpus)
+  for key, value in overrides.items():
+    section, name = key.split('.')
+    config[section][name] = value
+  return config
+
+
+def task_of(config, devices=1):
+  return LanguageModelTask(config, Runtime.create('mesh', jax.devices()[:devices]))
+
+
+def test_splits_follow_text8_and_windows_score_every_target_once(corpus):
+  task = task_of(tiny(corpus))
+  text = corpus.read_text()
+  n = len(text)
+  assert [len(task.tokens[s]) for s in ('train', 'validation', 'test')] == [
+      int(n * 0.9), int(n * 0.95) - int(n * 0.9), n - int(n * 0.95)]
+  assert task.vocab.decode(task.tokens['train'][:20]) == text[:20]
+  assert task.vocab.chars == sorted(set(text[:int(n * 0.9)]))  # the corpus's own alphabet.
+  for stride in (16, 5, 1):
+    task.stride = stride
+    for length in (17, 40, 333):
+      starts, first = task.windows(length)
+      scored = np.zeros(length, int)
+      for s, f in zip(starts, first):
+        assert 0 <= s and s + task.context + 1 <= length
+        scored[s + 1 + f:s + 1 + task.context] += 1
+      assert scored[0] == 0 and np.all(scored[1:] == 1), (stride, length)
+
+
+def test_the_model_is_causal_with_tied_embeddings_and_learned_positions(corpus):
+  task = task_of(tiny(corpus))
+  params = nn.meta.unbox(task.init(jax.random.PRNGKey(0)))
+  assert set(params) == {'embed', 'position_embeddings', 'block_0', 'block_1', 'final_norm'}
+  assert set(params['block_0']) == {'self_attention', 'feed_forward', 'norm1', 'norm2'}
+  x = jnp.asarray(np.random.default_rng(1).integers(0, 27, (2, 16)), jnp.int32)
+  y = x.at[:, 9:].set((x[:, 9:] + 5) % 27)
+  a, b = task.model.forward(params, x), task.model.forward(params, y)
+  np.testing.assert_allclose(a[:, :9], b[:, :9], rtol=1e-6, atol=1e-6)
+  assert not np.allclose(a[:, 9:], b[:, 9:])
+
+
+def test_the_cache_gives_what_rerunning_the_prefix_gives(corpus):
+  task = task_of(tiny(corpus))
+  params = task.init(jax.random.PRNGKey(3))
+  prompt = np.zeros((2, 16), np.int32)
+  prompt[0, :5], prompt[1, :9] = [1, 2, 3, 4, 5], [9, 8, 7, 6, 5, 4, 3, 2, 1]
+  lengths = np.array([5, 9], np.int32)
+  out = task.model.generate(params, prompt, lengths, jax.random.PRNGKey(0), num_tokens=6,
+                            temperature=0.0)
+  for row in range(2):  # greedy by hand: the whole prefix through the model at every step.
+    seq = list(prompt[row, :lengths[row]])
+    for _ in range(6):
+      logits = task.model.forward(params, jnp.asarray([seq + [0] * (16 - len(seq))]))
+      seq.append(int(jnp.argmax(logits[0, len(seq) - 1])))
+    assert list(out[row]) == seq[lengths[row]:]
+
+
+def test_sampling_honours_temperature_top_k_and_top_p():
+  logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]] * 2000))
+  keys = jax.random.PRNGKey(0)
+  sample = lambda **kw: np.asarray(language_model.sample_logits(keys, logits, **kw))
+  assert np.all(sample(temperature=0.0, top_k=0, top_p=1.0) == 0)
+  assert set(sample(temperature=1.0, top_k=2, top_p=1.0)) == {0, 1}
+  assert set(sample(temperature=1.0, top_k=0, top_p=0.7)) == {0, 1}   # 0.5 + 0.3 reach it.
+  assert set(sample(temperature=1.0, top_k=0, top_p=0.4)) == {0}
+  free = sample(temperature=1.0, top_k=0, top_p=1.0)
+  assert set(free) == {0, 1, 2, 3} and abs(np.mean(free == 0) - 0.5) < 0.05
+
+
+def test_a_run_trains_evaluates_and_continues_prompts(corpus, tmp_path):
+  proc = launch('--config=configs/lm.py:tiny', f'--config.data.path={corpus}',
+                '--config.train.steps=20', '--config.optimizer.learning_rate=1e-2',
+                '--config.train.log_every=5', f'--workdir={tmp_path}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((tmp_path / 'results.json').read_text())
+  losses = [r['train/loss'] for r in map(json.loads, (tmp_path / 'metrics.jsonl').read_text()
+                                                      .splitlines()) if 'train/loss' in r]
+  assert losses[-1] < losses[0] - 0.3  # from ln(27) toward the words' structure.
+  assert 0 < results['test/bpc'] < 4.76 and results['validation/bpc'] > 0  # < log2(27).
+  assert results['test/tokens'] == len(task_of(tiny(corpus)).tokens['test']) - 1
+  lines = 'the cat\nTHE DOG, 42!\n' + 'a park ' * 10 + '\n'
+  proc = launch('--config=configs/lm.py:tiny', f'--config.data.path={corpus}',
+                '--config.train.steps=20', '--mode=predict', f'--workdir={tmp_path}', input=lines)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = proc.stdout.splitlines()
+  assert len(out) == 3 and all(len(o) == 8 and set(o) <= set(corpus.read_text()) for o in out)
+  assert 'outside the vocabulary were mapped to' in proc.stderr  # the capitals, ',' and '!'.
+  assert 'kept their last 8 tokens' in proc.stderr
+
+
+def test_a_corpus_shorter_than_a_window_is_a_clear_error(tmp_path):
+  short = tmp_path / 'short.txt'
+  short.write_text('the cat sat on the mat ' * 3)
+  proc = launch('--config=configs/lm.py:tiny', f'--config.data.path={short}',
+                f'--workdir={tmp_path / "run"}')
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith('error: the validation split holds')
+  with pytest.raises(UserError, match='data.eval_stride=20 must be in 1..data.context=16'):
+    LanguageModelTask.validate(tiny(short, **{'data.eval_stride': 20}))
+
+
+def test_four_devices_train_as_one(corpus, tmp_path):
+  results = [train.train_and_evaluate(tiny(corpus), str(tmp_path / str(n)),
+                                      devices=jax.devices()[:n]) for n in (1, 4)]
+  assert results[1]['test/bpc'] == pytest.approx(results[0]['test/bpc'], rel=1e-5)
+
+
+def test_the_bench_preset_reports_tokens_per_second():
+  config = config_lib.load_config_file(str(ROOT / 'configs/lm.py'), 'bench')
+  config.model.update(num_layers=1, model_dim=16, num_heads=2, ff_dim=32)
+  config.data.context, config.train.batch_size = 32, 8
+  config.bench.warmup_steps, config.bench.steps, config.bench.matmul_size = 1, 2, 64
+  row = train.benchmark(config)
+  assert row['tokens_per_second'] == pytest.approx(32 * row['examples_per_second'], rel=1e-3)
+  assert row['mfu'] > 0
