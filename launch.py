@@ -149,6 +149,7 @@ def main(argv):
   del argv
   from research import distributed, train
   from research.errors import NonFiniteError, UserError
+  from research.tasks import Rejected
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_OnlyOurInfo())
   config = FLAGS.config
@@ -175,8 +176,15 @@ def main(argv):
         lines = open(FLAGS.input, encoding='utf-8', errors='replace').read().splitlines()
       else:
         lines = sys.stdin.read().splitlines()
-      for line in train.predict(config, workdir, lines):
+      rejected = 0
+      for number, line in enumerate(train.predict(config, workdir, lines), 1):
+        if isinstance(line, Rejected):
+          rejected += 1
+          print(f'error: line {number}: {line}', file=sys.stderr, flush=True)
+          line = ''
         print(line, flush=True)
+      if rejected:
+        sys.exit(2)
     elif FLAGS.mode == 'benchmark':
       print(json.dumps(train.benchmark(config, workdir)), flush=True)
   except NonFiniteError as e:

@@ -1,4 +1,5 @@
 """Orbax checkpoints of the train state, with restore that survives bad files."""
+import contextlib
 import os
 import shutil
 import time
@@ -25,13 +26,31 @@ class Checkpointer:
     return sorted(self.manager.all_steps())
 
   def save(self, step: int, state, wait: bool = False):
-    self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
-    if wait:
-      self.manager.wait_until_finished()
+    """Saves in the background (wait: until it is on disk). A save that fails, a full
+    disk say, is a UserError; orbax writes into a temporary directory and renames it
+    when complete, so the checkpoints before stay whole and restorable."""
+    with self._failing_save(step):
+      self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+      if wait:
+        self.manager.wait_until_finished()
 
   def wait(self):
     """Until every save has reached the disk."""
-    self.manager.wait_until_finished()
+    with self._failing_save(None):
+      self.manager.wait_until_finished()
+
+  @contextlib.contextmanager
+  def _failing_save(self, step):
+    try:
+      yield
+    except OSError as e:
+      self._closed = True  # the manager's threads are spent; close() must not wait on them.
+      kept = [s for s in self.steps() if step is None or s < step]
+      raise UserError(
+          f'could not save the checkpoint{f" of step {step}" if step is not None else ""} in '
+          f'{self.directory}: {e.strerror or e}; '
+          + (f'the checkpoint of step {kept[-1]} is kept; ' if kept else '')
+          + 'free space and run the same command again to resume') from None
 
   def restore(self, step: int, abstract_state):
     """The checkpoint of `step`, into abstract_state's shapes, dtypes and shardings."""
@@ -75,9 +94,18 @@ class Checkpointer:
       self.unreadable = []
       self.manager.reload()
 
-  def close(self):
-    self.manager.wait_until_finished()
-    self.manager.close()
+  def close(self, quiet: bool = False):
+    """Waits for the saves in flight, then stops the manager's threads; quiet (on the
+    way out of an error) swallows a second error rather than mask the first."""
+    if getattr(self, '_closed', False):
+      return
+    self._closed = True
+    try:
+      self.manager.wait_until_finished()
+      self.manager.close()
+    except Exception:  # pylint: disable=broad-except
+      if not quiet:
+        raise
 
 
 def _name(path) -> str:

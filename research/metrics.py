@@ -41,7 +41,7 @@ class MetricWriter:
     self._event, self._summary = event_pb2.Event, summary_pb2.Summary
 
   def write(self, step: int, metrics: dict):
-    if not self.enabled:
+    if not self.enabled or self._tb is None:
       return
     record = {'step': int(step), **{k: _clean(v) for k, v in metrics.items()}}
     with open(self.path, 'a') as f:
@@ -54,6 +54,7 @@ class MetricWriter:
   def close(self):
     if self._tb is not None:
       self._tb.close()
+      self._tb = None
 
 
 def _step_of(line: str) -> float:

@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 
 from research import benchmark as bench, config as config_lib, distributed
-from research import metrics as metrics_lib, plots
+from research import metrics as metrics_lib, plots, tasks, workdir as workdir_lib
 from research.errors import NonFiniteError, UserError
 from research.experiment import Experiment, TrainState, params_sha256, profile_range  # noqa: F401
 
@@ -35,26 +35,42 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   process_start (time.time() at the process's start) times the whole process in
   results' time/start_to_trained_seconds; without it, this call is timed."""
   t_start = time.time()
-  os.makedirs(workdir, exist_ok=True)
+  tasks.validate(config)
+  workdir_lib.prepare(workdir)
   distributed.check_shared_workdir(workdir)
-  exp = Experiment(config, workdir, devices)
-  with exp.task.scope():
-    return _train(exp, t_start, process_start or t_start, resume_command)
+  with workdir_lib.Lock(workdir):
+    exp = Experiment(config, workdir, devices)
+    try:
+      with exp.task.scope():
+        return _train(exp, t_start, process_start or t_start, resume_command)
+    finally:  # on any error too: no writer thread outlives the run.
+      if exp.checkpointer is not None:
+        exp.checkpointer.close(quiet=True)
 
 
 def _train(exp, t_start, process_start, resume_command):
-  runtime, task, cfg, total, workdir = exp.runtime, exp.task, exp.config, exp.total_steps, exp.workdir
-  profile = profile_range(cfg.train.get('profile_steps', ''), total)
+  cfg, workdir = exp.config, exp.workdir
+  profile_range(cfg.train.get('profile_steps', ''), exp.total_steps)  # checked before any work.
   state, start_step = exp.restore()
   results_path = os.path.join(workdir, 'results.json')
-  if start_step >= total and os.path.exists(results_path):
-    exp.checkpointer.close()
+  if start_step >= exp.total_steps and os.path.exists(results_path):
     logging.info('this run already finished at step %d; results in %s', start_step, results_path)
     with open(results_path) as f:
       return json.load(f)
   exp.checkpointer.set_aside_unreadable()
+  workdir_lib.record_config(workdir, config_lib.to_dict(cfg), start_step)
   _write_json(os.path.join(workdir, 'config.json'), config_lib.to_dict(cfg))
   writer = metrics_lib.MetricWriter(workdir, start_step)
+  try:
+    return _loop(exp, writer, state, start_step, t_start, process_start, resume_command)
+  finally:
+    writer.close()
+
+
+def _loop(exp, writer, state, start_step, t_start, process_start, resume_command):
+  runtime, task, cfg, total, workdir = exp.runtime, exp.task, exp.config, exp.total_steps, exp.workdir
+  profile = profile_range(cfg.train.get('profile_steps', ''), total)
+  results_path = os.path.join(workdir, 'results.json')
   step_fn = exp.compile_train_step()
   logging.info('training %s on %d %s device(s) (%s, mesh %s, %s), steps %d -> %d, workdir %s',
                cfg.name, runtime.num_devices, jax.devices()[0].platform, runtime.mode,
@@ -85,8 +101,6 @@ def _train(exp, t_start, process_start, resume_command):
       if done == total:  # start, data, compile and training, before the final evaluation.
         trained_seconds = time.time() - process_start
       if not (np.isfinite(metrics['loss']) and np.isfinite(metrics['grad_norm'])):
-        exp.checkpointer.close()
-        writer.close()
         raise NonFiniteError(
             f'non-finite {"loss" if not np.isfinite(metrics["loss"]) else "gradient"} '
             f'at step {done} (loss={metrics["loss"]}, grad_norm={metrics["grad_norm"]}); '
@@ -125,7 +139,6 @@ def _train(exp, t_start, process_start, resume_command):
         last_saved = done
       if stopping and done < total:
         exp.checkpointer.close()
-        writer.close()
         msg = (f'{stopping} received: saved a checkpoint at step {done}/{total} in '
                f'{workdir}. Run the same command again to resume'
                + (f':\n  {resume_command}' if resume_command else '.'))
@@ -147,6 +160,8 @@ def _train(exp, t_start, process_start, resume_command):
       results.update(exp.evaluate(averaged.params, split, prefix='averaged/'))
   writer.write(int(state.step), {k: v for k, v in results.items() if k != 'step'})
   writer.close()
+  if changes := workdir_lib.config_changes(workdir):
+    results['config_changes'] = changes
   results['params_sha256'] = params_sha256(state.params)
   results['num_params'] = int(sum(np.size(x) for x in jax.tree.leaves(state.params)))
   results.update(task.final_results(state.params))  # e.g. regression's coefficients.
@@ -164,17 +179,24 @@ def _train(exp, t_start, process_start, resume_command):
 def evaluate(config, workdir: str, devices=None) -> dict:
   """The latest checkpoint's metrics, and with eval.average_last=K those of the mean
   of the last K checkpoints (averaged/*)."""
-  exp = Experiment(config, workdir, devices)
-  with exp.task.scope():
-    state, step = exp.restore(required=True)
-    results = {'step': step}
-    for split in exp.eval_splits:
-      results.update(exp.evaluate(state.params, split))
-    averaged = exp.averaged(config.eval.get('average_last', 0))
-    exp.checkpointer.close()
-    if averaged is not None:
-      for split in exp.eval_splits:
-        results.update(exp.evaluate(averaged.params, split, prefix='averaged/'))
+  tasks.validate(config)
+  _require_run(workdir)
+  with workdir_lib.Lock(workdir):
+    exp = Experiment(config, workdir, devices)
+    try:
+      with exp.task.scope():
+        state, step = exp.restore(required=True)
+        results = {'step': step}
+        for split in exp.eval_splits:
+          results.update(exp.evaluate(state.params, split))
+        averaged = exp.averaged(config.eval.get('average_last', 0))
+        exp.checkpointer.close()
+        if averaged is not None:
+          for split in exp.eval_splits:
+            results.update(exp.evaluate(averaged.params, split, prefix='averaged/'))
+    finally:
+      if exp.checkpointer is not None:
+        exp.checkpointer.close(quiet=True)
   # Beside results.json, never over it: this config's eval settings may differ from training's.
   _write_json(os.path.join(workdir, 'eval_results.json'), results)
   print(json.dumps(results, sort_keys=True), flush=True)
@@ -182,6 +204,8 @@ def evaluate(config, workdir: str, devices=None) -> dict:
 
 
 def predict(config, workdir: str, lines: list[str], devices=None) -> list[str]:
+  tasks.validate(config)
+  _require_run(workdir)
   exp = Experiment(config, workdir, devices)
   with exp.task.scope():
     state, _ = exp.restore(required=True)
@@ -189,9 +213,18 @@ def predict(config, workdir: str, lines: list[str], devices=None) -> list[str]:
     return exp.task.predict(state.params, lines)
 
 
+def _require_run(workdir: str):
+  """eval and predict read a trained workdir; they never make one."""
+  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    what = 'is a file' if os.path.isfile(workdir) else 'holds no checkpoints'
+    raise UserError(f'--workdir {workdir} {what}; train first, or give the workdir of a '
+                    'trained run')
+
+
 def benchmark(config, workdir: str = '', devices=None) -> dict:
   """--mode=benchmark's JSON row: train steps timed after warm-up (compilation
   excluded), or with bench.what=decode, translating the test split."""
+  tasks.validate(config)
   what = config.bench.get('what', 'train')
   if what not in ('train', 'decode'):
     raise UserError(f'unknown bench.what {what!r}; use train or decode')

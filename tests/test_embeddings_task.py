@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT
 from research import config as config_lib, metrics, train, word_vectors
 from research.errors import UserError
+from research.tasks import Rejected
 
 PAIRS = [('king', 'queen'), ('man', 'woman'), ('boy', 'girl'), ('father', 'mother')]
 
@@ -68,7 +69,7 @@ def test_tiny_run_learns_evaluates_and_writes_vectors(data, tmp_path):
   answers = train.predict(_config(data), str(tmp_path), ['king', 'king - man + woman', 'zebra'])
   assert answers[0].count(',') == 9 and not answers[0].startswith('king ')
   assert answers[1] and 'king' not in answers[1].split(', ')[0]
-  assert answers[2] == 'error: not in the vocabulary: zebra'
+  assert answers[2] == 'not in the vocabulary: zebra' and isinstance(answers[2], Rejected)
 
 
 def test_resume_from_an_earlier_checkpoint_is_bit_exact(data, tmp_path):

@@ -64,11 +64,26 @@ def test_the_model_is_causal_with_tied_embeddings_and_learned_positions(corpus):
   params = nn.meta.unbox(task.init(jax.random.PRNGKey(0)))
   assert set(params) == {'embed', 'position_embeddings', 'block_0', 'block_1', 'final_norm'}
   assert set(params['block_0']) == {'self_attention', 'feed_forward', 'norm1', 'norm2'}
-  x = jnp.asarray(np.random.default_rng(1).integers(0, 27, (2, 16)), jnp.int32)
-  y = x.at[:, 9:].set((x[:, 9:] + 5) % 27)
+  v = len(task.vocab)
+  x = jnp.asarray(np.random.default_rng(1).integers(0, v, (2, 16)), jnp.int32)
+  y = x.at[:, 9:].set((x[:, 9:] + 5) % v)
   a, b = task.model.forward(params, x), task.model.forward(params, y)
+  assert np.isfinite(a).all() and np.isfinite(b).all()
   np.testing.assert_allclose(a[:, :9], b[:, :9], rtol=1e-6, atol=1e-6)
   assert not np.allclose(a[:, 9:], b[:, 9:])
+
+
+def test_blocked_causal_attention_equals_one_masked_softmax(corpus):
+  whole, blocked = (task_of(tiny(corpus, **{'model.attention_block': b})) for b in (0, 4))
+  params = nn.meta.unbox(whole.init(jax.random.PRNGKey(0)))
+  x = jnp.asarray(np.random.default_rng(2).integers(0, len(whole.vocab), (3, 16)), jnp.int32)
+  assert np.isfinite(whole.model.forward(params, x)).all()
+  loss = lambda task: lambda p: jnp.mean(task.model.forward(p, x) ** 2)
+  np.testing.assert_allclose(blocked.model.forward(params, x), whole.model.forward(params, x),
+                             rtol=1e-5, atol=1e-6)
+  for g, h in zip(jax.tree.leaves(jax.grad(loss(blocked))(params)),
+                  jax.tree.leaves(jax.grad(loss(whole))(params))):
+    np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-7)
 
 
 def test_the_cache_gives_what_rerunning_the_prefix_gives(corpus):

@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from research.data import text_files
 from research.errors import UserError
 
 CHUNK_BYTES = 1 << 24  # read 16 MB at a time: memory stays bounded for any corpus size.
@@ -137,7 +138,7 @@ def _segments(path, errors):
   opener = gzip.open if path.endswith('.gz') else open
   try:
     with opener(path, 'rt', encoding='utf-8', errors=errors, newline='') as f:
-      tail = ''
+      tail = f.read(1).lstrip('\ufeff')  # a byte-order mark is not a word.
       while block := f.read(CHUNK_BYTES):
         block = tail + block
         cut = max(block.rfind(c) for c in ' \n\t\r')  # the last whole word ends here.
@@ -150,5 +151,5 @@ def _segments(path, errors):
   except UnicodeDecodeError as e:
     raise UserError(f'{path} is not valid UTF-8 ({e.reason}); '
                     'set data.encoding_errors=replace to read it anyway') from None
-  except (OSError, EOFError) as e:
+  except text_files.READ_ERRORS as e:
     raise UserError(f'could not read {path}: {e}') from None

@@ -17,7 +17,6 @@ corpus built from reviews: HTML tags out, lowercase, words (with inner
 apostrophes: "don't" stays one token), digits, and "!" / "?" kept as tokens.
 """
 import dataclasses
-import gzip
 import os
 import re
 import tarfile
@@ -26,7 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from research.data import local_path, prepared_data_dir, prepared_records
+from research.data import local_path, prepared_data_dir, prepared_records, text_files
 from research.errors import UserError
 
 URL = 'https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz'
@@ -74,15 +73,7 @@ def load(path: str, splits=SPLITS, errors: str = 'strict', data_dir: str = '') -
 
 
 def _read_tsv(path: str, layout: str, errors: str) -> Reviews:
-  opener = gzip.open if path.endswith('.gz') else open
-  with opener(path, 'rb') as f:
-    raw = f.read()
-  try:
-    text = raw.decode('utf-8', errors=errors)
-  except UnicodeDecodeError as e:
-    line = raw[:e.start].count(b'\n') + 1
-    raise UserError(f'{path}, line {line}: bytes that are not UTF-8 '
-                    '(set data.encoding_errors=replace to read them as U+FFFD)') from None
+  text = text_files.decode(text_files.read_bytes(path), path, errors)
   lines = text.split('\n')
   header = lines[0].rstrip('\r').split('\t')
   if header[0] != 'id' or header[-1] != 'review':

@@ -22,11 +22,21 @@ def read_csv(path: str, target: str, features: str = '', nonfinite: str = 'error
     raise UserError(f'data.csv file {path!r} not found')
   if nonfinite not in ('error', 'drop'):
     raise UserError(f'data.nonfinite must be error or drop, not {nonfinite!r}')
-  with open(path, newline='', encoding='utf-8', errors='replace') as f:
-    rows = list(csv.reader(f))
+  # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark.
+  try:
+    with open(path, newline='', encoding='utf-8-sig', errors='replace') as f:
+      rows = list(csv.reader(f))
+  except csv.Error as e:
+    raise UserError(f'{path}: not a readable CSV ({e})') from None
+  except OSError as e:
+    raise UserError(f'could not read {path}: {e.strerror or e}') from None
+  rows = [row for row in rows if any(cell.strip() for cell in row)]  # blank lines.
   if not rows:
     raise UserError(f'{path}: empty file')
   header = [h.strip() for h in rows[0]]
+  if len(set(header)) != len(header):
+    twice = sorted({h for h in header if header.count(h) > 1})
+    raise UserError(f'{path}: the header names column(s) {", ".join(map(repr, twice))} twice')
   if target not in header:
     raise UserError(f'{path}: no target column {target!r}; columns: {", ".join(header)}')
   names = [c.strip() for c in features.split(',') if c.strip()] if features else \

@@ -6,14 +6,12 @@ data.name=text8). Examples are 10,000-word pieces of the one long line, the
 sentence length gensim's Text8Corpus uses. Prepared data is array_record, read
 through TFDS data sources without TensorFlow.
 """
-import gzip
 import os
-import zipfile
 
 import tensorflow_datasets as tfds
 from absl import logging
 
-from research.data import local_path, prepared_data_dir, prepared_records
+from research.data import local_path, prepared_data_dir, prepared_records, text_files
 from research.errors import UserError
 
 URL = 'http://mattmahoney.net/dc/text8.zip'
@@ -53,12 +51,8 @@ class Text8(tfds.core.GeneratorBasedBuilder):
 
 def _read_text(path: str) -> str:
   path = str(path)
-  if path.endswith('.zip'):
-    with zipfile.ZipFile(path) as z:
-      return z.read('text8').decode('utf-8')
-  opener = gzip.open if path.endswith('.gz') else open
-  with opener(path, 'rb') as f:
-    return f.read().decode('utf-8')
+  return text_files.decode(text_files.read_bytes(path, 'text8' if path.endswith('.zip') else ''),
+                           path)
 
 
 def load_lines(local_dir: str = '', data_dir: str = ''):

@@ -23,6 +23,7 @@ from research.models import register, transformer
 class Block(transformer.Sublayers):
   """One pre-LN block: x + Attn(LN(x)) with a causal mask, then x + FFN(LN(x))."""
   sizes: transformer.Sizes = transformer.Sizes()
+  attention_block: int = 0  # queries a block of causal attention (0: all at once).
 
   def setup(self):
     s = self.sizes
@@ -36,11 +37,10 @@ class Block(transformer.Sublayers):
   def __call__(self, x, train: bool = False):
     """x [B, T, D] -> (x, this layer's keys and values [B, T, H, d] for a cache)."""
     att = self.self_attention
-    causal = jnp.tril(jnp.ones((x.shape[1], x.shape[1]), bool))[None]
 
     def attend(h):
       k, v = att.keys_values(h)
-      return att.attend(att.query(h), k, v, causal, train)[0], (k, v)
+      return att.attend_causal(att.query(h), k, v, self.attention_block, train), (k, v)
 
     x, kv = self.residual(x, attend, self.norm1, train)
     return self._feed_forward(x, train), kv
@@ -68,13 +68,14 @@ class TransformerLM(nn.Module):
   sizes: transformer.Sizes = transformer.Sizes()
   num_layers: int = 6
   context: int = 256
+  attention_block: int = 0
 
   def setup(self):
     s = self.sizes
     self.embed = s.embed(self.vocab_size, 'embed')
     self.position_table = transformer.position_table(self, 'learned', self.context, s)
     block = s.layer(Block, train_argnum=2)
-    self.blocks = [block(True, s.dropout, s, name=f'block_{i}') for i in range(self.num_layers)]
+    self.blocks = [block(True, s.dropout, s, self.attention_block, name=f'block_{i}') for i in range(self.num_layers)]
     self.final_norm = s.norm('final_norm')
 
   def logits(self, x):
@@ -171,5 +172,6 @@ class LanguageModel:
                               attention_dropout=cfg.attention_dropout, relu_dropout=0.0,
                               pre_ln=True, activation='gelu', dtype=dtype,
                               param_dtype=param_dtype, remat=cfg.remat)
-    return cls(TransformerLM(vocab_size, sizes, cfg.num_layers, context))
+    return cls(TransformerLM(vocab_size, sizes, cfg.num_layers, context,
+                             cfg.get('attention_block', 0)))
 

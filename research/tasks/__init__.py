@@ -32,7 +32,8 @@ Optional (the default in brackets):
   init_opt_state(params)                   the optimizer state of a task's own update
                                            rule [None: the optax optimizer's]
   predict(params, lines) -> [str]          --mode=predict, one output line per input
-                                           line [an error: the task has no predict]
+                                           line, or Rejected(why) for a line it cannot
+                                           answer [an error: the task has no predict]
   samples(params, split, n) -> [(input, output, reference)]
                                            printed at each evaluation [none]
   units(batch) -> {unit: count}            throughput units, e.g. tokens [examples]
@@ -49,9 +50,16 @@ import contextlib
 
 import jax
 
+from research import validation
 from research.errors import UserError
 
 TASKS = {}
+
+
+class Rejected(str):
+  """predict's answer to an input line it cannot answer, saying why: launch.py
+  prints `error: line N: <why>` to stderr and an empty line to stdout (which
+  keeps one line per input line), and exits 2 once every line is done."""
 
 
 def register(name: str):
@@ -67,6 +75,7 @@ class Task:
   """The protocol between a task and the loop; see the module docstring."""
   name = ''
   eval_splits = ('validation', 'test')
+  full_batch = False  # whether train.batch_size=0 means the whole training set.
 
   def __init__(self, config, runtime, workdir: str = ''):
     self.config, self.runtime, self.workdir = config, runtime, workdir
@@ -97,7 +106,9 @@ class Task:
 
   @classmethod
   def validate(cls, config):
-    pass
+    validation.check(config, validation.COMMON)
+    if not cls.full_batch:
+      validation.check(config, [('train.batch_size', validation.integer(1))])
 
   def num_steps(self) -> int:
     return self.config.train.steps
@@ -127,12 +138,17 @@ class Task:
     return []
 
 
-def build(config, runtime, workdir: str = '') -> Task:
-  """The registered task config.task names, constructed for this config."""
+def validate(config) -> type:
+  """The registered task class config.task names, after its checks of the config."""
   # Importing a task's module registers it.
   from research.tasks import embeddings, language_model, popcorn, regression, translation  # noqa: F401
   if config.task not in TASKS:
     raise UserError(f'unknown task {config.task!r}; known: {", ".join(sorted(TASKS))}')
   cls = TASKS[config.task]
   cls.validate(config)
-  return cls(config, runtime, workdir)
+  return cls
+
+
+def build(config, runtime, workdir: str = '') -> Task:
+  """The registered task config.task names, constructed for this config."""
+  return validate(config)(config, runtime, workdir)

@@ -29,15 +29,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from research import plots, word_vectors
+from research import models, plots, validation, word_vectors
 import research.data as data_lib
 from research.data import corpus as corpus_lib
 from research.data import cooccur, imdb, pipeline, text8
-from research import models
 from research.errors import UserError
 from research.models import glove as _glove  # noqa: F401  (registers)
 from research.models.word2vec import Word2Vec, huffman_tree
-from research.tasks import Task, register
+from research.tasks import Rejected, Task, register
 
 # The pictures of Mikolov et al. 2013b (Figure 2) and "The amazing power of word vectors".
 WORD_GROUPS = {
@@ -61,6 +60,17 @@ class WordVectorTask(Task):
   counted in epochs. Subclasses set self.corpus, self.eval_sets and
   self.steps_per_epoch and define vectors()."""
   eval_splits = ('',)  # results are analogy/*, similarity/*: no split prefix.
+
+  @classmethod
+  def validate(cls, config):
+    super().validate(config)
+    V = validation
+    V.check(config, [('model.dim', V.integer(1)), ('data.min_count', V.integer(1)),
+                     ('data.max_vocab', V.integer(0)), ('data.max_sentence', V.integer(1)),
+                     ('data.epochs', V.integer(0)), ('eval.num_neighbours', V.integer(1))])
+    V.require(config.train.steps > 0 or config.data.epochs > 0,
+              'train.steps=0 and data.epochs=0: give the run a length, train.steps >= 1 or '
+              'data.epochs >= 1')
 
   def num_steps(self) -> int:
     return self.config.train.steps or self.config.data.epochs * self.steps_per_epoch
@@ -127,7 +137,7 @@ class WordVectorTask(Task):
         best = wv.nearest(positive, negative, topn=self.config.eval.num_neighbours)
         answers.append(', '.join(f'{word} {score:.3f}' for word, score in best))
       except UserError as e:
-        answers.append(f'error: {e}')
+        answers.append(Rejected(str(e)))
     return answers
 
   def write_artifacts(self, params, workdir: str):
@@ -152,6 +162,13 @@ class WordVectorTask(Task):
 
 @register('word2vec')
 class Word2VecTask(WordVectorTask):
+
+  @classmethod
+  def validate(cls, config):
+    super().validate(config)
+    V = validation
+    V.check(config, [('model.window', V.integer(1)), ('model.negative', V.integer(0)),
+                     ('model.shared_negatives', V.integer(1)), ('data.sample', V.number(0.0))])
 
   def __init__(self, config, runtime, workdir: str = ''):
     super().__init__(config, runtime, workdir)
@@ -297,6 +314,14 @@ class GloVeTask(WordVectorTask):
   """GloVe: co-occurrence counts once, then `data.epochs` shuffled passes of
   sparse AdaGrad over the nonzero entries: train.batch_size entries a step, in
   rounds of `data.round` entries whose updates land at once."""
+
+  @classmethod
+  def validate(cls, config):
+    super().validate(config)
+    V = validation
+    V.check(config, [('data.window', V.integer(1)), ('data.round', V.integer(1)),
+                     ('model.x_max', V.number(0.0, open_low=True)),
+                     ('model.alpha', V.number(0.0, open_low=True))])
 
   def __init__(self, config, runtime, workdir: str = ''):
     super().__init__(config, runtime, workdir)

@@ -17,13 +17,11 @@ a pure function of (seed, step). Evaluation scores every token of a split once
 non-overlapping windows, or with data.eval_stride < context, in sliding windows
 of which each scores only its last eval_stride tokens. Metrics: bits per
 character (bpc, from the summed log-loss over the split's characters, for any
-tokenizer) and perplexity per token. eval.validation_tokens bounds the
-periodic validation; the final test reads the whole split.
+tokenizer) and perplexity per token. eval.validation_tokens and
+eval.test_tokens bound the tokens scored from each split's start (0: all).
 """
-import gzip
 import math
 import os
-import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +29,8 @@ import numpy as np
 from absl import logging
 
 import research.data as data_lib
-from research import models
-from research.data import corpus as corpus_lib, pipeline, text8
+from research import models, validation
+from research.data import corpus as corpus_lib, pipeline, text8, text_files
 from research.data.vocab import SentencePieceVocab, WordVocab
 from research.errors import UserError
 from research.models import language_model  # noqa: F401  (registers transformer_lm)
@@ -49,17 +47,7 @@ def read_text(path: str, errors: str = 'strict') -> str:
   """The text of a file, a directory's .txt / .gz files or a glob, joined by newlines."""
   parts = []
   for name in corpus_lib.files(path):
-    if name.endswith('.zip'):
-      with zipfile.ZipFile(name) as z:
-        raw = b''.join(z.read(n) for n in z.namelist())
-    else:
-      with (gzip.open if name.endswith('.gz') else open)(name, 'rb') as f:
-        raw = f.read()
-    try:
-      parts.append(raw.decode('utf-8', errors=errors))
-    except UnicodeDecodeError as e:
-      raise UserError(f'{name} is not valid UTF-8 ({e.reason} at byte {e.start}); '
-                      'data.encoding_errors=replace reads such bytes as U+FFFD') from None
+    parts.append(text_files.decode(text_files.read_bytes(name), name, errors))
   return '\n'.join(parts)
 
 
@@ -119,11 +107,22 @@ class LanguageModelTask(Task):
 
   @classmethod
   def validate(cls, config):
+    super().validate(config)
+    V = validation
+    V.check(config, [
+        ('data.tokenizer', V.one_of(*TOKENIZERS)), ('data.context', V.integer(2)),
+        ('data.eval_stride', V.integer(0)), ('data.vocab_size', V.integer(2)),
+        ('data.train_size', V.integer(1)), ('eval.validation_tokens', V.integer(0)),
+        ('eval.test_tokens', V.integer(0)), ('eval.sample_tokens', V.integer(0)),
+        ('eval.temperature', V.number(0.0)), ('eval.top_k', V.integer(0)),
+        ('eval.top_p', V.number(0.0, 1.0, open_low=True)),
+        ('model.num_layers', V.integer(1)), ('model.model_dim', V.integer(1)),
+        ('model.num_heads', V.integer(1)), ('model.ff_dim', V.integer(1)),
+        ('model.attention_block', V.integer(0))])
+    m = config.model
+    V.require(m.model_dim % m.num_heads == 0, f'model.model_dim={m.model_dim} is not divisible '
+              f'by model.num_heads={m.num_heads}; pick heads that divide it')
     d = config.data
-    if d.tokenizer not in TOKENIZERS:
-      raise UserError(f'data.tokenizer={d.tokenizer!r}; use {", ".join(TOKENIZERS)}')
-    if d.context < 2:
-      raise UserError(f'data.context={d.context} must be at least 2')
     if not 0 < d.eval_stride <= d.context and d.eval_stride != 0:
       raise UserError(f'data.eval_stride={d.eval_stride} must be in 1..data.context='
                       f'{d.context} (0: non-overlapping windows)')
@@ -260,7 +259,8 @@ class LanguageModelTask(Task):
     return jax.make_array_from_callback(array.shape, self.runtime.data, lambda i: array[i])
 
   def evaluate(self, params, split: str):
-    limit = self.config.eval.validation_tokens if split == 'validation' else 0
+    e = self.config.eval
+    limit = e.validation_tokens if split == 'validation' else e.get('test_tokens', 0)
     nats, count, chars = self.log_loss(params, split, limit)
     return {'bpc': float(nats / chars / math.log(2)), 'perplexity': float(math.exp(nats / count)),
             'nll_per_token': float(nats / count), 'tokens': int(count)}

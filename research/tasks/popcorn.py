@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from research import layers, models, plots, word_vectors
+from research import layers, models, plots, validation, word_vectors
 from research.data import bag, imdb, pipeline
 from research.errors import UserError
 from research.models import sentiment, transformer
@@ -44,6 +44,22 @@ PAD, UNK = 0, 1
 
 @register('popcorn')
 class PopcornTask(Task):
+
+  @classmethod
+  def validate(cls, config):
+    super().validate(config)
+    V = validation
+    V.check(config, [('data.features', V.one_of(*FEATURES)),
+                     ('data.validation_size', V.integer(0)), ('data.max_features', V.integer(0)),
+                     ('data.min_df', V.integer(1)), ('data.ngram_max', V.integer(1)),
+                     ('data.max_length', V.integer(1)), ('data.eval_stride', V.integer(1)),
+                     ('data.epochs', V.integer(0)), ('data.words_per_cluster', V.integer(1)),
+                     ('data.kmeans_iters', V.integer(1)), ('model.l2', V.number(0.0)),
+                     ('model.model_dim', V.integer(1)), ('model.ff_dim', V.integer(1)),
+                     ('model.num_heads', V.integer(1)), ('model.num_layers', V.integer(1))])
+    V.require(config.train.steps > 0 or config.data.epochs > 0,
+              'train.steps=0 and data.epochs=0: give the run a length, train.steps >= 1 or '
+              'data.epochs >= 1')
 
   def __init__(self, config, runtime, workdir: str = ''):
     super().__init__(config, runtime, workdir)

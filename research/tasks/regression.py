@@ -17,11 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from research import plots, regression_stats as rstats
+from research import plots, regression_stats as rstats, validation
 from research.data import pipeline, tabular
 from research.errors import UserError
 from research.models import linear
-from research.tasks import Task, register
+from research.tasks import Rejected, Task, register
 
 ESTIMATORS = ('ols', 'ridge', 'lasso', 'elastic_net')
 
@@ -29,6 +29,23 @@ ESTIMATORS = ('ols', 'ridge', 'lasso', 'elastic_net')
 @register('regression')
 class RegressionTask(Task):
   eval_splits = ('train', 'test')
+  full_batch = True
+
+  @classmethod
+  def validate(cls, config):
+    super().validate(config)
+    V = validation
+    V.check(config, [
+        ('model.estimator', V.one_of(*ESTIMATORS)), ('model.basis', V.one_of('scaled', 'raw')),
+        ('data.nonfinite', V.one_of('error', 'drop')),
+        ('model.alpha', V.number(0.0)), ('model.l1_ratio', V.number(0.0, 1.0)),
+        # degree 0 would leave only the intercept: no feature is modelled.
+        ('model.degree', V.integer(1)), ('model.cv_folds', V.integer(0)),
+        ('model.num_alphas', V.integer(1)), ('model.max_iter', V.integer(1)),
+        ('model.tol', V.number(0.0, open_low=True)), ('model.rcond', V.number(0.0)),
+        ('model.qr_block_rows', V.integer(0)), ('model.refine_steps', V.integer(0)),
+        ('data.test_fraction', V.number(0.0, 1.0, open_high=True)),
+        ('data.n', V.integer(1)), ('data.p', V.integer(1)), ('data.noise', V.number(0.0))])
 
   def __init__(self, config, runtime, workdir: str = ''):
     super().__init__(config, runtime, workdir)
@@ -64,8 +81,14 @@ class RegressionTask(Task):
     if d.test_csv:
       Xt, yt, _, _ = tabular.read_csv(d.test_csv, d.target, ','.join(names), d.nonfinite)
     else:
+      held = int(round(test_fraction * len(X)))
+      if held and (held < 2 or len(X) - held <= num_params):
+        logging.warning('data.test_fraction=%g of %d rows would hold out %d, too few to score '
+                        'or to leave more rows than the %d parameters: fitting every row, '
+                        'with no held-out metrics', test_fraction, len(X), held, num_params)
+        held = 0
       order = np.random.default_rng(d.seed).permutation(len(X))
-      cut = len(X) - int(round(test_fraction * len(X)))
+      cut = len(X) - held
       X, y, Xt, yt = X[order[:cut]], y[order[:cut]], X[order[cut:]], y[order[cut:]]
     tabular.check_columns(X, names, num_params)
     self.names = names
@@ -97,7 +120,7 @@ class RegressionTask(Task):
     multiple = int(np.lcm(self.num_blocks, devices * self.num_folds))
     self.train = _padded(X, y, multiple)
     self.test = _padded(Xt, yt, runtime.num_devices) if len(Xt) else None
-    self.n_train = len(X)
+    self.n_train, self.n_test = len(X), len(Xt)
 
   # --- the model --------------------------------------------------------------------
 
@@ -227,6 +250,9 @@ class RegressionTask(Task):
       return {}
     out = _metrics(jax.device_get(self._predict(params, data['x'])), data['y'], data['mask'],
                    len(self.exps))
+    if out['r2'] is None:
+      logging.warning('%s: R^2 is undefined, the target being constant over its %d row(s); '
+                      'reported as null', split, int(data['mask'].sum()))
     return out
 
   @property
@@ -252,7 +278,8 @@ class RegressionTask(Task):
     """Coefficients at full float64 precision, inference (OLS) and diagnostics."""
     names, values, T = self.raw_coefficients(params)
     out = {'coefficients': dict(zip(names, map(float, values))), 'num_params': len(values),
-           'alpha': float(params['alpha']), 'rows_dropped': self.dropped}
+           'alpha': float(params['alpha']), 'rows_dropped': self.dropped,
+           'rows_fitted': self.n_train, 'rows_held_out': self.n_test}
     stats = self._statistics(params, T, values)
     out.update(stats['results'])
     if self.certified is not None:
@@ -316,17 +343,19 @@ class RegressionTask(Task):
 
   def predict(self, params, lines):
     """Each line: comma-separated feature values -> the prediction."""
-    out = []
+    out, want = [], f'{len(self.names)} value(s) ({",".join(self.names)})'
     for line in lines:
       try:
         x = np.array([[float(v) for v in line.split(',')]])
       except ValueError:
-        out.append(f'error: {line!r} is not comma-separated numbers')
+        out.append(Rejected(f'{line[:60]!r} is not comma-separated numbers; expected {want}'))
         continue
       if x.shape[1] != len(self.names):
-        out.append(f'error: expected {len(self.names)} values ({", ".join(self.names)})')
-        continue
-      out.append(repr(float(self.predict_values(params, jnp.asarray(x))[0])))
+        out.append(Rejected(f'expected {want}, got {x.shape[1]}'))
+      elif not np.isfinite(x).all():
+        out.append(Rejected(f'{line[:60]!r} holds NaN or inf; expected {want}, each finite'))
+      else:
+        out.append(repr(float(self.predict_values(params, jnp.asarray(x))[0])))
     return out
 
   def write_artifacts(self, params, workdir: str):
@@ -335,7 +364,8 @@ class RegressionTask(Task):
     if not hasattr(self, '_summary'):
       self.final_results(params)
     names, values, stats = self._summary
-    title = f'{self.config.name}: {self.config.model.estimator}, degree {self.degree}'
+    title = (f'{self.config.name}: {self.config.model.estimator}, degree {self.degree}; '
+             f'{self.n_train} rows fitted, {self.n_test} held out')
     if stats['inference'] is not None:
       text = rstats.summary_table(names, values, stats['inference'], stats['diag'],
                                   self.n_train, title)
@@ -359,7 +389,8 @@ class RegressionTask(Task):
   def benchmark_fields(self, params, seconds: float, steps: int) -> dict:
     out = {'fit_seconds': round(seconds / steps, 4), 'n': self.n_train, 'p': len(self.exps)}
     if self.test is not None:  # the peer prints its held-out R^2: compare at equal accuracy.
-      out['heldout_r2'] = round(self.evaluate(params, 'test')['r2'], 6)
+      r2 = self.evaluate(params, 'test')['r2']
+      out['heldout_r2'] = None if r2 is None else round(r2, 6)
     return out
 
 
@@ -389,9 +420,10 @@ def _metrics(pred, y, mask, num_coef):
   yk = y[keep]
   n = len(r)
   mse = float(np.mean(r ** 2))
-  r2 = 1 - float(np.sum(r ** 2)) / float(np.sum((yk - yk.mean()) ** 2))
+  tss = float(np.sum((yk - yk.mean()) ** 2))
+  r2 = 1 - float(np.sum(r ** 2)) / tss if tss > 0 else None  # undefined for a constant target.
   return {'mse': mse, 'rmse': float(np.sqrt(mse)), 'mae': float(np.mean(np.abs(r))), 'r2': r2,
-          'adj_r2': 1 - (1 - r2) * (n - 1) / max(n - num_coef - 1, 1)}
+          'adj_r2': None if r2 is None else 1 - (1 - r2) * (n - 1) / max(n - num_coef - 1, 1)}
 
 
 def _monomial_name(e, names):

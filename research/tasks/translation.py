@@ -12,11 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import bleu, plots
+from research import bleu, models, plots, validation
 from research.data import dates, pairs, pipeline, synthetic
 from research.data.vocab import BOS, PAD, CharVocab, SentencePieceVocab, WordVocab
 from research.errors import UserError
-from research import models
 from research.models import rnn_attention, rnn_seq2seq, transformer  # noqa: F401  (they register)
 from research.tasks import Task, register
 
@@ -47,6 +46,26 @@ def _make_vocab(cfg, texts, cache_dir: str, side: str):
 
 @register('translation')
 class TranslationTask(Task):
+
+  @classmethod
+  def validate(cls, config):
+    super().validate(config)
+    V = validation
+    positive = ['model.embed_dim', 'model.encoder_dim', 'model.decoder_dim', 'model.attention_dim',
+                'model.hidden_dim', 'model.num_layers', 'model.model_dim',
+                'model.ff_dim', 'model.num_heads',
+                'model.max_len', 'data.max_source_len',
+                'data.max_target_len', 'data.train_size', 'data.vocab_size', 'eval.beam_size']
+    V.check(config, [(k, V.integer(1)) for k in positive] + [
+        ('model.qk_dim', V.integer(0)), ('model.v_dim', V.integer(0)),
+        ('model.readout_dim', V.integer(0)), ('model.num_decoder_layers', V.integer(0)),
+        ('data.batch_tokens', V.integer(0)), ('eval.length_penalty', V.number(0.0)),
+        ('data.validation_size', V.integer(0)), ('data.test_size', V.integer(0))])
+    m = config.model
+    if m.get('model_dim') and m.get('num_heads'):
+      V.require(m.get('qk_dim') and m.get('v_dim') or m.model_dim % m.num_heads == 0,
+                f'model.model_dim={m.model_dim} is not divisible by model.num_heads='
+                f'{m.num_heads}; pick heads that divide it, or set model.qk_dim and model.v_dim')
 
   def __init__(self, config, runtime, workdir: str = ''):
     super().__init__(config, runtime, workdir)
@@ -199,9 +218,11 @@ class TranslationTask(Task):
     if not lines:
       return []
     src, truncated = self.src_vocab.encode_batch(lines, self.max_src, add_eos=False)
-    if truncated:
-      print(f'warning: {truncated} input line(s) longer than {self.max_src} characters '
-            'were truncated', flush=True)
+    if truncated:  # to stderr: stdout holds one translation per input line, nothing else.
+      tokenizer = self.config.data.tokenizer
+      unit = 'characters' if tokenizer == 'char' else f'{tokenizer} tokens'
+      logging.warning('%d input line(s) longer than data.max_source_len=%d %s were truncated '
+                      'to it', truncated, self.max_src, unit)
     tokens, _ = self.translate_ids(params, src)
     return [self.tgt_vocab.decode(t) for t in tokens]
 
