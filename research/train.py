@@ -153,11 +153,7 @@ def _loop(exp, writer, state, start_step, t_start, process_start, resume_command
       results.update(last_eval[1])
     else:
       results.update(exp.evaluate(state.params, split))
-  averaged = exp.averaged(cfg.eval.get('average_last', 0))
-  exp.checkpointer.close()
-  if averaged is not None:
-    for split in exp.eval_splits:
-      results.update(exp.evaluate(averaged.params, split, prefix='averaged/'))
+  results.update(_averaged_results(exp))
   writer.write(int(state.step), {k: v for k, v in results.items() if k != 'step'})
   writer.close()
   if changes := workdir_lib.config_changes(workdir):
@@ -176,6 +172,19 @@ def _loop(exp, writer, state, start_step, t_start, process_start, resume_command
   return results
 
 
+def _averaged_results(exp) -> dict:
+  """averaged/* metrics of the mean of the last eval.average_last checkpoints ({} when
+  it is 0); the checkpointer is closed after reading them."""
+  averaged = exp.averaged(exp.config.eval.get('average_last', 0))
+  exp.checkpointer.close()
+  if averaged is None:
+    return {}
+  out = {}
+  for split in exp.eval_splits:
+    out.update(exp.evaluate(averaged.params, split, prefix='averaged/'))
+  return out
+
+
 def evaluate(config, workdir: str, devices=None) -> dict:
   """The latest checkpoint's metrics, and with eval.average_last=K those of the mean
   of the last K checkpoints (averaged/*)."""
@@ -189,11 +198,7 @@ def evaluate(config, workdir: str, devices=None) -> dict:
         results = {'step': step}
         for split in exp.eval_splits:
           results.update(exp.evaluate(state.params, split))
-        averaged = exp.averaged(config.eval.get('average_last', 0))
-        exp.checkpointer.close()
-        if averaged is not None:
-          for split in exp.eval_splits:
-            results.update(exp.evaluate(averaged.params, split, prefix='averaged/'))
+        results.update(_averaged_results(exp))
     finally:
       if exp.checkpointer is not None:
         exp.checkpointer.close(quiet=True)
