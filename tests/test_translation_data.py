@@ -54,6 +54,15 @@ def test_sentencepiece_has_byte_fallback_and_is_cached(tmp_path):
   assert other.path != vocab.path
 
 
+def test_sentencepiece_vocab_below_the_corpus_characters_is_a_clear_error(tmp_path):
+  texts = [''.join(chr(0x3b1 + i % 60) for i in range(k, k + 60)) for k in range(20)]
+  with pytest.raises(UserError, match=r'data.vocab_size=280 .* at least (\d+)') as e:
+    SentencePieceVocab.train(texts, vocab_size=280, model_type='bpe', cache_dir=str(tmp_path))
+  need = int(str(e.value).rsplit('>= ', 1)[1])
+  assert need > 280 and not os.listdir(tmp_path)  # nothing half-made is cached.
+  assert len(SentencePieceVocab.train(texts, need, 'bpe', str(tmp_path))) >= need
+
+
 def test_multi30k_from_a_local_directory(tmp_path):
   local = _multi30k_dir(tmp_path / 'raw_copy', with_2017=True)
   splits, prepared = pairs.load_tfds('multi30k', 'de-en', local, str(tmp_path / 'tfds'))

@@ -6,9 +6,12 @@ encode(text) -> ids, decode(ids) -> text (stopping at </s>) and encode_batch.
 import collections
 import hashlib
 import os
+import re
 import tempfile
 
 import numpy as np
+
+from research.errors import UserError
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ('<pad>', '<s>', '</s>', '<unk>')
@@ -131,11 +134,21 @@ class SentencePieceVocab(Vocab):
       os.makedirs(cache_dir, exist_ok=True)
       with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
         prefix = os.path.join(tmp, 'spm')
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts), model_prefix=prefix, vocab_size=vocab_size,
-            model_type=model_type, character_coverage=1.0, byte_fallback=True,
-            pad_id=PAD, bos_id=BOS, eos_id=EOS, unk_id=UNK, hard_vocab_limit=False,
-            num_threads=2, minloglevel=2)
+        try:
+          spm.SentencePieceTrainer.train(
+              sentence_iterator=iter(texts), model_prefix=prefix, vocab_size=vocab_size,
+              model_type=model_type, character_coverage=1.0, byte_fallback=True,
+              pad_id=PAD, bos_id=BOS, eos_id=EOS, unk_id=UNK, hard_vocab_limit=False,
+              num_threads=2, minloglevel=2)
+        except RuntimeError as e:
+          # The trainer's own words: "... smaller than required_chars. 300 vs 357."
+          need = re.search(r'required_chars\. \d+ vs (\d+)', str(e))
+          if need:
+            raise UserError(
+                f'data.vocab_size={vocab_size} is too small for a SentencePiece model of '
+                f'this corpus: its characters and the 256 byte pieces need at least '
+                f'{need.group(1)}; use data.vocab_size >= {need.group(1)}') from None
+          raise
         os.replace(prefix + '.model', path)  # atomic: no half-written model is ever cached.
     return cls(path)
 
