@@ -147,6 +147,7 @@ class _OnlyOurInfo:
 
 def main(argv):
   del argv
+  import jax
   from research import distributed, train
   from research.errors import NonFiniteError, UserError
   from research.tasks import Rejected
@@ -191,6 +192,14 @@ def main(argv):
     _fail(str(e), code=1)
   except UserError as e:
     _fail(str(e), code=2)
+  except Exception as e:  # pylint: disable=broad-except
+    if not distributed.lost_peer(e):
+      raise
+    print(f'error: process {jax.process_index()} lost contact with another process '
+          f'({_first_line(e)[:300]}); the checkpoints saved so far are kept: rerun the same '
+          'command on every host to resume', file=sys.stderr, flush=True)
+    # Exit now: JAX's exit hook waits on a shutdown barrier the dead peer never reaches.
+    os._exit(1)
 
 
 def _reproduce_arg(argv):

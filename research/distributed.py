@@ -93,6 +93,16 @@ def check_shared_workdir(workdir: str):
                     '(NFS, GCS, ...), since checkpoints are written collectively')
 
 
+_PEER_LOST = ('Gloo', 'heartbeat', 'Connection reset', 'Connection closed', 'Barrier failed',
+              'UNAVAILABLE', 'DEADLINE_EXCEEDED')
+
+
+def lost_peer(e: Exception) -> bool:
+  """Whether e is a multi-host collective that failed because another process went away."""
+  return (jax.process_count() > 1 and isinstance(e, jax.errors.JaxRuntimeError)
+          and any(marker in str(e) for marker in _PEER_LOST))
+
+
 class StopRequest:
   """Turns SIGTERM/SIGINT into a flag the loop checks after each step."""
 

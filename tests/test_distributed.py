@@ -138,7 +138,10 @@ def test_a_dead_peer_stops_the_survivor_and_a_rerun_resumes(tmp_path):
   code, _, err = _finish(procs[:1], timeout=120)[0]
   procs[1].communicate()
   assert code != 0 and time.time() - t_kill < 60, err[-2000:]
-  assert 'JAX distributed service detected fatal errors' in err
+  # Our error line when a collective fails first; JAX's own abort when its heartbeat
+  # check fires first (a race on 2 shared cores).
+  assert ('lost contact with another process' in err
+          or 'JAX distributed service detected fatal errors' in err), err[-2000:]
   saved = max(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
   assert saved < 150 and not (tmp_path / 'results.json').exists()
 
