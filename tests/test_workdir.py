@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import socket
+import threading
 
 import orbax.checkpoint as ocp
 import pytest
@@ -71,12 +72,19 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_a_rerun_resumes(tiny_ru
     return save(self, directory, *args, **kwargs)
 
   monkeypatch.setattr(ocp.StandardCheckpointHandler, 'async_save', full_disk)
+  before = set(threading.enumerate())
   with pytest.raises(UserError) as failure:
     train.train_and_evaluate(_tiny(), workdir)
   message = str(failure.value)
   assert '\n' not in message and 'No space left on device' in message
   assert 'of step 4' in message and 'the checkpoint of step 2 is kept' in message
   assert not (tmp_path / 'results.json').exists()
+  # No orbax thread is left waiting for the step directory (exit would wait for it).
+  waiting = [t for t in threading.enumerate() if 'target_setting' in t.name
+             and t not in before]
+  for thread in waiting:
+    thread.join(timeout=30)
+  assert not [t for t in waiting if t.is_alive()]
   monkeypatch.setattr(ocp.StandardCheckpointHandler, 'async_save', save)
   results = train.train_and_evaluate(_tiny(), workdir)  # resumes from step 2.
   expected = json.loads((tiny_run[0] / 'results.json').read_text())['params_sha256']
