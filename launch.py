@@ -62,8 +62,12 @@ def define_flags():
                        'Seconds without a heartbeat before a peer counts as dead (multi-host).')
 
 
-def _fail(message: str, code: int = 2):
+def _fail(message: str, code: int = 2, at_once: bool = False):
+  """One error line and exit; at_once skips exit hooks (a dead peer never reaches
+  JAX's shutdown barrier)."""
   print(f'error: {message}', file=sys.stderr, flush=True)
+  if at_once:
+    os._exit(code)
   sys.exit(code)
 
 
@@ -195,11 +199,9 @@ def main(argv):
   except Exception as e:  # pylint: disable=broad-except
     if not distributed.lost_peer(e):
       raise
-    print(f'error: process {jax.process_index()} lost contact with another process '
+    _fail(f'process {jax.process_index()} lost contact with another process '
           f'({_first_line(e)[:300]}); the checkpoints saved so far are kept: rerun the same '
-          'command on every host to resume', file=sys.stderr, flush=True)
-    # Exit now: JAX's exit hook waits on a shutdown barrier the dead peer never reaches.
-    os._exit(1)
+          'command on every host to resume', code=1, at_once=True)
 
 
 def _reproduce_arg(argv):
