@@ -1,8 +1,9 @@
 """Every test sees 4 CPU devices, so data parallelism is exercised on one CPU, and
 none reads the shared datasets ($SEQLAB_DATA): each makes its own small data.
 
-The tests, and the launch.py processes they start, share one persistent
-compilation cache for the session: the same tiny models compile once.
+The tests (on every pytest-xdist worker), and the launch.py processes they start,
+share one persistent compilation cache for the session: the same tiny models
+compile once.
 """
 import atexit
 import os
