@@ -13,6 +13,12 @@ import tempfile
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# XLA runs each forced CPU device's part of a program on one shared pool of
+# max(cores, devices) threads, and an all-reduce holds its thread until every
+# device arrives: when two programs are in flight on a busy machine, each can hold
+# some of the 4 threads and wait for the rest, until XLA aborts after 40 s.
+# Twice the threads leave room for both.
+os.environ.setdefault('PJRT_NPROC', '8')
 os.environ.pop('SEQLAB_DATA', None)  # tests make their own data, even where CI sets it.
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _CACHE = tempfile.mkdtemp(prefix='seqlab-test-jax-cache-')
