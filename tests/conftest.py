@@ -13,11 +13,10 @@ import tempfile
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-# XLA runs each forced CPU device's part of a program on one shared pool of
-# max(cores, devices) threads, and an all-reduce holds its thread until every
-# device arrives: when two programs are in flight on a busy machine, each can hold
-# some of the 4 threads and wait for the rest, until XLA aborts after 40 s.
-# Twice the threads leave room for both.
+# Forced CPU devices run their parts of a program on XLA's one pool of
+# max(cores, devices) threads, and an all-reduce holds each thread until every
+# device arrives. On a busy 2-core machine 4 threads were sometimes too few: XLA
+# aborted after 40 s with 2 of the 4 devices arrived. 8 threads leave headroom.
 os.environ.setdefault('PJRT_NPROC', '8')
 os.environ.pop('SEQLAB_DATA', None)  # tests make their own data, even where CI sets it.
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
