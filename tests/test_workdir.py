@@ -82,8 +82,8 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_a_rerun_resumes(tiny_ru
   # No orbax thread is left waiting for the step directory (exit would wait for it).
   waiting = [t for t in threading.enumerate() if 'target_setting' in t.name
              and t not in before]
-  for thread in waiting:
-    thread.join(timeout=30)
+  for thread in waiting:  # threading's own join: orbax's raises for a cancelled thread.
+    threading.Thread.join(thread, timeout=30)
   assert not [t for t in waiting if t.is_alive()]
   monkeypatch.setattr(ocp.StandardCheckpointHandler, 'async_save', save)
   results = train.train_and_evaluate(_tiny(), workdir)  # resumes from step 2.
