@@ -4,6 +4,7 @@
                    [--mode=train|eval|predict|benchmark]
 """
 import os
+import re
 import sys
 import time
 
@@ -24,6 +25,26 @@ def huge_pages_environ(environ, platform: str = sys.platform):
     return None
   return {**environ, 'GLIBC_TUNABLES': ':'.join(filter(None, [tunables, 'glibc.malloc.hugetlb=1']))}
 
+
+def cpu_pool_threads(environ, cores: int) -> str | None:
+  """PJRT_NPROC for a run that forces N > 1 CPU devices; None to leave XLA's default.
+  Forced devices share one XLA pool of max(cores, N) threads, and an in-process
+  all-reduce holds each device's thread until every device has arrived: on a busy
+  machine with N >= cores the last devices can find no free thread, and XLA aborts
+  after 40 s. Twice N threads leave that headroom; a PJRT_NPROC given is kept."""
+  if 'PJRT_NPROC' in environ:
+    return None
+  found = re.findall(r'--xla_force_host_platform_device_count=(\d+)', environ.get('XLA_FLAGS', ''))
+  devices = int(found[-1]) if found else 1
+  return str(2 * devices) if devices > 1 and 2 * devices > cores else None
+
+
+def _cores() -> int:
+  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
+
+if __name__ == '__main__' and (_threads := cpu_pool_threads(os.environ, _cores())):
+  os.environ['PJRT_NPROC'] = _threads  # read when JAX first makes its CPU client.
 
 if __name__ == '__main__' and (_environ := huge_pages_environ(os.environ)) is not None:
   os.execve(sys.executable, [sys.executable] + sys.orig_argv[1:],

@@ -153,6 +153,16 @@ def test_cli_errors_are_one_line_with_exit_code_2(args, expected):
   assert lines[0].startswith('error: ') and expected in lines[0]
 
 
+def test_forced_cpu_devices_get_twice_their_threads_unless_told():
+  from launch import cpu_pool_threads
+  forced = {'XLA_FLAGS': '--xla_dump_to=/tmp/x --xla_force_host_platform_device_count=4'}
+  assert cpu_pool_threads(forced, cores=2) == '8'
+  assert cpu_pool_threads(forced, cores=16) is None  # the pool already has room.
+  assert cpu_pool_threads({**forced, 'PJRT_NPROC': '5'}, cores=2) is None
+  assert cpu_pool_threads({'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}, 2) is None
+  assert cpu_pool_threads({}, cores=2) is None
+
+
 def test_huge_pages_are_asked_for_once_and_can_be_declined():
   from launch import huge_pages_environ
   env = huge_pages_environ({'GLIBC_TUNABLES': 'glibc.malloc.arena_max=2', 'X': '1'}, 'linux')
