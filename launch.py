@@ -26,7 +26,7 @@ def huge_pages_environ(environ, platform: str = sys.platform):
   return {**environ, 'GLIBC_TUNABLES': ':'.join(filter(None, [tunables, 'glibc.malloc.hugetlb=1']))}
 
 
-def cpu_pool_threads(environ, cores: int) -> str | None:
+def cpu_pool_threads(environ, cores: int | None = None) -> str | None:
   """PJRT_NPROC for a run that forces N > 1 CPU devices; None to leave XLA's default.
   Forced devices share one XLA pool of max(cores, N) threads, and an in-process
   all-reduce holds each device's thread until every device has arrived: on a busy
@@ -36,14 +36,12 @@ def cpu_pool_threads(environ, cores: int) -> str | None:
     return None
   found = re.findall(r'--xla_force_host_platform_device_count=(\d+)', environ.get('XLA_FLAGS', ''))
   devices = int(found[-1]) if found else 1
+  if cores is None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
   return str(2 * devices) if devices > 1 and 2 * devices > cores else None
 
 
-def _cores() -> int:
-  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-
-
-if __name__ == '__main__' and (_threads := cpu_pool_threads(os.environ, _cores())):
+if __name__ == '__main__' and (_threads := cpu_pool_threads(os.environ)):
   os.environ['PJRT_NPROC'] = _threads  # read when JAX first makes its CPU client.
 
 if __name__ == '__main__' and (_environ := huge_pages_environ(os.environ)) is not None:

@@ -7,17 +7,20 @@ compile once.
 """
 import atexit
 import os
+import pathlib
 import shutil
+import sys
 import tempfile
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-# Forced CPU devices run their parts of a program on XLA's one pool of
-# max(cores, devices) threads, and an all-reduce holds each thread until every
-# device arrives. On a busy 2-core machine 4 threads were sometimes too few: XLA
-# aborted after 40 s with 2 of the 4 devices arrived. 8 threads leave headroom.
-os.environ.setdefault('PJRT_NPROC', '8')
+# launch.py's thread pool for forced devices, for the tests' own JAX (8 on 2 cores).
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from launch import cpu_pool_threads  # pylint: disable=g-import-not-at-top
+if (_threads := cpu_pool_threads(os.environ)):
+  os.environ['PJRT_NPROC'] = _threads
 os.environ.pop('SEQLAB_DATA', None)  # tests make their own data, even where CI sets it.
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _CACHE = tempfile.mkdtemp(prefix='seqlab-test-jax-cache-')
@@ -25,14 +28,10 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
   os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 
-import pathlib  # pylint: disable=g-import-not-at-top
-import subprocess
-import sys
+import subprocess  # pylint: disable=g-import-not-at-top
 import time
 
 import pytest
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def launch(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
