@@ -1,11 +1,13 @@
 """Tokenizers, the Multi30k and Tatoeba builders on tiny local files, and BLEU."""
 import gzip
 import os
+import threading
 
 import pytest
 
+import research.data as research_data
 from research import bleu
-from research.data import pairs, tatoeba
+from research.data import multi30k, pairs, tatoeba
 from research.data.vocab import EOS, UNK, SentencePieceVocab, WordVocab
 from research.errors import UserError
 
@@ -185,3 +187,22 @@ def test_two_local_copies_never_share_prepared_data(tmp_path):
   assert cache_a != cache_b and splits_b['train'].targets == ['only one line here'] * 4
   assert sorted(splits_a['train'].targets) == sorted(EN[:4])
   assert pairs.load_tfds('multi30k', 'de-en', first, data_dir)[1] == cache_a  # reused.
+
+
+def test_a_second_run_waits_for_the_first_to_prepare_the_data(tmp_path):
+  """Two runs preparing one dataset at once (a parallel sweep) take turns: TFDS's
+  final rename would fail for the later one, which then reads what the first wrote."""
+  local, data_dir = _multi30k_dir(tmp_path / 'm30k'), str(tmp_path / 'tfds')
+  make = lambda: multi30k.Multi30k(config='de-en', local_dir=local, file_format='array_record',
+                                   data_dir=research_data.prepared_data_dir(data_dir, local))
+  result = {}
+  with research_data.preparing(str(make().data_dir)):  # the first run holds the data.
+    second = threading.Thread(target=lambda: result.update(
+        splits=pairs.load_tfds('multi30k', 'de-en', local, data_dir)[0]))
+    second.start()
+    second.join(timeout=3)
+    assert second.is_alive()  # waiting for the lock.
+    assert os.listdir(os.path.dirname(str(make().data_dir))) == ['1.0.0.lock']
+    make().download_and_prepare()  # the first run prepares.
+  second.join(timeout=60)
+  assert not second.is_alive() and sorted(result['splits']['train'].targets) == sorted(EN)

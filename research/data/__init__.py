@@ -5,6 +5,9 @@ folder under the root that the SEQLAB_DATA environment variable names (as
 TFDS_DATA_DIR names TFDS's), e.g. $SEQLAB_DATA/multi30k/; with neither, the
 TFDS builders download from the public sources.
 """
+import contextlib
+import errno
+import fcntl
 import hashlib
 import os
 
@@ -49,3 +52,32 @@ def prepared_records(builder, split: str) -> list[dict]:
   TFDS data sources, without TensorFlow."""
   source = builder.as_data_source(split)
   return source.__getitems__(list(range(len(source))))
+
+
+@contextlib.contextmanager
+def preparing(data_dir: str):
+  """One process at a time prepares the data under `data_dir`: TFDS writes into a
+  temporary folder and renames it into place, and a second process preparing the
+  same dataset at once (a parallel sweep on a fresh machine) fails that rename.
+  The later one waits here, then finds the data prepared. Filesystems without
+  flock go unlocked."""
+  os.makedirs(os.path.dirname(data_dir) or '.', exist_ok=True)
+  fd = os.open(data_dir.rstrip('/') + '.lock', os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as e:
+      if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL):
+        raise
+    yield
+  finally:
+    os.close(fd)  # releases the lock.
+
+
+def prepared_builder(make):
+  """make() -> a TFDS builder, prepared by one process at a time (`preparing`). It
+  is made again once the lock is held: a builder reads what is prepared when made."""
+  with preparing(str(make().data_dir)):
+    builder = make()
+    builder.download_and_prepare()
+  return builder

@@ -25,7 +25,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from research.data import local_path, prepared_data_dir, prepared_records, text_files
+from research.data import (local_path, prepared_builder, prepared_data_dir,
+                           prepared_records, text_files)
 from research.errors import UserError
 
 URL = 'https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz'
@@ -159,9 +160,9 @@ class ImdbReviews(tfds.core.GeneratorBasedBuilder):
 
 
 def _from_tfds(split: str, data_dir: str, archive: str = '') -> Reviews:
-  builder = ImdbReviews(archive=archive, data_dir=prepared_data_dir(data_dir, archive),
-                        file_format='array_record')
-  builder.download_and_prepare()
+  builder = prepared_builder(lambda: ImdbReviews(
+      archive=archive, data_dir=prepared_data_dir(data_dir, archive),
+      file_format='array_record'))
   records = prepared_records(builder, split)
   ids, texts, labels, empty = [], [], [], 0
   for r in sorted(records, key=lambda r: (-int(r['label']), r['id'])):

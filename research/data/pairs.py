@@ -4,7 +4,7 @@ import dataclasses
 import tensorflow_datasets as tfds
 from absl import logging
 
-from research.data import local_path, prepared_data_dir, prepared_records
+from research.data import local_path, prepared_builder, prepared_data_dir, prepared_records
 from research.errors import UserError
 
 
@@ -52,9 +52,9 @@ def load_tfds(name: str, pair: str, local_dir: str = '', data_dir: str = ''):
   known = [c.name for c in cls.BUILDER_CONFIGS]
   if pair not in known:
     raise UserError(f'{name} has no language pair {pair!r}; known: {", ".join(known)}')
-  builder = cls(config=pair, local_dir=local_dir,
-                data_dir=prepared_data_dir(data_dir, local_dir), file_format='array_record')
-  builder.download_and_prepare()
+  builder = prepared_builder(lambda: cls(
+      config=pair, local_dir=local_dir, data_dir=prepared_data_dir(data_dir, local_dir),
+      file_format='array_record'))
   splits = {}
   for split in builder.info.splits:
     records = prepared_records(builder, split)

@@ -11,7 +11,8 @@ import os
 import tensorflow_datasets as tfds
 from absl import logging
 
-from research.data import local_path, prepared_data_dir, prepared_records, text_files
+from research.data import (local_path, prepared_builder, prepared_data_dir,
+                           prepared_records, text_files)
 from research.errors import UserError
 
 URL = 'http://mattmahoney.net/dc/text8.zip'
@@ -59,9 +60,9 @@ def load_lines(local_dir: str = '', data_dir: str = ''):
   """Prepares text8 once (array_record) and returns its pieces as strings; the local
   copy defaults to $SEQLAB_DATA/text8."""
   local_dir = local_path(local_dir, 'text8')
-  builder = Text8(local_dir=local_dir, data_dir=prepared_data_dir(data_dir, local_dir),
-                  file_format='array_record')
-  builder.download_and_prepare()
+  builder = prepared_builder(lambda: Text8(
+      local_dir=local_dir, data_dir=prepared_data_dir(data_dir, local_dir),
+      file_format='array_record'))
   records = prepared_records(builder, 'train')
   logging.info('text8: %d pieces of %d words from %s', len(records), WORDS_PER_EXAMPLE,
                builder.data_dir)
