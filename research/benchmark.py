@@ -52,15 +52,33 @@ def peak_flops(device, dtype: str, matmul_size: int, measured=None, repeats: int
   return measured, f'measured {matmul_size}x{matmul_size} float32 matmul on {device.platform}'
 
 
+def fused_attention_flops(eqn) -> float:
+  """The matmuls of cuDNN's fused attention (jax.nn.dot_product_attention's 'cudnn'
+  primitives, query [B, T, N, H] and key [B, S, N, H]): Q K^T and P V forward, twice
+  that backward (its recomputed Q K^T not counted), half of it under a causal mask,
+  whose masked blocks the kernel skips."""
+  name = eqn.primitive.name
+  if not name.startswith('dot_product_attention_'):
+    return 0.0
+  (b, t, n, h), s = eqn.invars[0].aval.shape, eqn.invars[1].aval.shape[1]
+  flops = 4.0 * b * n * t * s * h * (2 if '_bwd' in name else 1)
+  causal = 'CAUSAL' in str(getattr(eqn.params.get('mask_type'), 'name', ''))
+  return flops / 2 if causal else flops
+
+
 def matmul_flops(jaxpr) -> float:
-  """2 * M * N * K for every dot_general, the forward and backward passes both, with
-  loop bodies counted once per iteration (scan length). The model FLOPs of MFU."""
+  """2 * M * N * K for every dot_general (and fused attention's matmuls), the forward
+  and backward passes both, with loop bodies counted once per iteration (scan
+  length). The model FLOPs of MFU."""
   total = 0.0
   for eqn in jaxpr.eqns:
     if eqn.primitive.name == 'dot_general':
       (contract, _), _ = eqn.params['dimension_numbers']
       lhs = eqn.invars[0].aval.shape
       total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod([lhs[d] for d in contract])
+      continue
+    if eqn.primitive.name.startswith('dot_product_attention_'):
+      total += fused_attention_flops(eqn)
       continue
     inner = []
     for value in eqn.params.values():
@@ -193,7 +211,18 @@ def train_row(exp, state, step_fn) -> dict:
   # e.g. regression's fit_seconds and held-out R^2.
   row.update(task.benchmark_fields(runtime.global_state(state).params, seconds, steps))
   row['peak_rss_mb'] = peak_rss_mb()
+  row.update(device_memory_fields(device))
+  row.update(device_kind=device.device_kind, jax=jax.__version__)
   return row
+
+
+def device_memory_fields(device) -> dict:
+  """{'peak_device_memory_mb': ...}: the allocator's high-water mark on an accelerator;
+  {} where the runtime keeps no such count (a CPU)."""
+  stats = device.memory_stats() or {}
+  if 'peak_bytes_in_use' not in stats:
+    return {}
+  return {'peak_device_memory_mb': round(stats['peak_bytes_in_use'] / 2 ** 20, 1)}
 
 
 def decode_row(exp, state, step: int) -> dict:

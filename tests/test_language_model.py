@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, launch
 from research import config as config_lib, train
 from research.errors import UserError
-from research.models import language_model
+from research.models import language_model, transformer
 from research.parallel import Runtime
 from research.tasks.language_model import LanguageModelTask
 
@@ -160,3 +160,22 @@ def test_the_bench_preset_reports_tokens_per_second():
   row = train.benchmark(config)
   assert row['tokens_per_second'] == pytest.approx(32 * row['examples_per_second'], rel=1e-3)
   assert row['mfu'] > 0
+
+
+def test_auto_attention_is_cudnn_only_where_it_applies():
+  resolve = transformer.resolve_attention
+  assert resolve('auto', jnp.bfloat16, 0.0, 64, platform='gpu') == 'cudnn'
+  assert resolve('auto', jnp.float32, 0.0, 64, platform='gpu') == 'xla'
+  assert resolve('auto', jnp.bfloat16, 0.1, 64, platform='gpu') == 'xla'  # dropout on weights.
+  assert resolve('auto', jnp.bfloat16, 0.0, 64, platform='cpu') == 'xla'
+  assert resolve('xla', jnp.bfloat16, 0.0, 64, platform='gpu') == 'xla'
+  with pytest.raises(UserError, match='model.attention_impl=cudnn needs an NVIDIA GPU'):
+    resolve('cudnn', jnp.float32, 0.0, 64, platform='cpu')
+
+
+def test_cudnn_attention_on_a_cpu_is_one_error_line(corpus, tmp_path):
+  proc = launch('--config=configs/lm.py:tiny', f'--config.data.path={corpus}',
+                '--config.model.attention_impl=cudnn', f'--workdir={tmp_path}')
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      'error: model.attention_impl=cudnn needs an NVIDIA GPU')

@@ -83,6 +83,7 @@ class Attention(nn.Module):
   dropout: float = 0.0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  implementation: str = 'xla'  # of attend_causal: xla | cudnn (resolve_attention).
 
   def setup(self):
     h, kw = self.num_heads, dict(dtype=self.dtype, param_dtype=self.param_dtype)
@@ -118,7 +119,12 @@ class Attention(nn.Module):
     """Causal self-attention over q, k, v [B, T, H, d] -> [B, T, D], query block by
     query block, each seeing only the keys up to its end: the masked half of the
     scores is never computed, and each block's softmax stays small enough for the
-    cache. The same function as attend with a lower-triangular mask."""
+    cache. The same function as attend with a lower-triangular mask. With
+    implementation 'cudnn', cuDNN's fused (flash) attention instead: the scores
+    never reach device memory, which at long contexts is most of the step's traffic."""
+    if self.implementation == 'cudnn':
+      return self.out(jax.nn.dot_product_attention(q, k, v, is_causal=True,
+                                                   implementation='cudnn'))
     t = q.shape[1]
     if block <= 0 or block >= t or t % block:
       return self.attend(q, k, v, jnp.tril(jnp.ones((t, t), bool))[None], train)[0]
@@ -135,6 +141,30 @@ class Attention(nn.Module):
     weights = jax.nn.softmax(scores, axis=-1)
     return jnp.einsum('bhts,bshd->bthd',
                       dropout(self, weights, self.dropout, train).astype(v.dtype), v)
+
+
+ATTENTION = ('auto', 'xla', 'cudnn')
+
+
+def resolve_attention(name: str, dtype, attention_dropout: float, head_dim: int,
+                      platform: str | None = None) -> str:
+  """model.attention_impl: 'auto' is cuDNN's fused attention where it applies (an NVIDIA
+  GPU, 16-bit compute, no dropout on the weights, a head size it takes) and XLA's
+  einsums elsewhere, so CPU runs keep their numbers."""
+  platform = platform or jax.default_backend()
+  fits = (platform == 'gpu' and jnp.dtype(dtype).itemsize == 2 and not attention_dropout
+          and head_dim % 8 == 0 and head_dim <= 128)
+  if name == 'auto':
+    return 'cudnn' if fits else 'xla'
+  if name == 'cudnn' and not fits:
+    raise UserError('model.attention_impl=cudnn needs an NVIDIA GPU, model.dtype bfloat16, '
+                    'model.attention_dropout=0 and a head size that is a multiple of 8 up to '
+                    f'128 (here: {platform}, {jnp.dtype(dtype).name}, dropout '
+                    f'{attention_dropout}, head size {head_dim}); use auto or xla')
+  if name not in ATTENTION:
+    raise UserError(f'model.attention_impl={name!r} is not a kernel seqlab has; use '
+                    + ', '.join(ATTENTION))
+  return name
 
 
 class FeedForward(nn.Module):
@@ -206,6 +236,7 @@ class Sizes:
   dtype: Any = jnp.float32        # the compute dtype (model.dtype).
   param_dtype: Any = jnp.float32  # the parameters' (model.param_dtype).
   remat: bool = False             # rematerialize each layer in the backward pass.
+  attention_impl: str = 'xla'     # causal self-attention's kernel: xla | cudnn.
 
   @property
   def dtypes(self) -> dict:
@@ -213,7 +244,8 @@ class Sizes:
 
   def attention(self, name):
     return Attention(self.num_heads, self.qk_dim, self.v_dim, self.model_dim,
-                     self.attention_dropout, name=name, **self.dtypes)
+                     self.attention_dropout, name=name, implementation=self.attention_impl,
+                     **self.dtypes)
 
   def feed_forward(self):
     return FeedForward(self.ff_dim, self.model_dim, self.relu_dropout, self.activation,

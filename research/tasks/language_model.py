@@ -33,7 +33,7 @@ from research import models, validation
 from research.data import corpus as corpus_lib, pipeline, text8, text_files
 from research.data.vocab import SentencePieceVocab, WordVocab
 from research.errors import UserError
-from research.models import language_model  # noqa: F401  (registers transformer_lm)
+from research.models import language_model, transformer  # noqa: F401  (registers transformer_lm)
 from research.parallel import to_host
 from research.tasks import Task, register
 from research.tasks.translation import smoothed_cross_entropy
@@ -118,7 +118,8 @@ class LanguageModelTask(Task):
         ('eval.top_p', V.number(0.0, 1.0, open_low=True)),
         ('model.num_layers', V.integer(1)), ('model.model_dim', V.integer(1)),
         ('model.num_heads', V.integer(1)), ('model.ff_dim', V.integer(1)),
-        ('model.attention_block', V.integer(0))])
+        ('model.attention_block', V.integer(0)),
+        ('model.attention_impl', V.one_of(*transformer.ATTENTION))])
     m = config.model
     V.require(m.model_dim % m.num_heads == 0, f'model.model_dim={m.model_dim} is not divisible '
               f'by model.num_heads={m.num_heads}; pick heads that divide it')
