@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The accelerator sitting: every GPU figure of docs/benchmarks.md ("The
+# Transformer and the language model on a GPU") in one run, most important first.
+#
+#   bash benchmarks/gpu_sitting.sh [DEADLINE_SECONDS]
+#
+# Steps already finished (a marker in $SITTING) are skipped, so a second call on
+# the same machine continues where a first one ran out of time. Each step's log
+# and the JSON rows collect in $SITTING; a summary table is printed last.
+# Packages missing from the machine can come as wheels in .whl/base (installed
+# first) and .whl/pin (flax, optax and orbax at the project's pins, tried when
+# the machine's own fail the smoke run).
+set -u
+cd "$(dirname "$0")/.."
+START=$(date +%s)
+DEADLINE=$((START + ${1:-540}))
+SITTING=${SITTING:-/tmp/sitting}
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+export SEQLAB_DATA=${SEQLAB_DATA:-../shared/data}
+mkdir -p "$SITTING"
+for name in ${SKIP:-}; do touch "$SITTING/$name.done"; done  # done on an earlier machine.
+
+left() { echo $((DEADLINE - $(date +%s))); }
+
+if [ -d .whl/base ] && [ ! -e "$SITTING/site.done" ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$SITTING/site" .whl/base/*.whl && touch "$SITTING/site.done"
+fi
+[ -d "$SITTING/site" ] && export PYTHONPATH="$SITTING/site"
+
+# step NAME MAX_SECONDS COMMAND...: runs COMMAND unless done, within its share of
+# the time left; the last line of a benchmark's log is its JSON row.
+step() {
+  local name=$1 max=$2; shift 2
+  [ -e "$SITTING/$name.done" ] && return 0
+  local budget; budget=$(left)
+  [ "$budget" -gt "$max" ] && budget=$max
+  if [ "$budget" -lt 30 ]; then echo "$name: skipped, ${budget}s left"; return 1; fi
+  local t0; t0=$(date +%s)
+  timeout "$budget" "$@" >"$SITTING/$name.log" 2>&1
+  local rc=$?
+  echo "$name: rc $rc in $(( $(date +%s) - t0 ))s"
+  if [ $rc -eq 0 ]; then touch "$SITTING/$name.done"; else tail -5 "$SITTING/$name.log"; fi
+  return $rc
+}
+
+bench() {  # bench NAME MAX ARGS...: launch.py --mode=benchmark.
+  local name=$1 max=$2; shift 2
+  step "$name" "$max" $PY launch.py --mode=benchmark --workdir="$SITTING/w-$name" "$@" &&
+    tail -1 "$SITTING/$name.log" >"$SITTING/$name.json"
+}
+
+if [ ! -e "$SITTING/env.done" ]; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv \
+    >"$SITTING/env.txt" 2>&1
+  $PY -c 'import jax, flax, optax, orbax.checkpoint as o, sys; print(sys.version.split()[0],
+jax.__version__, flax.__version__, optax.__version__, o.__version__, jax.devices())' \
+    >>"$SITTING/env.txt" 2>&1 && touch "$SITTING/env.done"
+  cat "$SITTING/env.txt"
+fi
+
+SMOKE=(--config=configs/lm.py:tiny --config.data.name=random --config.model.attention_impl=xla)
+if ! bench smoke 90 "${SMOKE[@]}"; then
+  echo "the machine's flax, optax and orbax failed the smoke run; the pinned ones next"
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$SITTING/site" .whl/pin/*.whl
+  bench smoke 90 "${SMOKE[@]}" || { tail -30 "$SITTING/smoke.log"; exit 1; }
+fi
+
+T=--config=configs/transformer.py:bench_gpu
+LM=(--config=configs/lm.py:gpt2_small --config.data.name=random)
+bench transformer 150 $T
+bench gpt2_cudnn 150 "${LM[@]}" --config.model.attention_impl=cudnn
+bench gpt2_xla 150 "${LM[@]}" --config.model.attention_impl=xla
+bench transformer_remat 120 $T --config.model.remat=True
+bench transformer_mb4 120 $T --config.train.microbatches=4
+
+# Multi30k in float32 and in bfloat16, side by side (each half the memory); the
+# evaluations in between are skipped, which leaves the training unchanged.
+if [ ! -e "$SITTING/multi30k.done" ] && [ "$(left)" -gt 120 ]; then
+  for dtype in float32 bfloat16; do
+    XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 step "m30k_$dtype" 600 $PY launch.py \
+      --config=configs/transformer.py:multi30k --workdir="$SITTING/m30k-$dtype" \
+      --config.model.dtype=$dtype --config.eval.every=3000 &
+  done
+  wait
+  [ -e "$SITTING/m30k_float32.done" ] && [ -e "$SITTING/m30k_bfloat16.done" ] &&
+    touch "$SITTING/multi30k.done"
+fi
+
+bench gpt2_remat 120 "${LM[@]}" --config.model.remat=True
+XLA_FLAGS=--xla_gpu_enable_triton_gemm=false bench transformer_cublas 120 $T
+
+echo "== rows"
+for f in "$SITTING"/*.json; do
+  $PY - "$f" <<'EOF'
+import json, os, sys
+row = json.loads(open(sys.argv[1]).read())
+keys = ('tokens_per_second', 'target_tokens_per_second', 'steps_per_second', 'mfu', 'step_gflops',
+        'peak_device_memory_mb', 'dtype')
+print(os.path.basename(sys.argv[1])[:-5], {k: row[k] for k in keys if k in row})
+EOF
+done
+for dtype in float32 bfloat16; do
+  r="$SITTING/m30k-$dtype/results.json"
+  [ -e "$r" ] && $PY -c "import json; r=json.load(open('$r')); print('m30k $dtype', {k: r.get(k)
+for k in ('test/bleu_lowercase', 'test/bleu', 'validation/bleu', 'wall_seconds',
+          'time/start_to_trained_seconds')})"
+done
+if [ -n "${OUT:-}" ]; then
+  tar czf "$OUT/sitting.tar.gz" -C "$SITTING" --exclude=site --exclude='w-*' \
+    --exclude='checkpoints' --exclude='tensorboard' . 2>/dev/null
+fi
+echo "sitting: $(( $(date +%s) - START ))s"
