@@ -162,15 +162,18 @@ def test_the_bench_preset_reports_tokens_per_second():
   assert row['mfu'] > 0
 
 
-def test_auto_attention_is_cudnn_only_where_it_applies():
-  resolve = transformer.resolve_attention
-  assert resolve('auto', jnp.bfloat16, 0.0, 64, platform='gpu') == 'cudnn'
-  assert resolve('auto', jnp.float32, 0.0, 64, platform='gpu') == 'xla'
-  assert resolve('auto', jnp.bfloat16, 0.1, 64, platform='gpu') == 'xla'  # dropout on weights.
-  assert resolve('auto', jnp.bfloat16, 0.0, 64, platform='cpu') == 'xla'
-  assert resolve('xla', jnp.bfloat16, 0.0, 64, platform='gpu') == 'xla'
-  with pytest.raises(UserError, match='model.attention_impl=cudnn needs an NVIDIA GPU'):
-    resolve('cudnn', jnp.float32, 0.0, 64, platform='cpu')
+def test_cudnn_attention_is_taken_only_where_cudnn_applies():
+  check = transformer.check_attention
+  assert check('cudnn', jnp.bfloat16, 0.0, 64, platform='gpu') == 'cudnn'
+  assert check('xla', jnp.float32, 0.1, 6, platform='cpu') == 'xla'
+  for dtype, dropout, head, platform in ((jnp.float32, 0.0, 64, 'gpu'),  # 32-bit compute.
+                                         (jnp.bfloat16, 0.1, 64, 'gpu'),  # dropout on weights.
+                                         (jnp.bfloat16, 0.0, 60, 'gpu'),  # head size.
+                                         (jnp.bfloat16, 0.0, 64, 'cpu')):
+    with pytest.raises(UserError, match='model.attention_impl=cudnn needs an NVIDIA GPU'):
+      check('cudnn', dtype, dropout, head, platform=platform)
+  with pytest.raises(UserError, match="model.attention_impl='flash' is not a kernel"):
+    check('flash', jnp.bfloat16, 0.0, 64, platform='gpu')
 
 
 def test_cudnn_attention_on_a_cpu_is_one_error_line(corpus, tmp_path):

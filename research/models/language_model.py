@@ -5,7 +5,7 @@
   residual pieces; a final layer norm.
 - Learned positions, and input embeddings tied to the output layer.
 - model.attention_impl: causal self-attention in XLA's einsums, or cuDNN's fused
-  (flash) attention on an NVIDIA GPU ('auto' picks it there in bfloat16).
+  (flash) attention on an NVIDIA GPU in bfloat16.
 - Sampling with a key/value cache: the prompt is encoded once (every layer's
   keys and values kept), then each new token costs one position. Temperature,
   top-k and top-p (nucleus) sampling; temperature 0 is greedy. jit-compiled.
@@ -169,8 +169,8 @@ class LanguageModel:
     if d % h:
       raise UserError(f'model.model_dim={d} is not divisible by model.num_heads={h}')
     dtype, param_dtype = model_dtypes(cfg)
-    attention = transformer.resolve_attention(cfg.get('attention_impl', 'xla'), dtype,
-                                              cfg.attention_dropout, d // h)
+    attention = transformer.check_attention(cfg.get('attention_impl', 'xla'), dtype,
+                                            cfg.attention_dropout, d // h)
     sizes = transformer.Sizes(model_dim=d, ff_dim=cfg.ff_dim, num_heads=h, qk_dim=d // h,
                               v_dim=d // h, dropout=cfg.dropout,
                               attention_dropout=cfg.attention_dropout, relu_dropout=0.0,

@@ -143,27 +143,25 @@ class Attention(nn.Module):
                       dropout(self, weights, self.dropout, train).astype(v.dtype), v)
 
 
-ATTENTION = ('auto', 'xla', 'cudnn')
+ATTENTION = ('xla', 'cudnn')
 
 
-def resolve_attention(name: str, dtype, attention_dropout: float, head_dim: int,
-                      platform: str | None = None) -> str:
-  """model.attention_impl: 'auto' is cuDNN's fused attention where it applies (an NVIDIA
-  GPU, 16-bit compute, no dropout on the weights, a head size it takes) and XLA's
-  einsums elsewhere, so CPU runs keep their numbers."""
+def check_attention(name: str, dtype, attention_dropout: float, head_dim: int,
+                    platform: str | None = None) -> str:
+  """model.attention_impl, checked: 'xla' (einsums, any device) or 'cudnn' (fused,
+  where cuDNN takes it: an NVIDIA GPU, 16-bit compute, no dropout on the weights,
+  a head size that is a multiple of 8 up to 128)."""
+  if name not in ATTENTION:
+    raise UserError(f'model.attention_impl={name!r} is not a kernel seqlab has; use '
+                    + ' or '.join(ATTENTION))
   platform = platform or jax.default_backend()
   fits = (platform == 'gpu' and jnp.dtype(dtype).itemsize == 2 and not attention_dropout
           and head_dim % 8 == 0 and head_dim <= 128)
-  if name == 'auto':
-    return 'cudnn' if fits else 'xla'
   if name == 'cudnn' and not fits:
     raise UserError('model.attention_impl=cudnn needs an NVIDIA GPU, model.dtype bfloat16, '
                     'model.attention_dropout=0 and a head size that is a multiple of 8 up to '
                     f'128 (here: {platform}, {jnp.dtype(dtype).name}, dropout '
-                    f'{attention_dropout}, head size {head_dim}); use auto or xla')
-  if name not in ATTENTION:
-    raise UserError(f'model.attention_impl={name!r} is not a kernel seqlab has; use '
-                    + ', '.join(ATTENTION))
+                    f'{attention_dropout}, head size {head_dim}); use xla')
   return name
 
 
