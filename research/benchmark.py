@@ -3,7 +3,7 @@
 MFU is the model's matmul FLOPs per second (every dot_general of the compiled
 step's jaxpr, forward and backward, loop bodies times their trip count) over a
 peak: the device's nominal dense peak for the compute dtype (PEAKS, the one
-table of them), or on a CPU the measured rate of an [n, n] float32 matmul.
+table of them), or on a CPU the measured rate of an [n, n] matmul in that dtype.
 """
 import resource
 import time
@@ -48,8 +48,8 @@ def peak_flops(device, dtype: str, matmul_size: int, measured=None, repeats: int
   if measured is None:
     if not matmul_size:
       return None
-    measured = matmul_peak_flops(matmul_size, device, repeats, chain)
-  return measured, f'measured {matmul_size}x{matmul_size} float32 matmul on {device.platform}'
+    measured = matmul_peak_flops(matmul_size, device, repeats, chain, dtype)
+  return measured, f'measured {matmul_size}x{matmul_size} {dtype} matmul on {device.platform}'
 
 
 def fused_attention_flops(eqn) -> float:
@@ -93,11 +93,12 @@ def matmul_flops(jaxpr) -> float:
   return total
 
 
-def matmul_peak_flops(n: int, device, repeats: int = 5, chain: int = 8) -> float:
-  """One device's f32 matmul rate at the default precision: the best of `repeats`
-  runs of `chain` dependent [n, n] x [n, n] products in one program (so dispatch
-  does not count)."""
-  x = jax.device_put(jnp.full((n, n), 1.0 / n, jnp.float32), device)
+def matmul_peak_flops(n: int, device, repeats: int = 5, chain: int = 8,
+                      dtype: str = 'float32') -> float:
+  """One device's matmul rate in `dtype` at the default precision: the best of
+  `repeats` runs of `chain` dependent [n, n] x [n, n] products in one program (so
+  dispatch does not count)."""
+  x = jax.device_put(jnp.full((n, n), 1.0 / n, dtype), device)
   run = jax.jit(lambda a: jax.lax.fori_loop(0, chain, lambda i, y: y @ a, a))
   run(x).block_until_ready()
   best = float('inf')
@@ -202,7 +203,7 @@ def train_row(exp, state, step_fn) -> dict:
     achieved = sum(flops) / runtime.num_devices / seconds  # per device.
     row.update(step_gflops=sig(sum(flops) / steps / 1e9), achieved_gflops=sig(achieved / 1e9))
     size = config.bench.get('matmul_size', 0)
-    measured = matmul_peak_flops(size, device) if size else None
+    measured = matmul_peak_flops(size, device, dtype=exp.compute_dtype) if size else None
     if measured:
       row.update(matmul_peak_gflops=sig(measured / 1e9), mfu_measured=sig(achieved / measured))
     peak = peak_flops(device, exp.compute_dtype, size, measured)
