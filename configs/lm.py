@@ -18,7 +18,8 @@ Presets:
               layers, context 256, batch 32, vocabulary 27) on random tokens,
               for --mode=benchmark.
   gpt2_small  GPT-2 small's body (12 layers, d 768, 12 heads, context 1024) at
-              character level, bfloat16, for accelerators.
+              character level, bfloat16, for accelerators. Not measured: on
+              one H200 its step was still compiling after 150 s.
   tiny        the test-suite size; give it --config.data.path.
 
 For orientation, on the real text8 (a different Wikipedia sample, normalized the
