@@ -57,11 +57,8 @@ def fused_attention_flops(eqn) -> float:
   primitives, query [B, T, N, H] and key [B, S, N, H]): Q K^T and P V forward, twice
   that backward (its recomputed Q K^T not counted), half of it under a causal mask,
   whose masked blocks the kernel skips."""
-  name = eqn.primitive.name
-  if not name.startswith('dot_product_attention_'):
-    return 0.0
   (b, t, n, h), s = eqn.invars[0].aval.shape, eqn.invars[1].aval.shape[1]
-  flops = 4.0 * b * n * t * s * h * (2 if '_bwd' in name else 1)
+  flops = 4.0 * b * n * t * s * h * (2 if '_bwd' in eqn.primitive.name else 1)
   causal = 'CAUSAL' in str(getattr(eqn.params.get('mask_type'), 'name', ''))
   return flops / 2 if causal else flops
 

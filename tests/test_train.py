@@ -143,13 +143,12 @@ def test_matmul_flops_counts_every_scan_iteration_and_the_backward_pass():
   assert benchmark.matmul_flops(jax.make_jaxpr(jax.grad(loss))(w).jaxpr) == 3 * steps * one
 
 
-def _fused_attention_eqn(name, b, t, s, n, h, mask_type):
-  """An equation of a primitive named as cuDNN's attention primitives are, for counting."""
+def _fused_attention_jaxpr(name, b, t, s, n, h, mask_type):
+  """A jaxpr of one primitive named as cuDNN's attention primitives are, for counting."""
   prim = jax.extend.core.Primitive(name)
   prim.def_abstract_eval(lambda q, k, **_: q)
   q, k = jnp.ones((b, t, n, h), jnp.bfloat16), jnp.ones((b, s, n, h), jnp.bfloat16)
-  jaxpr = jax.make_jaxpr(lambda q, k: prim.bind(q, k, mask_type=mask_type))(q, k).jaxpr
-  return jaxpr
+  return jax.make_jaxpr(lambda q, k: prim.bind(q, k, mask_type=mask_type))(q, k).jaxpr
 
 
 def test_matmul_flops_counts_fused_attention_by_its_mask():
@@ -160,7 +159,7 @@ def test_matmul_flops_counts_fused_attention_by_its_mask():
   b, t, s, n, h = 2, 8, 6, 3, 4
   full = 4 * b * n * t * s * h  # Q K^T and P V.
   count = lambda name, mask: benchmark.matmul_flops(
-      _fused_attention_eqn(name, b, t, s, n, h, Mask(mask)))
+      _fused_attention_jaxpr(name, b, t, s, n, h, Mask(mask)))
   assert count('dot_product_attention_fwd_wrapper', 'NO_MASK') == full
   assert count('dot_product_attention_fwd_wrapper', 'CAUSAL') == full / 2
   assert count('dot_product_attention_bwd_wrapper', 'PADDING_CAUSAL') == full
