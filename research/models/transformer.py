@@ -83,7 +83,7 @@ class Attention(nn.Module):
   dropout: float = 0.0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
-  implementation: str = 'xla'  # of attend_causal: xla | cudnn (resolve_attention).
+  implementation: str = 'xla'  # of attend_causal: xla | cudnn (check_attention).
 
   def setup(self):
     h, kw = self.num_heads, dict(dtype=self.dtype, param_dtype=self.param_dtype)
@@ -121,7 +121,7 @@ class Attention(nn.Module):
     scores is never computed, and each block's softmax stays small enough for the
     cache. The same function as attend with a lower-triangular mask. With
     implementation 'cudnn', cuDNN's fused (flash) attention instead: the scores
-    never reach device memory, which at long contexts is most of the step's traffic."""
+    never reach device memory."""
     if self.implementation == 'cudnn':
       return self.out(jax.nn.dot_product_attention(q, k, v, is_causal=True,
                                                    implementation='cudnn'))
