@@ -12,6 +12,7 @@ import jax
 import jax.extend  # pylint: disable=unused-import  (jax.extend.core for matmul_flops)
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from research.data.vocab import PAD
 
@@ -163,18 +164,26 @@ def per_second(unit: str) -> str:
   return f'{base}_per_second' + (f'_{qualifier}' if qualifier else '')
 
 
-def train_row(exp, state, step_fn) -> dict:
-  """Times bench.steps train steps after bench.warmup_steps (compilation excluded);
-  returns the JSON row of --mode=benchmark."""
+def train_row(exp, state, step_fn, profile_dir: str = '') -> dict:
+  """Times bench.steps train steps after bench.warmup_steps (the first of which
+  compiles, timed apart as first_step_seconds); returns the JSON row of
+  --mode=benchmark. With bench.profile_steps=N and a profile_dir, N more steps
+  are traced there (jax.profiler, with a Perfetto trace; kernel_times reads it)."""
   config, runtime, task = exp.config, exp.runtime, exp.task
-  warmup, steps = config.bench.warmup_steps, config.bench.steps
-  batches = [task.train_batch(i) for i in range(warmup + steps)]
+  warmup, steps = max(config.bench.warmup_steps, 1), config.bench.steps
+  profile = config.bench.get('profile_steps', 0) if profile_dir else 0
+  batches = [task.train_batch(i) for i in range(warmup + steps + profile)]
   # On the devices before the clock starts: the peers time compute on data in memory.
   device_batches = [runtime.put_batch(b) for b in batches]
-  units = {}
-  for i, (batch, device_batch) in enumerate(zip(batches, device_batches)):
+  jax.block_until_ready(device_batches)
+  units, t_first = {}, time.perf_counter()
+  for i, (batch, device_batch) in enumerate(zip(batches[:warmup + steps], device_batches)):
+    if i == 1:  # before a slow compile ends in a timeout, the log says which part was slow.
+      jax.block_until_ready(state)
+      first_step = time.perf_counter() - t_first
+      logging.info('first step in %.1f s (compilation included)', first_step)
     if i == warmup:
-      jax.block_until_ready((state, device_batches))
+      jax.block_until_ready(state)
       t0 = time.perf_counter()
     if i >= warmup:
       for k, v in task.units(batch).items():
@@ -182,6 +191,13 @@ def train_row(exp, state, step_fn) -> dict:
     state, metrics = step_fn(state, device_batch)
   jax.block_until_ready((state, metrics))
   seconds = time.perf_counter() - t0
+  if profile:
+    jax.profiler.start_trace(profile_dir, create_perfetto_trace=True)
+    for device_batch in device_batches[warmup + steps:]:
+      state, metrics = step_fn(state, device_batch)
+    jax.block_until_ready((state, metrics))
+    jax.profiler.stop_trace()
+    logging.info('profiled %d steps into %s', profile, profile_dir)
   row = {
     'config': config.name,
     'devices': runtime.num_devices,
@@ -190,10 +206,11 @@ def train_row(exp, state, step_fn) -> dict:
     'steps': steps,
     'seconds': round(seconds, 4),
     'steps_per_second': round(steps / seconds, 3),
+    'first_step_seconds': round(first_step, 2),
     **{per_second(k): round(v / seconds, 2) for k, v in units.items()},
   }
   counter = StepFlops(step_fn)
-  flops = [counter(state, b) for b in batches[warmup:]]
+  flops = [counter(state, b) for b in batches[warmup:warmup + steps]]
   device = runtime.mesh.local_devices[0]
   sig = lambda x: float(f'{x:.4g}')
   if None not in flops:
@@ -246,3 +263,55 @@ def decode_row(exp, state, step: int) -> dict:
     'tokens_per_second': round(int((tokens != PAD).sum()) / seconds, 2),
     'peak_rss_mb': peak_rss_mb(),
   }
+
+
+# Kernel names of matrix products (cuBLAS, CUTLASS, Triton and XLA's gemm fusions)
+# and of fused attention, for kernel_times' classes.
+_GEMM = ('gemm', 'cublas', 'cutlass', 'xmma', 'nvjet', 'wgmma', 'matmul', 'dot')
+_ATTENTION = ('cudnn', 'flash', 'fmha', 'attention')
+
+
+def kernel_class(name: str) -> str:
+  low = name.lower()
+  if any(k in low for k in _ATTENTION):
+    return 'attention'
+  if any(k in low for k in _GEMM):
+    return 'matmul'
+  if 'memcpy' in low or 'memset' in low:
+    return 'copy'
+  return 'other'
+
+
+def kernel_times(trace_path: str) -> dict:
+  """Device time by kernel in a jax.profiler Perfetto trace (perfetto_trace.json.gz):
+  {'threads': {name: ms}, 'kernels': [(ms, count, class, name, hlo_op)], 'classes':
+  {class: ms}}, over the device threads (a GPU's streams; else every thread)."""
+  import gzip
+  import json
+  with gzip.open(trace_path) as f:
+    events = json.load(f)['traceEvents']
+  process = {e['pid']: e['args']['name'] for e in events
+             if e.get('ph') == 'M' and e.get('name') == 'process_name'}
+  thread = {(e['pid'], e['tid']): e['args']['name'] for e in events
+            if e.get('ph') == 'M' and e.get('name') == 'thread_name'}
+  on_device = lambda e: process.get(e['pid'], '').startswith('/device:')
+  spans = [e for e in events if e.get('ph') == 'X' and 'dur' in e]
+  if any(on_device(e) for e in spans):
+    spans = [e for e in spans if on_device(e)]
+  threads = {}
+  for e in spans:
+    key = f"{process.get(e['pid'], e['pid'])} {thread.get((e['pid'], e['tid']), e['tid'])}"
+    threads[key] = threads.get(key, 0.0) + e['dur'] / 1e3
+  # XLA's op and module lines repeat the streams' kernels: count the streams alone.
+  streams = [e for e in spans if 'stream' in thread.get((e['pid'], e['tid']), '').lower()]
+  kernels = {}
+  for e in streams or spans:
+    op = str(e.get('args', {}).get('hlo_op', ''))
+    ms, count = kernels.get((e['name'], op), (0.0, 0))
+    kernels[(e['name'], op)] = (ms + e['dur'] / 1e3, count + 1)
+  rows = sorted(((ms, n, kernel_class(name), name, op) for (name, op), (ms, n) in kernels.items()),
+                reverse=True)
+  classes = {}
+  for ms, _, cls, _, _ in rows:
+    classes[cls] = classes.get(cls, 0.0) + ms
+  return {'threads': threads, 'kernels': rows, 'classes': classes}

@@ -72,6 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.bench.steps = 50
   c.bench.matmul_size = 2048     # >0: also report MFU against an [n, n] f32 matmul's rate.
   c.bench.what = 'train'         # train | decode (the test split, with --workdir's checkpoint).
+  c.bench.profile_steps = 0      # >0: a jax.profiler trace of that many more steps (--workdir).
   return c
 
 

@@ -113,22 +113,27 @@ class Experiment:
     boxed = lambda: init_state(self.task, self.tx, self.config.seed)
     with self.task.scope():
       self.state_shardings = self.runtime.state_shardings(jax.eval_shape(boxed))
-    self._fresh = jax.jit(lambda: nn.meta.unbox(boxed()), out_shardings=self.state_shardings)
+
+    def fresh_state():  # named: profiles and XLA's dumps call it jit_fresh_state.
+      return nn.meta.unbox(boxed())
+
+    self._fresh = jax.jit(fresh_state, out_shardings=self.state_shardings)
     self.checkpointer = None
 
   def fresh_state(self) -> TrainState:
     return self._fresh()
 
   def compile_train_step(self):
-    if self.task.own_update:  # e.g. word2vec's sparse SGD.
-      if self.runtime.mode == 'pmap':
-        raise UserError(f'task {self.config.task!r} runs with parallel.mode=mesh or fsdp only')
-      step = lambda state, batch, axis_name=None: self.task.train_step(state, batch, self.schedule)
-    else:
-      step = lambda state, batch, axis_name=None: train_step(
-          state, batch, loss_fn=self.task.loss, tx=self.tx, schedule=self.schedule,
-          microbatches=self.microbatches, axis_name=axis_name)
-    return self.runtime.compile_train_step(step, self.state_shardings)
+    if self.task.own_update and self.runtime.mode == 'pmap':  # e.g. word2vec's sparse SGD.
+      raise UserError(f'task {self.config.task!r} runs with parallel.mode=mesh or fsdp only')
+
+    def train_step_fn(state, batch, axis_name=None):  # jit_train_step_fn in profiles.
+      if self.task.own_update:
+        return self.task.train_step(state, batch, self.schedule)
+      return train_step(state, batch, loss_fn=self.task.loss, tx=self.tx, schedule=self.schedule,
+                        microbatches=self.microbatches, axis_name=axis_name)
+
+    return self.runtime.compile_train_step(train_step_fn, self.state_shardings)
 
   @property
   def eval_splits(self):

@@ -228,7 +228,8 @@ def _require_run(workdir: str):
 
 def benchmark(config, workdir: str = '', devices=None) -> dict:
   """--mode=benchmark's JSON row: train steps timed after warm-up (compilation
-  excluded), or with bench.what=decode, translating the test split."""
+  excluded, and timed apart), or with bench.what=decode, translating the test split.
+  bench.profile_steps=N traces N more steps into workdir/tensorboard."""
   tasks.validate(config)
   what = config.bench.get('what', 'train')
   if what not in ('train', 'decode'):
@@ -241,8 +242,14 @@ def benchmark(config, workdir: str = '', devices=None) -> dict:
         state, step = exp.restore(required=True)
         exp.checkpointer.close()
       return bench.decode_row(exp, state, step)
+    t0 = time.perf_counter()
     state = exp.runtime.put_state(exp.fresh_state(), exp.state_shardings)
-    return bench.train_row(exp, state, exp.compile_train_step())
+    jax.block_until_ready(state)
+    init_seconds = time.perf_counter() - t0
+    logging.info('initialized the state in %.1f s (compilation included)', init_seconds)
+    profile_dir = os.path.join(workdir, 'tensorboard') if workdir else ''
+    row = bench.train_row(exp, state, exp.compile_train_step(), profile_dir)
+    return {**row, 'init_seconds': round(init_seconds, 2)}
 
 
 def _fmt_rates(mean: dict) -> str:

@@ -166,6 +166,44 @@ def test_matmul_flops_counts_fused_attention_by_its_mask():
   assert count('dot_product_attention_bwd_wrapper', 'PADDING') == 2 * full
 
 
+def test_kernel_times_counts_a_gpu_streams_kernels_by_class(tmp_path):
+  """A Perfetto trace as jax.profiler writes it for a GPU: XLA's op line repeats the
+  stream's kernels, and host threads are not device time."""
+  import gzip
+  meta = lambda pid, tid, what, name: {'ph': 'M', 'pid': pid, 'tid': tid, 'name': what,
+                                       'args': {'name': name}}
+  span = lambda pid, tid, name, dur, op='': {'ph': 'X', 'pid': pid, 'tid': tid, 'ts': 0,
+                                             'dur': dur, 'name': name, 'args': {'hlo_op': op}}
+  events = [meta(1, 0, 'process_name', '/host:CPU'), meta(2, 0, 'process_name', '/device:GPU:0'),
+            meta(2, 7, 'thread_name', 'Stream #14(Compute)'), meta(2, 8, 'thread_name', 'XLA Ops'),
+            span(1, 0, 'block_until_ready', 9000.0),
+            span(2, 7, 'nvjet_sm90_tst_128x128_NNT', 3000.0, 'dot.1'),
+            span(2, 7, 'nvjet_sm90_tst_128x128_NNT', 1000.0, 'dot.1'),
+            span(2, 7, 'cudnn_generated_fort_native_sdpa_sm90_flash_fprop', 2000.0),
+            span(2, 7, 'input_scatter_fusion', 500.0, 'scatter'),
+            span(2, 8, 'dot.1', 4000.0)]
+  path = tmp_path / 'perfetto_trace.json.gz'
+  with gzip.open(path, 'wt') as f:
+    json.dump({'traceEvents': events}, f)
+  times = benchmark.kernel_times(str(path))
+  assert times['classes'] == {'matmul': 4.0, 'attention': 2.0, 'other': 0.5}
+  assert times['kernels'][0] == (4.0, 2, 'matmul', 'nvjet_sm90_tst_128x128_NNT', 'dot.1')
+  assert times['threads'] == {'/device:GPU:0 Stream #14(Compute)': 6.5, '/device:GPU:0 XLA Ops': 4.0}
+
+
+def test_benchmark_times_compilation_apart_and_profiles_more_steps(tmp_path):
+  config = config_lib.load_config_file(os.path.join(ROOT, 'configs/lm.py'), 'tiny')
+  config.data.name, config.bench.profile_steps = 'random', 2
+  row = train.benchmark(config, str(tmp_path))
+  assert row['steps'] == 2 and row['first_step_seconds'] > 0 and row['init_seconds'] > 0
+  traces = list((tmp_path / 'tensorboard').glob('plugins/profile/*/perfetto_trace.json.gz'))
+  assert len(traces) == 1
+  assert benchmark.kernel_times(str(traces[0]))['kernels']  # the host's spans on a CPU.
+  proc = subprocess.run([sys.executable, str(ROOT / 'benchmarks/kernel_times.py'), str(tmp_path)],
+                        capture_output=True, text=True)
+  assert proc.returncode == 0 and 'class' in proc.stdout, proc.stderr[-2000:]
+
+
 def test_perplexity_is_exp_of_the_mean_nll_over_real_target_tokens():
   config = config_lib.load_config_file(os.path.join(ROOT, 'configs/dates.py'), 'tiny')
   config.eval.batch_size = 8  # several batches, the last one partial.
