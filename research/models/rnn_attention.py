@@ -36,8 +36,8 @@ class RNNSearch(RecurrentPieces):
 
   def setup(self):
     kw = self.dtypes
-    self.src_embed = nn.Embed(self.src_vocab_size, self.embed_dim, name='src_embed', **kw)
-    self.tgt_embed = nn.Embed(self.tgt_vocab_size, self.embed_dim, name='tgt_embed', **kw)
+    self.src_embed = layers.Embed(self.src_vocab_size, self.embed_dim, name='src_embed', **kw)
+    self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.embed_dim, name='tgt_embed', **kw)
     self.forward_rnn = layers.GRU(self.encoder_dim, name='encoder_forward', **kw)
     self.backward_rnn = layers.GRU(self.encoder_dim, reverse=True, name='encoder_backward', **kw)
     self.bridge = nn.Dense(self.decoder_dim, name='bridge', **kw)

@@ -33,8 +33,8 @@ class SutskeverLSTM(RecurrentPieces):
 
   def setup(self):
     kw = self.dtypes
-    self.src_embed = nn.Embed(self.src_vocab_size, self.embed_dim, name='src_embed', **kw)
-    self.tgt_embed = nn.Embed(self.tgt_vocab_size, self.embed_dim, name='tgt_embed', **kw)
+    self.src_embed = layers.Embed(self.src_vocab_size, self.embed_dim, name='src_embed', **kw)
+    self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.embed_dim, name='tgt_embed', **kw)
     self.encoder = [layers.LSTM(self.hidden_dim, name=f'encoder_{i}', **kw)
                     for i in range(self.num_layers)]
     self.decoder = [layers.LSTMCell(self.hidden_dim, name=f'decoder_{i}', **kw)
@@ -76,8 +76,8 @@ class ChoGRU(RecurrentPieces):
 
   def setup(self):
     kw = self.dtypes
-    self.src_embed = nn.Embed(self.src_vocab_size, self.embed_dim, name='src_embed', **kw)
-    self.tgt_embed = nn.Embed(self.tgt_vocab_size, self.embed_dim, name='tgt_embed', **kw)
+    self.src_embed = layers.Embed(self.src_vocab_size, self.embed_dim, name='src_embed', **kw)
+    self.tgt_embed = layers.Embed(self.tgt_vocab_size, self.embed_dim, name='tgt_embed', **kw)
     self.encoder = layers.GRU(self.hidden_dim, name='encoder', **kw)
     self.decoder = layers.GRUCell(self.hidden_dim, name='decoder', **kw)
     self.make_output()

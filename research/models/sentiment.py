@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from research import layers
 from research.models import register, transformer
 
 
@@ -95,7 +96,7 @@ class EncoderClassifier(nn.Module):
     s = self.sizes
     d = s.model_dim
     mask = tokens > 0
-    x = nn.Embed(self.vocab_size, d, name='embed', **s.dtypes)(tokens)
+    x = layers.Embed(self.vocab_size, d, name='embed', **s.dtypes)(tokens)
     if self.freeze_embeddings:
       x = jax.lax.stop_gradient(x)
     x = x * jnp.asarray(np.sqrt(d), x.dtype)
