@@ -14,14 +14,16 @@ Presets:
   base      the paper's base model: N=6, d_model 512, d_ff 2048, h=8, dropout 0.1,
             label smoothing 0.1, warmup 4000 (Table 3, first row), at the paper's
             ~25k source plus ~25k target tokens a step (data.batch_tokens=25000);
-            bfloat16 on an accelerator (model.dtype=auto). For accelerators.
+            bfloat16 and cuDNN's fused attention on an accelerator
+            (model.dtype=auto, model.attention_impl=auto). For accelerators.
   big       the paper's big model: d_model 1024, d_ff 4096, h=16, dropout 0.3, the
             same batches, each layer rematerialized.
   bench_gpu the base model at 64k target tokens a step (1024 random pairs of 64
-            tokens), bfloat16, for --mode=benchmark on an accelerator. Measured
-            on one H200 (jax 0.11.2): 872,708 target tokens/s, MFU 0.261 against
-            the 989 TFLOP/s bfloat16 peak (the target, 0.40, is not met), 18.2 GB
-            of device memory (4.3 GB with model.remat=True).
+            tokens), bfloat16 and cuDNN's fused attention, for --mode=benchmark
+            on an accelerator. Measured on one H200 (jax 0.11.2): 1,033,933
+            target tokens/s, MFU 0.308 against the 989 TFLOP/s bfloat16 peak
+            (the target, 0.40, is not met), 14.4 GB of device memory (4.3 GB
+            with model.remat=True).
   table3    the base point of the Table 3 sweep, sized for Multi30k on 2 cores;
             get_sweep('table3') gives rows (A)-(E). Expected: the 19 points in
             2 h 3 min 37 s on 2 CPU cores; base dev BLEU 27.27, perplexity 11.08.
@@ -89,6 +91,7 @@ def get_config(preset: str = 'multi30k'):
   c.model.max_len = max(c.data.max_source_len, c.data.max_target_len)
   c.model.share_embeddings = 'all'  # none | output | all
   c.model.kv_cache = True         # incremental decoding; False reruns the prefix each step.
+  c.model.attention_impl = 'xla'  # xla | cudnn (fused; an NVIDIA GPU in bfloat16) | auto.
   add_precision_keys(c.model)
 
   warmup = 1000
@@ -117,6 +120,7 @@ def get_config(preset: str = 'multi30k'):
   if preset in ('base', 'big', 'bench_gpu'):
     warmup = 4000
     c.model.num_layers, c.model.model_dim, c.model.ff_dim, c.model.num_heads = 6, 512, 2048, 8
+    c.model.attention_impl = 'auto'  # cuDNN's fused attention where it runs.
     if preset == 'big':
       c.model.model_dim, c.model.ff_dim, c.model.num_heads, c.model.dropout = 1024, 4096, 16, 0.3
       c.model.remat = True

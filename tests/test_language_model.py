@@ -166,6 +166,10 @@ def test_cudnn_attention_is_taken_only_where_cudnn_applies():
   check = transformer.check_attention
   assert check('cudnn', jnp.bfloat16, 0.0, 64, platform='gpu') == 'cudnn'
   assert check('xla', jnp.float32, 0.1, 6, platform='cpu') == 'xla'
+  assert check('auto', jnp.bfloat16, 0.0, 64, platform='gpu') == 'cudnn'
+  assert check('auto', jnp.bfloat16, 0.0, 64, platform='gpu', v_dim=32) == 'xla'
+  assert check('auto', jnp.float32, 0.0, 64, platform='gpu') == 'xla'
+  assert check('auto', jnp.bfloat16, 0.0, 64, platform='cpu') == 'xla'
   for dtype, dropout, head, platform in ((jnp.float32, 0.0, 64, 'gpu'),  # 32-bit compute.
                                          (jnp.bfloat16, 0.1, 64, 'gpu'),  # dropout on weights.
                                          (jnp.bfloat16, 0.0, 60, 'gpu'),  # head size.

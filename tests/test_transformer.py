@@ -1,4 +1,5 @@
 """The Transformer: masks, cached decoding, embedding sharing, and a tiny run."""
+import dataclasses
 import json
 
 import flax.linen as nn
@@ -99,6 +100,42 @@ def test_cached_decoding_matches_rerunning_the_prefix(pre_ln, positions):
   np.testing.assert_allclose(scores, scores2, atol=1e-4)
   with pytest.raises(UserError, match='model.max_len'):
     model.greedy_decode(params, SRC, 13)
+
+
+def test_the_fused_attention_path_computes_what_the_masked_one_does(monkeypatch):
+  """attention_impl 'cudnn' hands jax.nn.dot_product_attention a causal flag or each
+  row's key length; here that function runs XLA's kernel (no GPU), which takes the
+  same arguments, so the lengths and the plumbing are what is checked."""
+  dot_product_attention, calls = jax.nn.dot_product_attention, []
+
+  def on_xla(*args, implementation=None, **kwargs):
+    calls.append((implementation, kwargs.get('is_causal', False),
+                  kwargs.get('key_value_seq_lengths') is not None))
+    return dot_product_attention(*args, implementation='xla', **kwargs)
+
+  monkeypatch.setattr(jax.nn, 'dot_product_attention', on_xla)
+  model, params = _model(dropout=0.0, attention_dropout=0.0)
+  sizes = dataclasses.replace(model.module.sizes, attention_impl='cudnn')
+  fused = TransformerModel(model.module.clone(sizes=sizes))
+  src = jnp.concatenate([SRC, jnp.zeros_like(SRC[:1])])  # the last row is all padding.
+  tgt = jnp.concatenate([TGT_IN, TGT_IN[:1]])
+
+  def rows(m, p, n):  # the first n rows' logits, and the gradient of their sum.
+    f = lambda p: m.forward(p, src, tgt)[0][:n]
+    return f(p), jax.grad(lambda p: (f(p) * jnp.arange(f(p).size).reshape(f(p).shape)).sum())(p)
+
+  (want, want_grads), (got, got_grads) = rows(model, params, 2), rows(fused, params, 2)
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  for g, w in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads)):
+    np.testing.assert_allclose(g, w, atol=1e-3, rtol=1e-5)
+  assert np.isfinite(fused.forward(params, src, tgt)[0]).all()  # the all-padding row too.
+  # 2 encoder layers' self-attention (lengths), 2 decoder layers' causal and cross.
+  assert set(calls) == {('cudnn', False, True), ('cudnn', True, False)}
+  calls.clear()
+  maps = fused.attention_maps(params, SRC, TGT_IN)  # weights come from XLA's attention.
+  assert maps['decoder_1/cross'].shape == (2, 2, 5, 6) and not calls
+  np.testing.assert_array_equal(fused.greedy_decode(params, SRC, 8)[0],
+                                model.greedy_decode(params, SRC, 8)[0])
 
 
 def test_embedding_sharing_removes_tables():

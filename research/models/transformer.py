@@ -14,6 +14,9 @@
   logits, softmax and layer-norm statistics stay float32. Parameters name their
   logical axes ('embed', 'heads', 'kv', 'mlp', 'vocab', 'length') for
   research.parallel's sharding rules. model.remat rematerializes each layer.
+- model.attention_impl: XLA's einsums, or on an NVIDIA GPU in bfloat16 cuDNN's
+  fused attention for whole sequences (training and scoring; decoding and
+  attention maps keep XLA's, which has weights to return).
 
 The modules define the pieces; TransformerModel holds the pure functions
 (forward with teacher forcing; start/step with a key/value cache for
@@ -29,11 +32,12 @@ import numpy as np
 
 from research import decode
 from research.data.vocab import PAD
-from research.layers import logical, model_dtypes
+from research.layers import Embed, logical, model_dtypes
 from research.models import register
 from research.errors import UserError
 
 NEG_INF = -1.0e9
+CAUSAL = 'causal'  # attend's mask for causal self-attention over a whole sequence.
 
 
 def _mix(x):
@@ -83,7 +87,7 @@ class Attention(nn.Module):
   dropout: float = 0.0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
-  implementation: str = 'xla'  # of attend_causal: xla | cudnn (check_attention).
+  implementation: str = 'xla'  # xla | cudnn (check_attention): see attend and attend_causal.
 
   def setup(self):
     h, kw = self.num_heads, dict(dtype=self.dtype, param_dtype=self.param_dtype)
@@ -100,13 +104,20 @@ class Attention(nn.Module):
   def keys_values(self, memory):
     return self.key(memory), self.value(memory)
 
-  def __call__(self, x, memory, mask, train: bool = False):
-    """x [B, T, D] attends over memory [B, S, D]; mask [B, 1|T, S] (True = visible)."""
+  def __call__(self, x, memory, mask, train: bool = False, fused: bool = False):
+    """x [B, T, D] attends over memory [B, S, D]; mask as attend's."""
     k, v = self.keys_values(memory)
-    return self.attend(self.query(x), k, v, mask, train)
+    return self.attend(self.query(x), k, v, mask, train, fused)
 
-  def attend(self, q, k, v, mask, train: bool = False):
-    """q [B, T, H, dk], k [B, S, H, dk], v [B, S, H, dv] -> ([B, T, D], weights [B, H, T, S])."""
+  def attend(self, q, k, v, mask, train: bool = False, fused: bool = False):
+    """q [B, T, H, dk], k [B, S, H, dk], v [B, S, H, dv] -> ([B, T, D], weights [B, H, T, S]).
+    mask: [B, 1|T, S] (True = visible), or CAUSAL. fused (whole sequences, no weights
+    wanted) lets implementation 'cudnn' run cuDNN's fused attention, for CAUSAL or a
+    key-padding mask [B, 1, S] of right-padded rows; its weights are then None."""
+    if fused and self.implementation == 'cudnn' and (mask is CAUSAL or mask.shape[1] == 1):
+      return self.out(self._fused(q, k, v, mask)), None
+    if mask is CAUSAL:
+      mask = jnp.tril(jnp.ones((q.shape[1], k.shape[1]), bool))[None]
     scores = jnp.einsum('bthd,bshd->bhts', q, k,
                         preferred_element_type=jnp.promote_types(q.dtype, jnp.float32))
     scores = jnp.where(mask[:, None], scores / np.sqrt(self.qk_dim).astype(np.float32), NEG_INF)
@@ -123,16 +134,25 @@ class Attention(nn.Module):
     implementation 'cudnn', cuDNN's fused (flash) attention instead: the scores
     never reach device memory."""
     if self.implementation == 'cudnn':
-      return self.out(jax.nn.dot_product_attention(q, k, v, is_causal=True,
-                                                   implementation='cudnn'))
+      return self.out(self._fused(q, k, v, CAUSAL))
     t = q.shape[1]
     if block <= 0 or block >= t or t % block:
-      return self.attend(q, k, v, jnp.tril(jnp.ones((t, t), bool))[None], train)[0]
+      return self.attend(q, k, v, CAUSAL, train)[0]
     parts = []
     for end in range(block, t + 1, block):
       visible = (jnp.arange(end - block, end)[:, None] >= jnp.arange(end)[None, :])[None]
       parts.append(self._mix(q[:, end - block:end], k[:, :end], v[:, :end], visible, train))
     return self.out(jnp.concatenate(parts, axis=1))
+
+  def _fused(self, q, k, v, mask):
+    """cuDNN's fused attention under CAUSAL or a key-padding mask [B, 1, S]: each row's
+    keys are its first `length` (at least one, so that an all-padding row stays finite;
+    its loss weight is zero)."""
+    if mask is CAUSAL:
+      return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation='cudnn')
+    lengths = jnp.maximum(mask[:, 0].sum(-1), 1).astype(jnp.int32)
+    return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths,
+                                        implementation='cudnn')
 
   def _mix(self, q, k, v, mask, train):
     scores = jnp.einsum('bthd,bshd->bhts', q, k,
@@ -143,25 +163,30 @@ class Attention(nn.Module):
                       dropout(self, weights, self.dropout, train).astype(v.dtype), v)
 
 
-ATTENTION = ('xla', 'cudnn')
+ATTENTION = ('xla', 'cudnn', 'auto')
 
 
 def check_attention(name: str, dtype, attention_dropout: float, head_dim: int,
-                    platform: str | None = None) -> str:
-  """model.attention_impl, checked: 'xla' (einsums, any device) or 'cudnn' (fused,
+                    platform: str | None = None, v_dim: int | None = None) -> str:
+  """model.attention_impl, checked: 'xla' (einsums, any device), 'cudnn' (fused,
   where cuDNN takes it: an NVIDIA GPU, 16-bit compute, no dropout on the weights,
-  a head size that is a multiple of 8 up to 128)."""
+  query, key and value heads of one size, a multiple of 8 up to 128), or 'auto'
+  (cudnn where it fits, else xla). Returns the kernel: 'xla' or 'cudnn'."""
   if name not in ATTENTION:
     raise UserError(f'model.attention_impl={name!r} is not a kernel seqlab has; use '
-                    + ' or '.join(ATTENTION))
+                    + ', '.join(ATTENTION))
   platform = platform or jax.default_backend()
+  v_dim = head_dim if v_dim is None else v_dim
   fits = (platform == 'gpu' and jnp.dtype(dtype).itemsize == 2 and not attention_dropout
-          and head_dim % 8 == 0 and head_dim <= 128)
+          and head_dim == v_dim and head_dim % 8 == 0 and head_dim <= 128)
+  if name == 'auto':
+    return 'cudnn' if fits else 'xla'
   if name == 'cudnn' and not fits:
     raise UserError('model.attention_impl=cudnn needs an NVIDIA GPU, model.dtype bfloat16, '
-                    'model.attention_dropout=0 and a head size that is a multiple of 8 up to '
-                    f'128 (here: {platform}, {jnp.dtype(dtype).name}, dropout '
-                    f'{attention_dropout}, head size {head_dim}); use xla')
+                    'model.attention_dropout=0 and query, key and value heads of one size, a '
+                    f'multiple of 8 up to 128 (here: {platform}, {jnp.dtype(dtype).name}, '
+                    f'dropout {attention_dropout}, head sizes {head_dim} and {v_dim}); use xla '
+                    'or auto')
   return name
 
 
@@ -234,7 +259,7 @@ class Sizes:
   dtype: Any = jnp.float32        # the compute dtype (model.dtype).
   param_dtype: Any = jnp.float32  # the parameters' (model.param_dtype).
   remat: bool = False             # rematerialize each layer in the backward pass.
-  attention_impl: str = 'xla'     # causal self-attention's kernel: xla | cudnn.
+  attention_impl: str = 'xla'     # attention's kernel: xla | cudnn (check_attention).
 
   @property
   def dtypes(self) -> dict:
@@ -256,7 +281,7 @@ class Sizes:
 
   def embed(self, vocab_size: int, name: str):
     init = nn.initializers.normal(self.model_dim ** -0.5)  # so that sqrt(d) * E has unit scale.
-    return nn.Embed(vocab_size, self.model_dim, embedding_init=logical(init, 'vocab', 'embed'),
+    return Embed(vocab_size, self.model_dim, embedding_init=logical(init, 'vocab', 'embed'),
                     name=name, **self.dtypes)
 
   def layer(self, cls, method: str = '__call__', train_argnum: int = 3):
@@ -277,7 +302,7 @@ class EncoderLayer(Sublayers):
     self.norm1, self.norm2 = s.norm('norm1'), s.norm('norm2')
 
   def __call__(self, x, mask, train: bool = False):
-    x, weights = self.residual(x, lambda h: self.self_attention(h, h, mask, train),
+    x, weights = self.residual(x, lambda h: self.self_attention(h, h, mask, train, fused=True),
                                self.norm1, train)
     x, _ = self.residual(x, lambda h: (self.feed_forward(h, train), None), self.norm2, train)
     return x, weights
@@ -293,20 +318,20 @@ class DecoderLayer(Sublayers):
     self.feed_forward = s.feed_forward()
     self.norm1, self.norm2, self.norm3 = (s.norm(f'norm{i}') for i in (1, 2, 3))
 
-  def __call__(self, y, self_attend, cross_kv, src_mask, train: bool = False):
+  def __call__(self, y, self_attend, cross_kv, src_mask, train: bool = False,
+               fused: bool = False):
     """self_attend(h) -> (out, weights) is full causal attention or a cached step."""
     y, self_w = self.residual(y, self_attend, self.norm1, train)
     y, cross_w = self.residual(
         y, lambda h: self.cross_attention.attend(self.cross_attention.query(h), *cross_kv,
-                                                 src_mask[:, None, :], train),
+                                                 src_mask[:, None, :], train, fused),
         self.norm2, train)
     y, _ = self.residual(y, lambda h: (self.feed_forward(h, train), None), self.norm3, train)
     return y, (self_w, cross_w)
 
   def full(self, y, cross_kv, src_mask, train: bool = False):
-    causal = jnp.tril(jnp.ones((y.shape[1], y.shape[1]), bool))[None]
-    attend = lambda h: self.self_attention(h, h, causal, train)
-    return self(y, attend, cross_kv, src_mask, train)
+    attend = lambda h: self.self_attention(h, h, CAUSAL, train, fused=True)
+    return self(y, attend, cross_kv, src_mask, train, fused=True)
 
   def cached(self, y, cache, index, cross_kv, src_mask):
     """One position y [B, 1, D] at `index`; cache (k, v) [B, L, H, d] gets its row."""
@@ -423,7 +448,8 @@ class TransformerModel:
       return module.decode(tgt_in, memory, mask, train)
 
     logits, weights = nn.apply(run, m)({'params': params}, rngs=rngs)
-    return logits, weights[-1][1].mean(1)
+    cross = weights[-1][1]  # None from fused attention.
+    return logits, None if cross is None else cross.mean(1)
 
   def attention_maps(self, params, src, tgt_in):
     """Every layer's weights per head: {'encoder_0/self': [B, H, S, S],
@@ -432,11 +458,16 @@ class TransformerModel:
       memory, mask, enc = module.encode(src)
       return enc, module.decode(tgt_in, memory, mask)[1]
 
-    enc, dec = nn.apply(run, self.module)({'params': params})
+    enc, dec = nn.apply(run, self.unfused)({'params': params})
     maps = {f'encoder_{i}/self': w for i, w in enumerate(enc)}
     for i, (self_w, cross_w) in enumerate(dec):
       maps[f'decoder_{i}/self'], maps[f'decoder_{i}/cross'] = self_w, cross_w
     return maps
+
+  @property
+  def unfused(self) -> Transformer:
+    """The module with XLA's attention, which has weights to return."""
+    return self.module.clone(sizes=dataclasses.replace(self.module.sizes, attention_impl='xla'))
 
   # --- decoding (research.decode's start/step interface) ----------------------
 
@@ -477,7 +508,7 @@ class TransformerModel:
     def run(module):
       return module.decode(prefix, memory, mask)
 
-    logits, weights = nn.apply(run, self.module)({'params': params})
+    logits, weights = nn.apply(run, self.unfused)({'params': params})
     take = lambda x: jnp.take_along_axis(x, index[:, None, None], axis=1)[:, 0]
     cross_w = weights[-1][1].mean(1)  # [B, T, S]
     return (prefix, index + 1), jax.nn.log_softmax(take(logits).astype(jnp.float32)), take(cross_w)
@@ -518,11 +549,14 @@ class TransformerModel:
       raise UserError(f'model.model_dim={d} is not divisible by model.num_heads={h}; '
                       'set model.qk_dim and model.v_dim')
     dtype, param_dtype = model_dtypes(cfg)
-    sizes = Sizes(model_dim=d, ff_dim=cfg.ff_dim, num_heads=h,
-                  qk_dim=cfg.qk_dim or d // h, v_dim=cfg.v_dim or d // h,
+    qk_dim, v_dim = cfg.qk_dim or d // h, cfg.v_dim or d // h
+    attention = check_attention(cfg.get('attention_impl', 'xla'), dtype, cfg.attention_dropout,
+                                qk_dim, v_dim=v_dim)
+    sizes = Sizes(model_dim=d, ff_dim=cfg.ff_dim, num_heads=h, qk_dim=qk_dim, v_dim=v_dim,
                   dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
                   relu_dropout=cfg.get('relu_dropout', 0.0), pre_ln=cfg.pre_ln,
-                  dtype=dtype, param_dtype=param_dtype, remat=cfg.get('remat', False))
+                  dtype=dtype, param_dtype=param_dtype, remat=cfg.get('remat', False),
+                  attention_impl=attention)
     module = Transformer(src_vocab_size, tgt_vocab_size, sizes, num_layers=cfg.num_layers,
                          num_decoder_layers=cfg.num_decoder_layers or cfg.num_layers,
                          positions=cfg.positions, max_len=cfg.max_len,
