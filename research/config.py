@@ -56,6 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.microbatches = 1       # gradient accumulation: k slices of the batch, one update.
   c.train.log_every = 50
   c.train.profile_steps = ''     # e.g. '100:105': a jax.profiler trace into tensorboard/.
+  c.train.init_on = 'device'     # device | host: where the initial state is computed.
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every = 500

@@ -117,11 +117,21 @@ class Experiment:
     def fresh_state():  # named: profiles and XLA's dumps call it jit_fresh_state.
       return nn.meta.unbox(boxed())
 
+    self._init_fn = fresh_state
     self._fresh = jax.jit(fresh_state, out_shardings=self.state_shardings)
     self.checkpointer = None
 
   def fresh_state(self) -> TrainState:
-    return self._fresh()
+    """The initial state, made on the devices, or with train.init_on=host by the host's
+    CPU and then placed with its shardings (threefry's bits are the same on every
+    backend, so the state is too)."""
+    if self.config.train.get('init_on', 'device') != 'host':
+      return self._fresh()
+    with jax.default_device(jax.devices('cpu')[0]):
+      host = jax.device_get(jax.jit(self._init_fn)())
+    return jax.tree.map(
+        lambda x, s: jax.make_array_from_callback(x.shape, s, lambda index: x[index]),
+        host, self.state_shardings)
 
   def compile_train_step(self):
     if self.task.own_update and self.runtime.mode == 'pmap':  # e.g. word2vec's sparse SGD.

@@ -52,6 +52,7 @@ COMMON = [
     ('train.log_every', integer(1)),
     ('train.microbatches', integer(1)),
     ('eval.every', integer(1)),
+    ('train.init_on', one_of('device', 'host')),
     ('eval.batch_size', integer(1)),
     ('eval.num_samples', integer(0)),
     ('eval.average_last', integer(0)),

@@ -141,6 +141,18 @@ def test_fsdp_equals_mesh_and_shards_every_large_leaf(tmp_path, transformer_mesh
   np.testing.assert_allclose(list(mesh.values()), [fsdp[s] for s in mesh], rtol=1e-5)
 
 
+def test_a_state_made_on_the_host_equals_the_devices_and_keeps_their_shardings():
+  states = {}
+  for where in ('device', 'host'):
+    exp = train.Experiment(transformer_config(**FSDP, **{'train.init_on': where}), '')
+    with exp.task.scope():
+      states[where] = exp.fresh_state()
+  for a, b in zip(jax.tree.leaves(states['device']), jax.tree.leaves(states['host'])):
+    assert a.sharding == b.sharding and a.dtype == b.dtype
+    np.testing.assert_array_equal(a, b)
+  assert train.params_sha256(states['host'].params) == train.params_sha256(states['device'].params)
+
+
 def test_a_model_axis_splits_heads_and_hidden_units_with_the_same_losses(transformer_mesh):
   tp, _, state = steps(transformer_config(**{'parallel.mesh_shape': 'data=2,model=2'}), 10)
   np.testing.assert_allclose(list(tp.values()), list(transformer_mesh[0].values()), rtol=1e-5)
@@ -212,6 +224,7 @@ def test_a_run_profiles_its_steps_and_reports_the_averaged_parameters(tmp_path):
     ({'parallel.mesh_shape': 'data=1,model=4'}, "'heads' axis of"),
     ({'train.microbatches': 3}, 'train.microbatches=3 must be >= 1 and divide the per-device'),
     ({'train.profile_steps': '8:30'}, "train.profile_steps='8:30'"),
+    ({'train.init_on': 'gpu'}, "train.init_on='gpu' is out of range"),
     ({'parallel.mode': 'zero'}, "unknown parallel.mode 'zero'"),
 ])
 def test_bad_accelerator_settings_are_clear_errors(overrides, message, tmp_path):
@@ -224,6 +237,7 @@ def test_accelerator_presets_load_with_token_budgets_and_bf16():
   base, big, gpu = load('base'), load('big'), load('bench_gpu')
   assert base.data.batch_tokens == big.data.batch_tokens == 25_000 and big.model.remat
   assert base.model.dtype == 'auto' and gpu.model.dtype == 'bfloat16'
+  assert base.model.attention_impl == big.model.attention_impl == 'auto'
   assert gpu.train.batch_size * gpu.data.max_target_len == 65_536
   config = transformer_config(**{'data.batch_tokens': 100})
   exp = train.Experiment(config, '')
