@@ -4,9 +4,11 @@
 #
 #   bash benchmarks/gpu_sitting.sh [DEADLINE_SECONDS]
 #
-# Steps already finished (a marker in $SITTING) are skipped, so a second call on
-# the same machine continues where a first one ran out of time. Each step's log
-# and the JSON rows collect in $SITTING; a summary table is printed last.
+# Steps already finished (a marker in $SITTING, or named in $SKIP) are skipped,
+# so a second call on the same machine continues where a first one ran out of
+# time. Each step's log and the JSON rows collect in $SITTING, with the profiled
+# steps' kernel times (NAME.kernels) and the bench_gpu step's optimized HLO; a
+# summary table is printed last, and with $OUT set all of it is packed there.
 # Packages missing from the machine can come as wheels in .whl/base (installed
 # first) and .whl/pin (flax, optax and orbax at the project's pins, tried when
 # the machine's own fail the smoke run).
@@ -52,6 +54,16 @@ bench() {  # bench NAME MAX ARGS...: launch.py --mode=benchmark.
   if [[ $last == '{'* ]]; then echo "$last" >"$SITTING/$name.json"; fi
 }
 
+profile() {  # profile NAME MAX ARGS...: bench, then 3 steps traced; their kernels in NAME.kernels.
+  local name=$1; shift
+  [ -e "$SITTING/$name.done" ] && return 0
+  bench "$name" "$@" --config.bench.profile_steps=3 || return 1
+  local trace; trace=$(ls -t "$SITTING/w-$name"/tensorboard/plugins/profile/*/perfetto_trace.json.gz | head -1)
+  cp "$trace" "$SITTING/$name.perfetto_trace.json.gz"
+  $PY benchmarks/kernel_times.py "$SITTING/w-$name" 40 >"$SITTING/$name.kernels" 2>&1
+  head -16 "$SITTING/$name.kernels"
+}
+
 if [ ! -e "$SITTING/env.done" ]; then
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv \
     >"$SITTING/env.txt" 2>&1
@@ -71,6 +83,15 @@ fi
 
 T=--config=configs/transformer.py:bench_gpu
 LM=(--config=configs/lm.py:gpt2_small --config.data.name=random)
+# The step's kernels, and its optimized HLO (fusion names as in the trace) to read them by.
+XLA_FLAGS="--xla_dump_to=$SITTING/hlo --xla_dump_hlo_module_re=.*train_step.* --xla_dump_hlo_as_text" \
+  profile transformer_profile 150 $T
+# gpt2_small's initial state did not compile on the GPU within 150 s (docs/benchmarks.md):
+# made on the host, then with two layers on the GPU, to see what the compile costs.
+profile gpt2 170 "${LM[@]}" --config.model.attention_impl=cudnn --config.train.init_on=host
+bench transformer_xla 90 $T --config.model.attention_impl=xla
+bench gpt2_device_init_2_layers 60 "${LM[@]}" --config.model.num_layers=2 \
+  --config.model.attention_impl=cudnn
 bench transformer 150 $T
 bench transformer_remat 120 $T --config.model.remat=True
 bench transformer_mb4 120 $T --config.train.microbatches=4
@@ -88,11 +109,10 @@ if [ ! -e "$SITTING/multi30k.done" ] && [ "$(left)" -gt 120 ]; then
     touch "$SITTING/multi30k.done"
 fi
 
-# gpt2_small's step compiled for over 150 s on an H200 (docs/benchmarks.md).
-bench gpt2_cudnn 300 "${LM[@]}" --config.model.attention_impl=cudnn
-bench gpt2_xla 300 "${LM[@]}" --config.model.attention_impl=xla
-bench gpt2_remat 300 "${LM[@]}" --config.model.remat=True
-XLA_FLAGS=--xla_gpu_enable_triton_gemm=false bench transformer_cublas 120 $T
+bench gpt2_xla 300 "${LM[@]}" --config.model.attention_impl=xla --config.train.init_on=host
+bench gpt2_remat 300 "${LM[@]}" --config.model.remat=True --config.model.attention_impl=cudnn \
+  --config.train.init_on=host
+XLA_FLAGS=--xla_gpu_enable_triton_gemm=false bench transformer_cublas 90 $T
 
 echo "== rows"
 for f in "$SITTING"/*.json; do
@@ -100,7 +120,7 @@ for f in "$SITTING"/*.json; do
 import json, os, sys
 row = json.loads(open(sys.argv[1]).read())
 keys = ('tokens_per_second', 'target_tokens_per_second', 'steps_per_second', 'mfu', 'step_gflops',
-        'peak_device_memory_mb', 'dtype')
+        'peak_device_memory_mb', 'dtype', 'init_seconds', 'first_step_seconds')
 print(os.path.basename(sys.argv[1])[:-5], {k: row[k] for k in keys if k in row})
 EOF
 done
@@ -111,7 +131,9 @@ for k in ('test/bleu_lowercase', 'test/bleu', 'validation/bleu', 'wall_seconds',
           'time/start_to_trained_seconds')})"
 done
 if [ -n "${OUT:-}" ]; then
-  tar czf "$OUT/sitting.tar.gz" -C "$SITTING" --exclude=site --exclude='w-*' \
+  tar czf "$OUT/sitting.tar.gz" -C "$SITTING" --exclude=site --exclude='w-*' --exclude=hlo \
     --exclude='checkpoints' --exclude='tensorboard' . 2>/dev/null
+  [ -d "$SITTING/hlo" ] && tar czf "$OUT/hlo.tar.gz" -C "$SITTING/hlo" \
+    $(cd "$SITTING/hlo" && ls | grep -E 'after_optimizations.txt$') 2>/dev/null
 fi
 echo "sitting: $(( $(date +%s) - START ))s"
