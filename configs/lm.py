@@ -63,7 +63,7 @@ def get_config(preset: str = 'char'):
   c.model.dropout = 0.0
   c.model.attention_dropout = 0.0
   c.model.attention_block = 32     # queries a block of causal attention; 0: all at once.
-  c.model.attention_impl = 'xla'   # xla | cudnn (fused; an NVIDIA GPU in bfloat16).
+  c.model.attention_impl = 'xla'   # xla | cudnn (fused; an NVIDIA GPU in bfloat16) | auto.
   add_precision_keys(c.model)
 
   # torch_gpt.py's recipe: AdamW (0.9, 0.95), weight decay 0.1, clipping at 1,

@@ -122,12 +122,18 @@ class Experiment:
     self.checkpointer = None
 
   def fresh_state(self) -> TrainState:
-    """The initial state, made on the devices, or with train.init_on=host by the host's
-    CPU and then placed with its shardings (threefry's bits are the same on every
-    backend, so the state is too)."""
+    """The initial state, made on the devices, or with train.init_on=host by this
+    process's CPU and then placed with its shardings. Threefry draws the same bits on
+    every backend; initializers that transform them (a truncated normal's erf) may
+    round differently on another backend's math library."""
     if self.config.train.get('init_on', 'device') != 'host':
       return self._fresh()
-    with jax.default_device(jax.devices('cpu')[0]):
+    try:
+      cpu = jax.local_devices(backend='cpu')[0]
+    except RuntimeError as e:
+      raise UserError('train.init_on=host needs JAX\'s CPU backend, which this process '
+                      f'lacks ({e}); add cpu to JAX_PLATFORMS, or use device') from None
+    with jax.default_device(cpu):
       host = jax.device_get(jax.jit(self._init_fn)())
     return jax.tree.map(
         lambda x, s: jax.make_array_from_callback(x.shape, s, lambda index: x[index]),

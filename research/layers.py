@@ -40,13 +40,16 @@ class Embed(nn.Embed):
   """nn.Embed that gathers rows of the parameter table before casting them to the
   compute dtype, rather than casting the whole table first. The backward pass's
   scatter-add of the rows' gradients then accumulates in the parameters' dtype
-  (float32), not in bfloat16: exact, and fast on GPUs, whose bfloat16 scatter-add
-  is slow. In float32 it is the same computation as nn.Embed's."""
+  (float32), not in bfloat16: more precise, and fast on GPUs, whose bfloat16
+  scatter-add is slow. In float32 it is the same computation as nn.Embed's."""
 
   def __call__(self, inputs):
     if not jnp.issubdtype(inputs.dtype, jnp.integer):
       raise ValueError('Input type must be an integer or unsigned integer.')
-    rows = jnp.take(self.embedding, inputs, axis=0)
+    if self.num_embeddings == 1:  # as nn.Embed: the one row for any id.
+      rows = jnp.broadcast_to(self.embedding, inputs.shape + (self.features,))
+    else:
+      rows = jnp.take(self.embedding, inputs, axis=0)
     return rows.astype(self.dtype) if self.dtype is not None else rows
 
 

@@ -248,6 +248,9 @@ def benchmark(config, workdir: str = '', devices=None) -> dict:
     init_seconds = time.perf_counter() - t0
     logging.info('initialized the state in %.1f s (compilation included)', init_seconds)
     profile_dir = os.path.join(workdir, 'tensorboard') if workdir else ''
+    if config.bench.get('profile_steps', 0) and not workdir:
+      logging.warning('bench.profile_steps=%d: no --workdir to write the trace into; not traced',
+                      config.bench.profile_steps)
     row = bench.train_row(exp, state, exp.compile_train_step(), profile_dir)
     return {**row, 'init_seconds': round(init_seconds, 2)}
 

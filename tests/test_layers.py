@@ -235,3 +235,28 @@ def test_tied_output_embeddings(name, extra):
   moved['tgt_embed']['embedding'] = params['tgt_embed']['embedding'].at[8].add(1.0)
   changed = np.abs(np.asarray(model.forward(moved, src, tgt_in)[0] - logits)) > 1e-6
   assert changed[..., 8].all() and not changed[..., :8].any()
+
+
+def test_embed_matches_flax_in_float32_and_sums_bfloat16_gradients_in_float32():
+  import flax.linen as nn
+  ids = jnp.array([[1, 2, 2], [0, 2, 5]])
+  ours, theirs = layers.Embed(6, 4), nn.Embed(6, 4)
+  params = theirs.init(jax.random.PRNGKey(0), ids)
+  for module in (ours, theirs):
+    assert module.init(jax.random.PRNGKey(0), ids)['params']['embedding'].shape == (6, 4)
+  np.testing.assert_array_equal(ours.apply(params, ids), theirs.apply(params, ids))
+  grad = lambda m: jax.grad(lambda p: (m.apply(p, ids) * jnp.arange(24.0).reshape(2, 3, 4)).sum())
+  np.testing.assert_array_equal(grad(ours)(params)['params']['embedding'],
+                                grad(theirs)(params)['params']['embedding'])
+  single = layers.Embed(1, 4)
+  one = single.init(jax.random.PRNGKey(0), ids)
+  np.testing.assert_array_equal(single.apply(one, ids), nn.Embed(1, 4).apply(one, ids))
+  # In bfloat16 the rows come out in bfloat16, and the table's gradient is summed in
+  # float32: 300 gradients of 1/4 each make 75 exactly, where a bfloat16 sum stalls
+  # once its spacing (1/2 from 64 up) exceeds twice the step.
+  bf16 = layers.Embed(6, 4, dtype=jnp.bfloat16)
+  same = jnp.zeros((300,), jnp.int32)
+  g = jax.grad(lambda p: (bf16.apply(p, same).astype(jnp.float32) / 4).sum())(params)
+  assert bf16.apply(params, same).dtype == jnp.bfloat16
+  assert g['params']['embedding'].dtype == jnp.float32
+  np.testing.assert_array_equal(g['params']['embedding'][0], 75.0)

@@ -195,10 +195,13 @@ def test_benchmark_times_compilation_apart_and_profiles_more_steps(tmp_path):
   config = config_lib.load_config_file(os.path.join(ROOT, 'configs/lm.py'), 'tiny')
   config.data.name, config.bench.profile_steps = 'random', 2
   row = train.benchmark(config, str(tmp_path))
-  assert row['steps'] == 2 and row['first_step_seconds'] > 0 and row['init_seconds'] > 0
+  assert row['steps'] == 2 and {'first_step_seconds', 'init_seconds'} <= set(row)
   traces = list((tmp_path / 'tensorboard').glob('plugins/profile/*/perfetto_trace.json.gz'))
   assert len(traces) == 1
-  assert benchmark.kernel_times(str(traces[0]))['kernels']  # the host's spans on a CPU.
+  # On a CPU the trace holds the host's spans: the traced calls of the named step among them.
+  calls = sum(n for _, n, _, name, _ in benchmark.kernel_times(str(traces[0]))['kernels']
+              if name == 'PjitFunction(train_step_fn)')
+  assert calls >= 2
   proc = subprocess.run([sys.executable, str(ROOT / 'benchmarks/kernel_times.py'), str(tmp_path)],
                         capture_output=True, text=True)
   assert proc.returncode == 0 and 'class' in proc.stdout, proc.stderr[-2000:]

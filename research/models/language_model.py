@@ -135,7 +135,10 @@ class LanguageModel:
     return self.module.context
 
   def init(self, rng):
-    return self.module.init(rng, jnp.zeros((1, self.context), jnp.int32))['params']
+    # XLA's attention: the same parameters, and an init that runs on any backend.
+    sizes = dataclasses.replace(self.module.sizes, attention_impl='xla')
+    return self.module.clone(sizes=sizes).init(rng, jnp.zeros((1, self.context), jnp.int32))[
+        'params']
 
   def forward(self, params, tokens, *, rng=None, train=False):
     """Logits [B, T, V] of each next token."""

@@ -15,8 +15,8 @@
   logical axes ('embed', 'heads', 'kv', 'mlp', 'vocab', 'length') for
   research.parallel's sharding rules. model.remat rematerializes each layer.
 - model.attention_impl: XLA's einsums, or on an NVIDIA GPU in bfloat16 cuDNN's
-  fused attention for whole sequences (training and scoring; decoding and
-  attention maps keep XLA's, which has weights to return).
+  fused attention for whole sequences (training, scoring and encoding the
+  source; decoder steps and attention maps keep XLA's, which returns weights).
 
 The modules define the pieces; TransformerModel holds the pure functions
 (forward with teacher forcing; start/step with a key/value cache for
@@ -436,7 +436,8 @@ class TransformerModel:
   kv_cache: bool = True
 
   def init(self, rng, src, tgt_in):
-    return self.module.init(rng, src, tgt_in)['params']
+    # XLA's attention: the same parameters, and an init that runs on any backend.
+    return self.unfused.init(rng, src, tgt_in)['params']
 
   def forward(self, params, src, tgt_in, *, rng=None, train=False):
     """(logits [B, T, V], cross-attention of the last layer, mean over heads [B, T, S])."""
