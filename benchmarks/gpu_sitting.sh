@@ -98,21 +98,28 @@ bench transformer_mb4 120 $T --config.train.microbatches=4
 
 # Multi30k in float32 and in bfloat16, side by side (each half the memory); the
 # evaluations in between are skipped, which leaves the training unchanged.
-if [ ! -e "$SITTING/multi30k.done" ] && [ "$(left)" -gt 120 ]; then
+m30k_pair() {  # m30k_pair NAME SEED
+  local name=$1 seed=$2
+  if [ -e "$SITTING/$name.done" ] || [ "$(left)" -le 120 ]; then return 0; fi
   for dtype in float32 bfloat16; do
-    XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 step "m30k_$dtype" 600 $PY launch.py \
-      --config=configs/transformer.py:multi30k --workdir="$SITTING/m30k-$dtype" \
-      --config.model.dtype=$dtype --config.eval.every=3000 &
+    XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 step "${name}_$dtype" 600 $PY launch.py \
+      --config=configs/transformer.py:multi30k --workdir="$SITTING/$name-$dtype" \
+      --config.model.dtype=$dtype --config.eval.every=3000 --config.seed=$seed &
   done
   wait
-  [ -e "$SITTING/m30k_float32.done" ] && [ -e "$SITTING/m30k_bfloat16.done" ] &&
-    touch "$SITTING/multi30k.done"
-fi
+  [ -e "$SITTING/${name}_float32.done" ] && [ -e "$SITTING/${name}_bfloat16.done" ] &&
+    touch "$SITTING/$name.done"
+}
+m30k_pair multi30k 0
+m30k_pair multi30k_seed1 1
 
 bench gpt2_xla 300 "${LM[@]}" --config.model.attention_impl=xla --config.train.init_on=host
 bench gpt2_remat 300 "${LM[@]}" --config.model.remat=True --config.model.attention_impl=cudnn \
   --config.train.init_on=host
 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false bench transformer_cublas 90 $T
+# cuBLASLt folds bias adds and activations into the gemms' epilogues.
+XLA_FLAGS=--xla_gpu_enable_cublaslt=true bench transformer_cublaslt 90 $T
+XLA_FLAGS=--xla_gpu_enable_cublaslt=true bench gpt2_cublaslt 90 "${LM[@]}"
 
 echo "== rows"
 for f in "$SITTING"/*.json; do
@@ -124,9 +131,8 @@ keys = ('tokens_per_second', 'target_tokens_per_second', 'steps_per_second', 'mf
 print(os.path.basename(sys.argv[1])[:-5], {k: row[k] for k in keys if k in row})
 EOF
 done
-for dtype in float32 bfloat16; do
-  r="$SITTING/m30k-$dtype/results.json"
-  [ -e "$r" ] && $PY -c "import json; r=json.load(open('$r')); print('m30k $dtype', {k: r.get(k)
+for r in "$SITTING"/multi30k*-*/results.json; do
+  [ -e "$r" ] && $PY -c "import json; r=json.load(open('$r')); print('$r'.split('/')[-2], {k: r.get(k)
 for k in ('test/bleu_lowercase', 'test/bleu', 'validation/bleu', 'wall_seconds',
           'time/start_to_trained_seconds')})"
 done
