@@ -54,14 +54,20 @@ bench() {  # bench NAME MAX ARGS...: launch.py --mode=benchmark.
   if [[ $last == '{'* ]]; then echo "$last" >"$SITTING/$name.json"; fi
 }
 
-profile() {  # profile NAME MAX ARGS...: bench, then 3 steps traced; their kernels in NAME.kernels.
+# profile NAME MAX ARGS...: bench, then 3 steps traced, and the step's optimized HLO
+# dumped (hlo-NAME/); their kernels and op groups in NAME.kernels.
+profile() {
   local name=$1; shift
   [ -e "$SITTING/$name.done" ] && return 0
-  bench "$name" "$@" --config.bench.profile_steps=3 || return 1
-  local trace; trace=$(ls -t "$SITTING/w-$name"/tensorboard/plugins/profile/*/perfetto_trace.json.gz | head -1)
+  XLA_FLAGS="${XLA_FLAGS:-} --xla_dump_to=$SITTING/hlo-$name --xla_dump_hlo_as_text \
+    --xla_dump_hlo_module_re=.*train_step.*" bench "$name" "$@" --config.bench.profile_steps=3 ||
+    return 1
+  local trace hlo
+  trace=$(ls -t "$SITTING/w-$name"/tensorboard/plugins/profile/*/perfetto_trace.json.gz | head -1)
+  hlo=$(ls "$SITTING/hlo-$name"/*train_step*after_optimizations.txt 2>/dev/null | head -1)
   cp "$trace" "$SITTING/$name.perfetto_trace.json.gz"
-  $PY benchmarks/kernel_times.py "$SITTING/w-$name" 40 >"$SITTING/$name.kernels" 2>&1
-  head -16 "$SITTING/$name.kernels"
+  $PY benchmarks/kernel_times.py "$SITTING/w-$name" 40 $hlo >"$SITTING/$name.kernels" 2>&1
+  head -30 "$SITTING/$name.kernels"
 }
 
 if [ ! -e "$SITTING/env.done" ]; then
@@ -83,9 +89,7 @@ fi
 
 T=--config=configs/transformer.py:bench_gpu
 LM=(--config=configs/lm.py:gpt2_small --config.data.name=random)
-# The step's kernels, and its optimized HLO (fusion names as in the trace) to read them by.
-XLA_FLAGS="--xla_dump_to=$SITTING/hlo --xla_dump_hlo_module_re=.*train_step.* --xla_dump_hlo_as_text" \
-  profile transformer_profile 150 $T
+profile transformer_profile 150 $T
 # gpt2_small's initial state did not compile on the GPU within 150 s (docs/benchmarks.md):
 # made on the host, then with two layers on the GPU, to see what the compile costs.
 profile gpt2 170 "${LM[@]}" --config.model.attention_impl=cudnn --config.train.init_on=host
@@ -137,9 +141,9 @@ for k in ('test/bleu_lowercase', 'test/bleu', 'validation/bleu', 'wall_seconds',
           'time/start_to_trained_seconds')})"
 done
 if [ -n "${OUT:-}" ]; then
-  tar czf "$OUT/sitting.tar.gz" -C "$SITTING" --exclude=site --exclude='w-*' --exclude=hlo \
+  tar czf "$OUT/sitting.tar.gz" -C "$SITTING" --exclude=site --exclude='w-*' --exclude='hlo-*' \
     --exclude='checkpoints' --exclude='tensorboard' . 2>/dev/null
-  [ -d "$SITTING/hlo" ] && tar czf "$OUT/hlo.tar.gz" -C "$SITTING/hlo" \
-    $(cd "$SITTING/hlo" && ls | grep -E 'after_optimizations.txt$') 2>/dev/null
+  (cd "$SITTING" && ls -d hlo-*/*train_step*after_optimizations.txt 2>/dev/null) |
+    tar czf "$OUT/hlo.tar.gz" -C "$SITTING" -T - 2>/dev/null
 fi
 echo "sitting: $(( $(date +%s) - START ))s"

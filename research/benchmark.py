@@ -282,10 +282,43 @@ def kernel_class(name: str) -> str:
   return 'other'
 
 
-def kernel_times(trace_path: str) -> dict:
+def hlo_op_names(hlo_text: str) -> dict:
+  """{kernel name: op_name} from an optimized HLO module's text (XLA_FLAGS=--xla_dump_to=
+  DIR --xla_dump_hlo_as_text; *after_optimizations.txt): a GPU profile names each kernel
+  by its fusion or custom call, '.' written '_', or by the fusion XLA deduplicated it
+  into; op_name is the jax path of the op, e.g. 'jit(f)/jvp(Model)/layer_0/dense/add'.
+  A kernel that several fusions share takes the first one's op_name."""
+  import re
+  names = {}
+  for line in hlo_text.splitlines():
+    m = re.match(r'\s*(?:ROOT )?%([\w.\-]+) = .*? (?:fusion|custom-call)\(', line)
+    op = re.search(r'op_name="([^"]*)"', line)
+    if not (m and op):
+      continue
+    shared = re.search(r'deduplicated_name="([^"]+)"', line)
+    for name in (m.group(1), shared.group(1) if shared else None):
+      if name:
+        names.setdefault(name.replace('.', '_'), op.group(1))
+  return names
+
+
+def op_group(op_name: str) -> str:
+  """'fwd self_attention.attend/out' for '.../jvp(Model)/encoder_2/.../attend/out/dot_general':
+  the pass (forward, backward, or neither: the update) and the last two modules of the
+  path, layer numbers folded, so that every layer's copy of an op sums together."""
+  import re
+  where = 'bwd' if 'transpose(' in op_name else 'fwd' if 'jvp(' in op_name else 'step'
+  parts = [p for p in op_name.split('/')[1:-1]  # not the autodiff and jnp-internal wrappers.
+           if not p.startswith(('jvp(', 'transpose(', 'jit('))]
+  path = '/'.join(parts[-2:]) or op_name.rsplit('/', 1)[-1]
+  return f'{where} {re.sub(r"_[0-9]+", "_N", path)}'
+
+
+def kernel_times(trace_path: str, hlo_text: str = '') -> dict:
   """Device time by kernel in a jax.profiler Perfetto trace (perfetto_trace.json.gz):
   {'threads': {name: ms}, 'kernels': [(ms, count, class, name, hlo_op)], 'classes':
-  {class: ms}}, over the device threads (a GPU's streams; else every thread)."""
+  {class: ms}}, over the device threads (a GPU's streams; else every thread). With the
+  step's optimized HLO text, also 'groups': {op_group: ms} (hlo_op_names)."""
   import gzip
   import json
   with gzip.open(trace_path) as f:
@@ -314,4 +347,11 @@ def kernel_times(trace_path: str) -> dict:
   classes = {}
   for ms, _, cls, _, _ in rows:
     classes[cls] = classes.get(cls, 0.0) + ms
-  return {'threads': threads, 'kernels': rows, 'classes': classes}
+  out = {'threads': threads, 'kernels': rows, 'classes': classes}
+  if hlo_text:
+    ops, groups = hlo_op_names(hlo_text), {}
+    for ms, _, cls, name, _ in rows:  # cuBLAS's and cuDNN's kernels carry their own names.
+      group = op_group(ops[name]) if name in ops else f'{cls}: library kernels'
+      groups[group] = groups.get(group, 0.0) + ms
+    out['groups'] = groups
+  return out

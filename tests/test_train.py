@@ -189,6 +189,18 @@ def test_kernel_times_counts_a_gpu_streams_kernels_by_class(tmp_path):
   assert times['classes'] == {'matmul': 4.0, 'attention': 2.0, 'other': 0.5}
   assert times['kernels'][0] == (4.0, 2, 'matmul', 'nvjet_sm90_tst_128x128_NNT', 'dot.1')
   assert times['threads'] == {'/device:GPU:0 Stream #14(Compute)': 6.5, '/device:GPU:0 XLA Ops': 4.0}
+  # With the optimized HLO, XLA's own kernels are grouped by the ops they ran for.
+  hlo = ('  %input_scatter_fusion.2 = bf16[80,8]{1,0} fusion(%a, %b), kind=kInput, '
+         'calls=%fused_scatter, metadata={op_name="jit(step)/transpose(jvp(Model.encode))/'
+         'encoder_3/embed/jit(_take)/scatter-add" deduplicated_name="input_scatter_fusion"}\n'
+         '  ROOT %tuple = (f32[2]) tuple(%x)\n')
+  assert benchmark.hlo_op_names(hlo)['input_scatter_fusion'].endswith('/scatter-add')
+  assert benchmark.op_group('jit(step)/jvp(M.decode)/decoder_11/decoder_11.residual/ff/inner/add'
+                            ) == 'fwd ff/inner'
+  assert benchmark.op_group('jit(step)/add') == 'step add'
+  groups = benchmark.kernel_times(str(path), hlo)['groups']
+  assert groups == {'matmul: library kernels': 4.0, 'attention: library kernels': 2.0,
+                    'bwd encoder_N/embed': 0.5}
 
 
 def test_benchmark_times_compilation_apart_and_profiles_more_steps(tmp_path):
