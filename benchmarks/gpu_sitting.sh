@@ -90,12 +90,8 @@ fi
 T=--config=configs/transformer.py:bench_gpu
 LM=(--config=configs/lm.py:gpt2_small --config.data.name=random)
 profile transformer_profile 150 $T
-# gpt2_small's initial state did not compile on the GPU within 150 s (docs/benchmarks.md):
-# made on the host, then with two layers on the GPU, to see what the compile costs.
-profile gpt2 170 "${LM[@]}" --config.model.attention_impl=cudnn --config.train.init_on=host
+profile gpt2 170 "${LM[@]}"  # the preset makes its initial state on the host.
 bench transformer_xla 90 $T --config.model.attention_impl=xla
-bench gpt2_device_init_2_layers 60 "${LM[@]}" --config.model.num_layers=2 \
-  --config.model.attention_impl=cudnn
 bench transformer 150 $T
 bench transformer_remat 120 $T --config.model.remat=True
 bench transformer_mb4 120 $T --config.train.microbatches=4
@@ -117,9 +113,8 @@ m30k_pair() {  # m30k_pair NAME SEED
 m30k_pair multi30k 0
 m30k_pair multi30k_seed1 1
 
-bench gpt2_xla 300 "${LM[@]}" --config.model.attention_impl=xla --config.train.init_on=host
-bench gpt2_remat 300 "${LM[@]}" --config.model.remat=True --config.model.attention_impl=cudnn \
-  --config.train.init_on=host
+bench gpt2_xla 300 "${LM[@]}" --config.model.attention_impl=xla
+bench gpt2_remat 300 "${LM[@]}" --config.model.remat=True
 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false bench transformer_cublas 90 $T
 # cuBLASLt folds bias adds and activations into the gemms' epilogues.
 XLA_FLAGS=--xla_gpu_enable_cublaslt=true bench transformer_cublaslt 90 $T

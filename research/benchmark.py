@@ -5,6 +5,9 @@ step's jaxpr, forward and backward, loop bodies times their trip count) over a
 peak: the device's nominal dense peak for the compute dtype (PEAKS, the one
 table of them), or on a CPU the measured rate of an [n, n] matmul in that dtype.
 """
+import gzip
+import json
+import re
 import resource
 import time
 
@@ -288,7 +291,6 @@ def hlo_op_names(hlo_text: str) -> dict:
   by its fusion or custom call, '.' written '_', or by the fusion XLA deduplicated it
   into; op_name is the jax path of the op, e.g. 'jit(f)/jvp(Model)/layer_0/dense/add'.
   A kernel that several fusions share takes the first one's op_name."""
-  import re
   names = {}
   for line in hlo_text.splitlines():
     m = re.match(r'\s*(?:ROOT )?%([\w.\-]+) = .*? (?:fusion|custom-call)\(', line)
@@ -306,7 +308,6 @@ def op_group(op_name: str) -> str:
   """'fwd self_attention.attend/out' for '.../jvp(Model)/encoder_2/.../attend/out/dot_general':
   the pass (forward, backward, or neither: the update) and the last two modules of the
   path, layer numbers folded, so that every layer's copy of an op sums together."""
-  import re
   where = 'bwd' if 'transpose(' in op_name else 'fwd' if 'jvp(' in op_name else 'step'
   parts = [p for p in op_name.split('/')[1:-1]  # not the autodiff and jnp-internal wrappers.
            if not p.startswith(('jvp(', 'transpose(', 'jit('))]
@@ -319,8 +320,6 @@ def kernel_times(trace_path: str, hlo_text: str = '') -> dict:
   {'threads': {name: ms}, 'kernels': [(ms, count, class, name, hlo_op)], 'classes':
   {class: ms}}, over the device threads (a GPU's streams; else every thread). With the
   step's optimized HLO text, also 'groups': {op_group: ms} (hlo_op_names)."""
-  import gzip
-  import json
   with gzip.open(trace_path) as f:
     events = json.load(f)['traceEvents']
   process = {e['pid']: e['args']['name'] for e in events

@@ -1,6 +1,5 @@
 """The Transformer: masks, cached decoding, embedding sharing, and a tiny run."""
 import collections
-import dataclasses
 import json
 
 import flax.linen as nn
@@ -13,7 +12,7 @@ import pytest
 from conftest import ROOT, launch
 from research import config as config_lib
 from research.errors import UserError
-from research.models.transformer import TransformerModel, dropout, sinusoids
+from research.models.transformer import TransformerModel, dropout, sinusoids, with_attention
 from research.tasks.translation import smoothed_cross_entropy
 from test_translation_data import _multi30k_dir
 
@@ -116,8 +115,7 @@ def test_the_fused_attention_path_computes_what_the_masked_one_does(monkeypatch)
 
   monkeypatch.setattr(jax.nn, 'dot_product_attention', on_xla)
   model, params = _model(dropout=0.0, attention_dropout=0.0)
-  sizes = dataclasses.replace(model.module.sizes, attention_impl='cudnn')
-  fused = TransformerModel(model.module.clone(sizes=sizes))
+  fused = TransformerModel(with_attention(model.module, 'cudnn'))
   src = jnp.concatenate([SRC, jnp.zeros_like(SRC[:1])])  # the last row is all padding.
   tgt = jnp.concatenate([TGT_IN, TGT_IN[:1]])
 

@@ -136,9 +136,8 @@ class LanguageModel:
 
   def init(self, rng):
     # XLA's attention: the same parameters, and an init that runs on any backend.
-    sizes = dataclasses.replace(self.module.sizes, attention_impl='xla')
-    return self.module.clone(sizes=sizes).init(rng, jnp.zeros((1, self.context), jnp.int32))[
-        'params']
+    module = transformer.with_attention(self.module, 'xla')
+    return module.init(rng, jnp.zeros((1, self.context), jnp.int32))['params']
 
   def forward(self, params, tokens, *, rng=None, train=False):
     """Logits [B, T, V] of each next token."""

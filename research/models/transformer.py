@@ -166,6 +166,12 @@ class Attention(nn.Module):
 ATTENTION = ('xla', 'cudnn', 'auto')
 
 
+def with_attention(module, implementation: str):
+  """A copy of a module holding `sizes` (Transformer, TransformerLM) whose attention
+  runs `implementation`; the parameters are the same."""
+  return module.clone(sizes=dataclasses.replace(module.sizes, attention_impl=implementation))
+
+
 def check_attention(name: str, dtype, attention_dropout: float, head_dim: int,
                     platform: str | None = None, v_dim: int | None = None) -> str:
   """model.attention_impl, checked: 'xla' (einsums, any device), 'cudnn' (fused,
@@ -468,7 +474,7 @@ class TransformerModel:
   @property
   def unfused(self) -> Transformer:
     """The module with XLA's attention, which has weights to return."""
-    return self.module.clone(sizes=dataclasses.replace(self.module.sizes, attention_impl='xla'))
+    return with_attention(self.module, 'xla')
 
   # --- decoding (research.decode's start/step interface) ----------------------
 
