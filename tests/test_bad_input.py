@@ -196,6 +196,8 @@ def _cases(d, t):
       Case('test_fraction_one', reg + ['--config.data.test_fraction=1.0'],
            says='data.test_fraction'),
       Case('text_in_a_number_column', [REG, f'--config.data.csv={d["text"]}'], says="'abc'"),
+      Case('regression_data_path', [REG, f'--config.data.path={d["data"]}'],
+           says='--config.data.csv='),
       Case('missing_target_column', reg + ['--config.data.target=z'], says="'z'"),
       Case('predict_wrong_value_count', reg + ['--mode=predict'], workdir='regression',
            stdin='1,2\n1,2,3,4,5,6\n0.5,0.5\n', lines=3, says='expected 2 value(s) (x1,x2), got 6'),
