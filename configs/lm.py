@@ -10,10 +10,11 @@ Presets:
               test <= 1.60, is not met. In a fixed time it beats the peer's
               shapes (2.3320 in 44 minutes): it sees five times the characters.
   peer        torch_gpt.py's shapes and recipe on the same corpus, 3,000 steps,
-              scoring its 409,600 characters of validation and test: like for
-              like with `torch_gpt.py --corpus PATH --steps 3000`. At 400 steps
-              (--config.train.steps=400): test 3.2851 bpc against its 3.3976
-              (2 CPU cores, 20 minutes; docs/benchmarks.md).
+              its learning-rate schedule, scoring its 409,600 characters of
+              validation and test: like for like with `torch_gpt.py --corpus
+              PATH --steps 3000`. At 400 steps (--config.train.steps=400, with
+              --config.optimizer.schedule=cosine): test 3.2851 bpc against its
+              3.3976 (2 CPU cores, 20 minutes; docs/benchmarks.md).
   bench       the shapes of ../shared/bench/torch_gpt.py (d 256, 8 heads, 6
               layers, context 256, batch 32, vocabulary 27) on random tokens,
               for --mode=benchmark.
@@ -101,6 +102,7 @@ def get_config(preset: str = 'char'):
     c.optimizer.learning_rate = 3e-3
     c.eval.validation_tokens = 1 << 18
   elif preset == 'peer':  # torch_gpt.py --corpus PATH --steps 3000, like for like.
+    c.optimizer.schedule = 'warmup_times_cosine'  # its ramp times a cosine over every step.
     c.eval.validation_tokens = c.eval.test_tokens = 50 * 32 * 256  # its 50 batches of windows.
   elif preset == 'bench':
     c.data.name, c.data.train_size = 'random', 1 << 16

@@ -40,7 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'adam'      # adam | adamw | sgd
   c.optimizer.learning_rate = 1e-3
-  c.optimizer.schedule = 'cosine'  # constant | cosine | linear | rsqrt
+  c.optimizer.schedule = 'cosine'  # constant | cosine | linear | rsqrt | warmup_times_cosine
   c.optimizer.warmup_steps = 0
   c.optimizer.final_lr_fraction = 0.0
   c.optimizer.weight_decay = 0.0

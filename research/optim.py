@@ -4,12 +4,18 @@ import optax
 
 from research.errors import UserError
 
-SCHEDULES = ('constant', 'cosine', 'linear', 'rsqrt')
+SCHEDULES = ('constant', 'cosine', 'linear', 'rsqrt', 'warmup_times_cosine')
 OPTIMIZERS = ('adam', 'adamw', 'sgd')
 
 
 def make_schedule(cfg, total_steps: int):
   lr, warmup = cfg.learning_rate, cfg.warmup_steps
+  if cfg.schedule == 'warmup_times_cosine':
+    # torch_gpt.py's (and many PyTorch scripts'): a ramp of (s + 1) / warmup times a cosine
+    # to zero over every step, where `cosine` starts its decay after the warmup.
+    total = max(1, total_steps)
+    return lambda s: lr * jnp.minimum(1.0, (s + 1) / max(1, warmup)) * 0.5 * (
+        1 + jnp.cos(jnp.pi * s / total))
   if cfg.schedule == 'constant':
     main = optax.constant_schedule(lr)
   elif cfg.schedule == 'cosine':

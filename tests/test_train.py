@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, launch
-from research import benchmark, config as config_lib, metrics, train
+from research import benchmark, config as config_lib, metrics, optim, train
 
 RESUME_ARGS = ['--config=configs/dates.py:tiny', '--config.train.steps=400',
                '--config.checkpoint.every=25', '--config.eval.every=200',
@@ -217,6 +217,18 @@ def test_benchmark_times_compilation_apart_and_profiles_more_steps(tmp_path):
   proc = subprocess.run([sys.executable, str(ROOT / 'benchmarks/kernel_times.py'), str(tmp_path)],
                         capture_output=True, text=True)
   assert proc.returncode == 0 and 'class' in proc.stdout, proc.stderr[-2000:]
+
+
+def test_warmup_times_cosine_is_torch_gpts_schedule():
+  cfg = config_lib.base_config().optimizer
+  cfg.update(learning_rate=1e-3, warmup_steps=100, schedule='warmup_times_cosine')
+  schedule = optim.make_schedule(cfg, 3000)
+  for i in (0, 1, 50, 99, 100, 1500, 2999):  # torch_gpt.py's lr at its step i.
+    want = 1e-3 * min(1.0, (i + 1) / 100) * 0.5 * (1 + np.cos(np.pi * i / 3000))
+    assert float(schedule(jnp.int32(i))) == pytest.approx(want, rel=1e-5, abs=1e-9), i
+  cfg.schedule = 'cosine'  # the default ramps from 0, then starts its decay at the peak.
+  cosine = optim.make_schedule(cfg, 3000)
+  assert float(cosine(0)) == 0.0 and float(cosine(100)) == pytest.approx(1e-3)
 
 
 def test_perplexity_is_exp_of_the_mean_nll_over_real_target_tokens():
