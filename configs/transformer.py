@@ -14,7 +14,7 @@ Presets:
   base      the paper's base model: N=6, d_model 512, d_ff 2048, h=8, dropout 0.1,
             label smoothing 0.1, warmup 4000 (Table 3, first row), at the paper's
             ~25k source plus ~25k target tokens a step (data.batch_tokens=25000);
-            bfloat16 and cuDNN's fused attention on an accelerator
+            bfloat16 and cuDNN's fused attention on an NVIDIA GPU
             (model.dtype=auto, model.attention_impl=auto). For accelerators.
   big       the paper's big model: d_model 1024, d_ff 4096, h=16, dropout 0.3, the
             same batches, each layer rematerialized.

@@ -2,6 +2,7 @@
 sampling, text8-style splits and evaluation windows, and runs through launch.py."""
 import json
 import os
+import types
 
 import flax.linen as nn
 import jax
@@ -164,20 +165,31 @@ def test_the_bench_preset_reports_tokens_per_second():
 
 def test_cudnn_attention_is_taken_only_where_cudnn_applies():
   check = transformer.check_attention
-  assert check('cudnn', jnp.bfloat16, 0.0, 64, platform='gpu') == 'cudnn'
+  assert check('cudnn', jnp.bfloat16, 0.0, 64, platform='cuda') == 'cudnn'
   assert check('xla', jnp.float32, 0.1, 6, platform='cpu') == 'xla'
-  assert check('auto', jnp.bfloat16, 0.0, 64, platform='gpu') == 'cudnn'
-  assert check('auto', jnp.bfloat16, 0.0, 64, platform='gpu', v_dim=32) == 'xla'
-  assert check('auto', jnp.float32, 0.0, 64, platform='gpu') == 'xla'
+  assert check('auto', jnp.bfloat16, 0.0, 64, platform='cuda') == 'cudnn'
+  assert check('auto', jnp.bfloat16, 0.0, 64, platform='cuda', v_dim=32) == 'xla'
+  assert check('auto', jnp.float32, 0.0, 64, platform='cuda') == 'xla'
   assert check('auto', jnp.bfloat16, 0.0, 64, platform='cpu') == 'xla'
-  for dtype, dropout, head, platform in ((jnp.float32, 0.0, 64, 'gpu'),  # 32-bit compute.
-                                         (jnp.bfloat16, 0.1, 64, 'gpu'),  # dropout on weights.
-                                         (jnp.bfloat16, 0.0, 60, 'gpu'),  # head size.
+  assert check('auto', jnp.bfloat16, 0.0, 64, platform='gpu') == 'xla'  # not CUDA sm80+.
+  assert transformer.attention_platform() == 'cpu'
+  for dtype, dropout, head, platform in ((jnp.float32, 0.0, 64, 'cuda'),  # 32-bit compute.
+                                         (jnp.bfloat16, 0.1, 64, 'cuda'),  # dropout on weights.
+                                         (jnp.bfloat16, 0.0, 60, 'cuda'),  # head size.
+                                         (jnp.bfloat16, 0.0, 64, 'gpu'),  # ROCm, pre-Ampere.
                                          (jnp.bfloat16, 0.0, 64, 'cpu')):
     with pytest.raises(UserError, match='model.attention_impl=cudnn needs an NVIDIA GPU'):
       check('cudnn', dtype, dropout, head, platform=platform)
   with pytest.raises(UserError, match="model.attention_impl='flash' is not a kernel"):
-    check('flash', jnp.bfloat16, 0.0, 64, platform='gpu')
+    check('flash', jnp.bfloat16, 0.0, 64, platform='cuda')
+
+
+@pytest.mark.parametrize('capability, expected', [('9.0', 'cuda'), ('8.0', 'cuda'),
+                                                    ('7.5', 'gpu'), ('gfx90a', 'gpu')])
+def test_attention_platform_is_cuda_only_where_cudnn_fuses(monkeypatch, capability, expected):
+  device = types.SimpleNamespace(platform='gpu', compute_capability=capability)
+  monkeypatch.setattr(jax, 'devices', lambda: [device])
+  assert transformer.attention_platform() == expected
 
 
 def test_cudnn_attention_on_a_cpu_is_one_error_line(corpus, tmp_path):

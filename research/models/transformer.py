@@ -172,23 +172,38 @@ def with_attention(module, implementation: str):
   return module.clone(sizes=dataclasses.replace(module.sizes, attention_impl=implementation))
 
 
+def attention_platform() -> str:
+  """'cuda' on an NVIDIA GPU that cuDNN's fused attention runs on (compute capability
+  8.0 or later), else the backend's name: 'gpu' (ROCm, or an older NVIDIA card), 'cpu',
+  'tpu'."""
+  device = jax.devices()[0]
+  if device.platform != 'gpu':
+    return device.platform
+  try:  # CUDA reports '9.0' and the like; ROCm a gfx name.
+    return 'cuda' if float(device.compute_capability) >= 8.0 else 'gpu'
+  except (AttributeError, TypeError, ValueError):
+    return 'gpu'
+
+
 def check_attention(name: str, dtype, attention_dropout: float, head_dim: int,
                     platform: str | None = None, v_dim: int | None = None) -> str:
   """model.attention_impl, checked: 'xla' (einsums, any device), 'cudnn' (fused,
-  where cuDNN takes it: an NVIDIA GPU, 16-bit compute, no dropout on the weights,
-  query, key and value heads of one size, a multiple of 8 up to 128), or 'auto'
-  (cudnn where it fits, else xla). Returns the kernel: 'xla' or 'cudnn'."""
+  where cuDNN takes it: an NVIDIA GPU of compute capability 8.0 or later, 16-bit
+  compute, no dropout on the weights, query, key and value heads of one size, a
+  multiple of 8 up to 128), or 'auto' (cudnn where it fits, else xla). `platform`
+  is attention_platform()'s. Returns the kernel: 'xla' or 'cudnn'."""
   if name not in ATTENTION:
     raise UserError(f'model.attention_impl={name!r} is not a kernel seqlab has; use '
                     + ', '.join(ATTENTION))
-  platform = platform or jax.default_backend()
+  platform = platform or attention_platform()
   v_dim = head_dim if v_dim is None else v_dim
-  fits = (platform == 'gpu' and jnp.dtype(dtype).itemsize == 2 and not attention_dropout
+  fits = (platform == 'cuda' and jnp.dtype(dtype).itemsize == 2 and not attention_dropout
           and head_dim == v_dim and head_dim % 8 == 0 and head_dim <= 128)
   if name == 'auto':
     return 'cudnn' if fits else 'xla'
   if name == 'cudnn' and not fits:
-    raise UserError('model.attention_impl=cudnn needs an NVIDIA GPU, model.dtype bfloat16, '
+    raise UserError('model.attention_impl=cudnn needs an NVIDIA GPU of compute capability '
+                    '8.0 or later, model.dtype bfloat16, '
                     'model.attention_dropout=0 and query, key and value heads of one size, a '
                     f'multiple of 8 up to 128 (here: {platform}, {jnp.dtype(dtype).name}, '
                     f'dropout {attention_dropout}, head sizes {head_dim} and {v_dim}); use xla '
