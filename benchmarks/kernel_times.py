@@ -9,6 +9,7 @@ the step's optimized module as XLA dumps it (XLA_FLAGS="--xla_dump_to=D
 --xla_dump_hlo_as_text", D/*train_step*after_optimizations.txt), also the time of each
 group of ops: the pass and the module path, every layer's copy summed.
 """
+import argparse
 import glob
 import os
 import sys
@@ -18,17 +19,23 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 from research.benchmark import kernel_times  # noqa: E402
 
 
+def fail(message: str):
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
 def main(workdir: str, top: int = 30, hlo: str = ''):
   traces = sorted(glob.glob(os.path.join(workdir, '**', 'perfetto_trace.json.gz'), recursive=True),
                   key=os.path.getmtime)
   if not traces:
-    sys.exit(f'error: no perfetto_trace.json.gz under {workdir}; run --mode=benchmark with '
-             '--config.bench.profile_steps=N and that --workdir first')
-  hlo_text = ''
-  if hlo:
-    with open(hlo) as f:
+    fail(f'no perfetto_trace.json.gz under {workdir}; run --mode=benchmark with '
+         '--config.bench.profile_steps=N and that --workdir first')
+  try:
+    with open(hlo) if hlo else open(os.devnull) as f:
       hlo_text = f.read()
-  times = kernel_times(traces[-1], hlo_text)
+    times = kernel_times(traces[-1], hlo_text)
+  except (OSError, ValueError, KeyError) as e:
+    fail(f'{traces[-1] if not hlo else hlo + " or " + traces[-1]} could not be read: {e!r}')
   print(traces[-1])
   for name, ms in sorted(times['threads'].items(), key=lambda kv: -kv[1])[:8]:
     print(f'thread {ms:10.2f} ms  {name}')
@@ -42,4 +49,9 @@ def main(workdir: str, top: int = 30, hlo: str = ''):
 
 
 if __name__ == '__main__':
-  main(sys.argv[1], *(int(a) for a in sys.argv[2:3]), *sys.argv[3:4])
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('workdir', help='the --workdir of a profiled --mode=benchmark run')
+  parser.add_argument('top', nargs='?', type=int, default=30, help='kernels and groups to list')
+  parser.add_argument('hlo', nargs='?', default='', help="the step's optimized HLO text")
+  args = parser.parse_args()
+  main(args.workdir, args.top, args.hlo)

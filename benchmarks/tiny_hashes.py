@@ -9,7 +9,9 @@ compare within one machine only):
   python benchmarks/tiny_hashes.py --root=/tmp/old --out=/tmp/old-runs
 
 Each run is `python launch.py --config=... --workdir=OUT/NAME` in ROOT; the last
-line is one JSON object, {name: first 12 hex digits, or "failed"}.
+line is one JSON object, {name: the hash's first 12 hex digits, or "failed (...)"}.
+The runs are on the CPU (JAX_PLATFORMS=cpu unless set), where model.dtype=auto
+is float32.
 """
 import argparse
 import gzip
@@ -76,6 +78,11 @@ def runs(data: dict) -> dict:
       'seq2seq_bahdanau': ['--config=configs/seq2seq.py:tiny', *m30k],
       'seq2seq_luong_general': ['--config=configs/seq2seq.py:tiny', *m30k,
                                 '--config.model.attention=luong_general'],
+      'seq2seq_lstm': ['--config=configs/seq2seq.py:tiny', *m30k,
+                       '--config.model.name=rnn_seq2seq', '--config.model.rnn=lstm'],
+      'seq2seq_gru_context': ['--config=configs/seq2seq.py:tiny', *m30k,
+                              '--config.model.name=rnn_seq2seq',
+                              '--config.model.rnn=gru_context'],
       'transformer': ['--config=configs/transformer.py:tiny', *m30k],
       'lm': ['--config=configs/lm.py:tiny', f'--config.data.path={data["corpus"]}'],
       'skipgram': ['--config=configs/word2vec.py:tiny', f'--config.data.path={data["corpus"]}'],
@@ -83,6 +90,8 @@ def runs(data: dict) -> dict:
                '--config.model.cbow=True'],
       'glove': ['--config=configs/glove.py:tiny', f'--config.data.path={data["corpus"]}'],
       'popcorn_tfidf': ['--config=configs/popcorn.py:tiny', f'--config.data.path={data["imdb"]}'],
+      'popcorn_neural': ['--config=configs/popcorn.py:tiny', f'--config.data.path={data["imdb"]}',
+                         '--config.data.features=tokens', '--config.model.name=sentiment_encoder'],
       'regression_ols': ['--config=configs/regression.py:tiny'],
       'regression_ridge': ['--config=configs/regression.py:tiny',
                            '--config.model.estimator=ridge'],
@@ -101,6 +110,7 @@ def main():
   out.mkdir(parents=True, exist_ok=True)
   wanted = {n for n in args.only.split(',') if n}
   env = {k: v for k, v in os.environ.items() if k != 'SEQLAB_DATA'}
+  env.setdefault('JAX_PLATFORMS', 'cpu')
   hashes = {}
   for name, flags in runs(make_data(out)).items():
     if wanted and name not in wanted:

@@ -68,7 +68,7 @@ def get_config(preset: str = 'char'):
   add_precision_keys(c.model)
 
   # torch_gpt.py's recipe: AdamW (0.9, 0.95), weight decay 0.1, clipping at 1,
-  # 100 steps of warmup and a cosine decay.
+  # 100 steps of warmup and a cosine decay (the peer preset takes its exact schedule).
   c.optimizer.name = 'adamw'
   c.optimizer.learning_rate = 1e-3
   c.optimizer.b2 = 0.95

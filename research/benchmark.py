@@ -173,7 +173,7 @@ def train_row(exp, state, step_fn, profile_dir: str = '') -> dict:
   --mode=benchmark. With bench.profile_steps=N and a profile_dir, N more steps
   are traced there (jax.profiler, with a Perfetto trace; kernel_times reads it)."""
   config, runtime, task = exp.config, exp.runtime, exp.task
-  warmup, steps = max(config.bench.warmup_steps, 1), config.bench.steps
+  warmup, steps = config.bench.warmup_steps, config.bench.steps
   profile = config.bench.get('profile_steps', 0) if profile_dir else 0
   batches = [task.train_batch(i) for i in range(warmup + steps + profile)]
   # On the devices before the clock starts: the peers time compute on data in memory.

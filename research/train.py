@@ -237,6 +237,8 @@ def benchmark(config, workdir: str = '', devices=None) -> dict:
   exp = Experiment(config, workdir if what == 'decode' else '', devices)
   with exp.task.scope():
     if what == 'decode':
+      if config.bench.get('profile_steps', 0):
+        logging.warning('bench.profile_steps traces train steps; bench.what=decode ignores it')
       state, step = exp.fresh_state(), 0
       if workdir and os.path.isdir(os.path.join(workdir, 'checkpoints')):
         state, step = exp.restore(required=True)

@@ -54,7 +54,7 @@ COMMON = [
     ('eval.every', integer(1)),
     ('train.init_on', one_of('device', 'host')),
     ('bench.steps', integer(1)),
-    ('bench.warmup_steps', integer(0)),
+    ('bench.warmup_steps', integer(1)),
     ('bench.profile_steps', integer(0)),
     ('eval.batch_size', integer(1)),
     ('eval.num_samples', integer(0)),

@@ -226,7 +226,10 @@ def test_warmup_times_cosine_is_torch_gpts_schedule():
   for i in (0, 1, 50, 99, 100, 1500, 2999):  # torch_gpt.py's lr at its step i.
     want = 1e-3 * min(1.0, (i + 1) / 100) * 0.5 * (1 + np.cos(np.pi * i / 3000))
     assert float(schedule(jnp.int32(i))) == pytest.approx(want, rel=1e-5, abs=1e-9), i
-  cfg.schedule = 'cosine'  # the default ramps from 0, then starts its decay at the peak.
+  cfg.final_lr_fraction = 0.1  # a floor, held past the last step.
+  floored = optim.make_schedule(cfg, 3000)
+  assert float(floored(jnp.int32(3000))) == float(floored(jnp.int32(4000))) == pytest.approx(1e-4)
+  cfg.final_lr_fraction, cfg.schedule = 0.0, 'cosine'  # ramps from 0, decays from the peak.
   cosine = optim.make_schedule(cfg, 3000)
   assert float(cosine(0)) == 0.0 and float(cosine(100)) == pytest.approx(1e-3)
 

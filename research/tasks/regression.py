@@ -55,8 +55,8 @@ class RegressionTask(Task):
     self.certified = None
     degree, intercept = m.degree, m.intercept
     if d.path:  # the shared schema's data.path would otherwise be ignored for synthetic rows.
-      raise UserError(f'data.path={d.path!r} is not read by regression; give the table as '
-                      f'--config.data.csv={d.path} (with data.target=COLUMN)')
+      raise UserError(f'data.path={d.path!r} is not read by regression; drop it, and give '
+                      'a table as --config.data.csv=FILE (with data.target=COLUMN)')
     if config.bench.n:  # --mode=benchmark's data: scikit-learn's benchmark generator.
       X, y, names = tabular.synthetic('bench', config.bench.n, config.bench.p, config.seed,
                                       nonzero=config.bench.nonzero)
