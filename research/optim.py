@@ -13,9 +13,8 @@ def make_schedule(cfg, total_steps: int):
   if cfg.schedule == 'warmup_times_cosine':
     # torch_gpt.py's (and many PyTorch scripts'): a ramp of (s + 1) / warmup times a cosine
     # over every step, down to final_lr_fraction; `cosine` starts its decay after the warmup.
-    total, floor = max(1, total_steps), cfg.final_lr_fraction
-    return lambda s: lr * jnp.minimum(1.0, (s + 1) / max(1, warmup)) * (
-        floor + (1 - floor) * 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(s, total) / total)))
+    cosine = optax.cosine_decay_schedule(lr, max(1, total_steps), cfg.final_lr_fraction)
+    return lambda s: jnp.minimum(1.0, (s + 1) / max(1, warmup)) * cosine(s)
   if cfg.schedule == 'constant':
     main = optax.constant_schedule(lr)
   elif cfg.schedule == 'cosine':
