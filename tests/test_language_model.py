@@ -87,20 +87,47 @@ def test_blocked_causal_attention_equals_one_masked_softmax(corpus):
     np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize('tokenizer, vocab_size', [
+    ('byte', 2), ('word', 30), ('sentencepiece', 320)])
+def test_byte_word_and_sentencepiece_tokens_are_scored_per_character(
+    corpus, tmp_path, tokenizer, vocab_size):
+  config = tiny(corpus, **{'data.tokenizer': tokenizer, 'data.vocab_size': vocab_size})
+  task = LanguageModelTask(config, Runtime.create('mesh', jax.devices()[:1]), str(tmp_path))
+  text = corpus.read_text()
+  test = text[int(len(text) * 0.95):]
+  ids = task.tokens['test']
+  assert 0 <= ids.min() and ids.max() < len(task.vocab)
+  decoded = task.vocab.decode(ids)
+  if tokenizer == 'word':  # the split cuts a word: its tail is unknown.
+    assert len(ids) == len(test.split()) and decoded.split()[1:] == test.split()[1:]
+  else:
+    assert decoded == test and (len(ids) == len(test)) == (tokenizer == 'byte')
+  result = task.evaluate(task.init(jax.random.PRNGKey(0)), 'test')
+  assert result['tokens'] == len(ids) - 1
+  chars = len(test) * result['tokens'] / len(ids)  # the characters the scored tokens cover.
+  assert result['bpc'] * np.log(2) * chars == pytest.approx(
+      result['nll_per_token'] * result['tokens'], rel=1e-9)
+  assert result['perplexity'] == pytest.approx(np.exp(result['nll_per_token']), rel=1e-9)
+
+
 def test_the_cache_gives_what_rerunning_the_prefix_gives(corpus):
   task = task_of(tiny(corpus))
   params = task.init(jax.random.PRNGKey(3))
   prompt = np.zeros((2, 16), np.int32)
   prompt[0, :5], prompt[1, :9] = [1, 2, 3, 4, 5], [9, 8, 7, 6, 5, 4, 3, 2, 1]
   lengths = np.array([5, 9], np.int32)
-  out = task.model.generate(params, prompt, lengths, jax.random.PRNGKey(0), num_tokens=6,
+  # 14 tokens: row 1 fills the context of 16 and slides its window for the last 7.
+  out = task.model.generate(params, prompt, lengths, jax.random.PRNGKey(0), num_tokens=14,
                             temperature=0.0)
-  for row in range(2):  # greedy by hand: the whole prefix through the model at every step.
+  for row in range(2):  # greedy by hand: the last 16 tokens through the model at every step.
     seq = list(prompt[row, :lengths[row]])
-    for _ in range(6):
-      logits = task.model.forward(params, jnp.asarray([seq + [0] * (16 - len(seq))]))
-      seq.append(int(jnp.argmax(logits[0, len(seq) - 1])))
+    for _ in range(14):
+      window = seq[-16:]
+      logits = task.model.forward(params, jnp.asarray([window + [0] * (16 - len(window))]))
+      seq.append(int(jnp.argmax(logits[0, len(window) - 1])))
     assert list(out[row]) == seq[lengths[row]:]
+  none = task.model.generate(params, prompt, lengths, jax.random.PRNGKey(0), num_tokens=0)
+  assert none.shape == (2, 0)
 
 
 def test_sampling_honours_temperature_top_k_and_top_p():
@@ -133,7 +160,7 @@ def test_a_run_trains_evaluates_and_continues_prompts(corpus, tmp_path):
   out = proc.stdout.splitlines()
   assert len(out) == 3 and all(len(o) == 8 and set(o) <= set(corpus.read_text()) for o in out)
   assert 'outside the vocabulary were mapped to' in proc.stderr  # the capitals, ',' and '!'.
-  assert 'kept their last 8 tokens' in proc.stderr
+  assert 'longer than data.context=16 tokens kept their last 16' in proc.stderr
 
 
 def test_a_corpus_shorter_than_a_window_is_a_clear_error(tmp_path):

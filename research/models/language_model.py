@@ -147,22 +147,37 @@ class LanguageModel:
   def generate(self, params, prompt, length, rng, *, num_tokens: int, temperature: float = 1.0,
                top_k: int = 0, top_p: float = 1.0):
     """Continues each row of prompt [B, context] (its first length[b] tokens; the
-    rest is padding) by num_tokens tokens [B, num_tokens], with a key/value cache:
-    the prompt in one pass, then one position a token. length + num_tokens must
-    not exceed the context."""
+    rest is padding) by num_tokens tokens [B, num_tokens]. The prompt is encoded in
+    one pass, then each token costs one position of a key/value cache. Once a row
+    fills the context, every later token is predicted from the last `context`
+    tokens, the whole window recomputed (learned positions cannot slide a cache)."""
+    batch, context = prompt.shape
+    if num_tokens == 0:
+      return jnp.zeros((batch, 0), jnp.int32)
     logits, caches = self.module.apply({'params': params}, prompt)
     last = jnp.take_along_axis(logits, (length - 1)[:, None, None], axis=1)[:, 0]
     keys = jax.random.split(rng, num_tokens)
     first = sample_logits(keys[0], last, temperature, top_k, top_p)
+    rows = jnp.arange(batch)
+
+    def cached(token, window, at, caches):
+      return self.module.apply({'params': params}, token, at, caches, method=TransformerLM.step)
+
+    def recomputed(token, window, at, caches):
+      logits = self.module.apply({'params': params}, window)[0]
+      return jnp.take_along_axis(logits, at[:, None, None], axis=1)[:, 0], caches
 
     def body(carry, key):
-      token, index, caches = carry  # the token at `index`, not yet fed.
-      logits, caches = self.module.apply({'params': params}, token, index, caches,
-                                         method=TransformerLM.step)
+      token, window, filled, caches = carry  # token: sampled, not yet in the window.
+      room = filled < context
+      shifted = jnp.where(room[:, None], window, jnp.roll(window, -1, axis=1))
+      at = jnp.minimum(filled, context - 1)  # the token's position in the window.
+      window = shifted.at[rows, at].set(token)
+      logits, caches = jax.lax.cond(jnp.all(room), cached, recomputed, token, window, at, caches)
       token = sample_logits(key, logits, temperature, top_k, top_p)
-      return (token, index + 1, caches), token
+      return (token, window, jnp.minimum(filled + 1, context), caches), token
 
-    _, rest = jax.lax.scan(body, (first, length, caches), keys[1:])
+    _, rest = jax.lax.scan(body, (first, prompt, length, caches), keys[1:])
     return jnp.concatenate([first[:, None], rest.T], axis=1)
 
   @classmethod

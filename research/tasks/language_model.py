@@ -142,9 +142,10 @@ class LanguageModelTask(Task):
     logging.info('language model data: %s tokens (vocabulary %d): %s',
                  d.tokenizer, len(self.vocab),
                  ', '.join(f'{s} {len(self.tokens[s]):,}' for s in SPLITS))
-    self.model = models.get(config.model.name, 'language_model').from_config(
+    self.model = models.get(config.model.get('name'), 'language_model').from_config(
         config.model, len(self.vocab), self.context)
-    self._scores = jax.jit(self._window_scores)
+    self._scores = runtime.jit_data_parallel(
+        lambda params, w: self._window_scores(params, w['tokens'], w['first']))
     self._generate = {}
 
   # --- data -------------------------------------------------------------------------
@@ -164,7 +165,8 @@ class LanguageModelTask(Task):
       path = data_lib.local_path(d.path, TEXT8LIKE)
       if not path:
         raise UserError('data.path: give the corpus (a .txt / .gz file, a directory or a '
-                        f'glob), or set {data_lib.DATA_ENV} to a folder holding {TEXT8LIKE}')
+                        f'glob), set {data_lib.DATA_ENV} to a folder holding {TEXT8LIKE}, '
+                        'or download text8 with --config.data.name=text8')
       text = read_text(path, d.encoding_errors)
     else:
       raise UserError(f'unknown data.name {d.name!r} for the language model; use text, text8 '
@@ -245,19 +247,12 @@ class LanguageModelTask(Task):
     bs = self.config.eval.batch_size
     total = np.zeros(2)
     for i in range(0, len(starts), bs):
-      s, f = starts[i:i + bs], first[i:i + bs]
-      pad = (-len(s)) % self.runtime.data_size  # whole batches over the devices.
-      s, f = np.concatenate([s, np.repeat(s[-1:], pad)]), np.concatenate(
-          [f, np.full(pad, self.context)])  # padding rows score nothing.
+      s = starts[i:i + bs]
       windows = data[s[:, None] + np.arange(self.context + 1)].astype(np.int32)
-      out = self._scores(params, *map(self._global, (windows, f.astype(np.int32))))
-      total += np.asarray(jax.device_get(out)).sum(0)
+      batch = {'tokens': windows, 'first': first[i:i + bs].astype(np.int32)}
+      total += self.runtime.run_batched(self._scores, params, batch).sum(0)
     chars = self.chars[split] * total[1] / len(data)  # the characters the targets cover.
     return total[0], total[1], chars
-
-  def _global(self, array):
-    """A host array every process holds whole, as an array split over 'data'."""
-    return jax.make_array_from_callback(array.shape, self.runtime.data, lambda i: array[i])
 
   def evaluate(self, params, split: str):
     e = self.config.eval
@@ -270,18 +265,17 @@ class LanguageModelTask(Task):
 
   def continue_prompts(self, params, prompts, rng=None):
     """Each prompt's continuation, eval.sample_tokens long, sampled with
-    eval.temperature, eval.top_k and eval.top_p. A prompt that leaves no room keeps
-    its last tokens, with a warning."""
+    eval.temperature, eval.top_k and eval.top_p. A prompt longer than the context
+    keeps its last data.context tokens, with a warning."""
     e = self.config.eval
-    new = min(e.sample_tokens, self.context - 1)
-    room = self.context - new
+    new = e.sample_tokens
     ids, lengths, cut, unknown = [], [], 0, 0
     for text in prompts:
       seq, bad = self.vocab.encode(text)
       unknown += bad
-      if len(seq) > room:
+      if len(seq) > self.context:
         cut += 1
-        seq = seq[-room:]
+        seq = seq[-self.context:]
       if not len(seq):
         seq = np.array([getattr(self.vocab, 'fallback', 0)], np.int32)
       ids.append(seq)
@@ -291,8 +285,8 @@ class LanguageModelTask(Task):
                       unknown, self.vocab.decode([getattr(self.vocab, 'fallback', 0)])
                       if isinstance(self.vocab, CharTokens) else '<unk>')
     if cut:
-      logging.warning('%d prompt(s) longer than %d tokens (data.context %d less %d to '
-                      'generate) kept their last %d tokens', cut, room, self.context, new, room)
+      logging.warning('%d prompt(s) longer than data.context=%d tokens kept their last %d',
+                      cut, self.context, self.context)
     prompt = np.zeros((len(ids), self.context), np.int32)
     for row, seq in enumerate(ids):
       prompt[row, :len(seq)] = seq
