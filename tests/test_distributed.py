@@ -88,6 +88,8 @@ def _family_runs(root):
       ('popcorn', 'configs/popcorn.py', 'tiny',
        {'data.path': str(imdb), 'train.steps': 4, **few}),
       ('regression', 'configs/regression.py', 'tiny', {'train.log_every': 1}),
+      ('language_model', 'configs/lm.py', 'tiny',
+       {'data.path': str(corpus), 'train.steps': 4, **few}),
   ]
 
 
@@ -138,7 +140,7 @@ def test_a_dead_peer_stops_the_survivor_and_a_rerun_resumes(tmp_path):
   code, _, err = _finish(procs[:1], timeout=120)[0]
   procs[1].communicate()
   assert code != 0 and time.time() - t_kill < 60, err[-2000:]
-  # Our error line when a collective fails first; JAX's own abort when its heartbeat
+  # seqlab's error line when a collective fails first; JAX's own abort when its heartbeat
   # check fires first (a race on 2 shared cores).
   assert ('lost contact with another process' in err
           or 'JAX distributed service detected fatal errors' in err), err[-2000:]
