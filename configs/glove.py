@@ -13,11 +13,9 @@ Every figure, with its date and commit: docs/benchmarks.md.
 Run:  python launch.py --config=configs/glove.py --workdir=runs/glove
 Data: as configs/word2vec.py (data.path, data.eval_dir, data.name=text8).
 """
-import os
+from research.config import shipped_config
 
-from research.config import load_config_module
-
-_WORD2VEC = load_config_module(os.path.join(os.path.dirname(__file__), 'word2vec.py'))
+_WORD2VEC = shipped_config('word2vec')
 
 PRESETS = ('glove',)
 

@@ -22,12 +22,10 @@ word2vec included), centroids 0.8636 (57 s), neural 0.8928 (29 min 23 s); the
 last two with --config.data.vectors from the avg_vectors run. The tutorial's
 figures are ~0.84, ~0.83 and ~0.84. Every figure: docs/benchmarks.md.
 """
-import os
-
-from research.config import add_precision_keys, base_config, load_config_module
+from research.config import add_precision_keys, base_config, shipped_config
 
 PRESETS = ('bow', 'tfidf', 'avg_vectors', 'centroids', 'neural')
-_WORD2VEC = load_config_module(os.path.join(os.path.dirname(__file__), 'word2vec.py'))
+_WORD2VEC = shipped_config('word2vec')
 
 
 def word2vec_config(c, preset: str):

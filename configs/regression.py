@@ -49,7 +49,7 @@ def get_config(preset: str = 'ols'):
   c.data.p = 5
   c.data.noise = 1.0
 
-  del c.model['name']            # the estimator below picks the fit; no registered model.
+  # No model.name: the estimator below picks the fit, not a registered model.
   c.model.estimator = 'ols' if preset in ('ols', 'polynomial', 'nist', 'tiny') else preset
   c.model.intercept = True
   c.model.degree = 3 if preset == 'polynomial' else 1

@@ -41,12 +41,10 @@ The learning rate follows the paper: d^-0.5 * min(step^-0.5, step * warmup^-1.5)
 which is optimizer.schedule=rsqrt with learning_rate = (d * warmup)^-0.5
 (optimizer.schedule=cosine with optimizer.name=adamw is the alternative).
 """
-import os
-
 from research import sweep
-from research.config import add_precision_keys, base_config, load_config_module
+from research.config import add_precision_keys, base_config, shipped_config
 
-_SEQ2SEQ = load_config_module(os.path.join(os.path.dirname(__file__), 'seq2seq.py'))
+_SEQ2SEQ = shipped_config('seq2seq')
 
 PRESETS = ('multi30k', 'base', 'big', 'table3', 'bench', 'bench_gpu')
 

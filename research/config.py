@@ -34,7 +34,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.bucket_boundaries = ()  # sequence lengths to pad batches to; () pads to the max.
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = ''
   c.model.dropout = 0.0
 
   c.optimizer = ml_collections.ConfigDict()
@@ -107,6 +106,15 @@ def load_config_module(path: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
+
+
+def shipped_config(name: str):
+  """The module of configs/NAME.py (NAME may be 'papers/...'), for a config that
+  builds on another, wherever the working directory is."""
+  return load_config_module(os.path.join(CONFIGS_DIR, name + '.py'))
 
 
 def load_config_file(path: str, preset: str | None):

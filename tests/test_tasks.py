@@ -77,6 +77,7 @@ def _every_preset():
 def test_model_name_always_names_a_registered_model_of_its_task():
   seen = set()
   for name, preset, config in _every_preset():
+    tasks.validate(config)  # imports every task's module, registering their models.
     if 'name' not in config.model:
       assert config.task == 'regression', (name, preset)  # its estimator picks the fit.
       continue
@@ -86,6 +87,9 @@ def test_model_name_always_names_a_registered_model_of_its_task():
                   'logistic_regression', 'sentiment_encoder', 'transformer_lm'}
   with pytest.raises(UserError, match="model.name='word2vec' is not a model of the translation"):
     models.get('word2vec', 'translation')
+  assert 'name' not in config_lib.base_config().model  # the schema names no model.
+  with pytest.raises(UserError, match="no model.name; the glove task's models: glove"):
+    models.get(None, 'glove')
 
 
 def test_tasks_that_count_in_epochs_never_write_the_config(tmp_path):

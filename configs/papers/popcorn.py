@@ -13,11 +13,9 @@ Expected on 2 CPU cores: 33 min 42 s in one go (word2vec 157 s, the linear
 methods 14 s to 173 s each, the encoder 28.5 min); test accuracy as the presets
 give it (configs/popcorn.py). The history of these runs is in docs/benchmarks.md.
 """
-import os
+from research.config import overrides, shipped_config
 
-from research.config import load_config_module, overrides
-
-_POPCORN = load_config_module(os.path.join(os.path.dirname(__file__), '..', 'popcorn.py'))
+_POPCORN = shipped_config('popcorn')
 METHODS = ('bow', 'tfidf', 'avg_vectors', 'centroids', 'neural')
 
 

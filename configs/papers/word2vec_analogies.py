@@ -13,11 +13,9 @@ Measured (2 CPU cores, 2026-11-26): 3 min 0 s for both points. Skip-gram
 reached analogy 3CosAdd 0.418 and WS353 0.649; CBOW 0.300 and 0.586. The
 separate preset runs gave the same parameters, bit for bit.
 """
-import os
+from research.config import overrides, shipped_config
 
-from research.config import load_config_module, overrides
-
-_W2V = load_config_module(os.path.join(os.path.dirname(__file__), '..', 'word2vec.py'))
+_W2V = shipped_config('word2vec')
 _CBOW = overrides(_W2V.get_config('skipgram'), _W2V.get_config('cbow'))
 
 PAPER = dict(
