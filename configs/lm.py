@@ -2,7 +2,7 @@
 
 Presets:
   char        character level on $SEQLAB_DATA/wiki2019_text8like/text8like.gz
-              (text8's normalization of 2019 Wikipedia, 10^8 characters, split
+              (text8's normalization of 2019 Wikipedia, about 10^8 characters, split
               90M / 5M / 5M): d 128, 4 heads, 4 layers, context 128, batch 64,
               4,000 steps at a learning rate of 3e-3. Measured: test 1.9460
               bits per character over all 5M test characters, validation

@@ -127,3 +127,14 @@ def test_token_budget_batches_fill_the_budget_per_bucket_and_are_pure():
   assert not np.array_equal(again, pipeline.token_budget_batch(widths, budget, multiple, 0, 3))
   with pytest.raises(Exception, match='makes no whole batch'):
     pipeline.token_budget_batch(widths[:3], budget, multiple, 0, 0)
+
+
+def test_data_path_then_seqlab_data_then_download(tmp_path, monkeypatch):
+  import research.data as data_lib  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'root' / 'imdb').mkdir(parents=True)
+  monkeypatch.delenv(data_lib.DATA_ENV, raising=False)
+  assert data_lib.local_path('', 'imdb') == ''  # neither: the TFDS builder downloads.
+  monkeypatch.setenv(data_lib.DATA_ENV, str(tmp_path / 'root'))
+  assert data_lib.local_path('', 'imdb') == str(tmp_path / 'root' / 'imdb')
+  assert data_lib.local_path('/my/copy', 'imdb') == '/my/copy'  # data.path wins.
+  assert data_lib.local_path('', 'multi30k') == ''  # a root without the folder: download.

@@ -15,7 +15,7 @@ from research.data.pairs import ParallelTextBuilder
 from research.errors import UserError
 
 URL = 'https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/'
-SPLITS = {  # our name -> file stem
+SPLITS = {  # seqlab's split name -> file stem
     'train': 'train', 'validation': 'val', 'test2016': 'test_2016_flickr',
     'test2017': 'test_2017_flickr', 'test2018': 'test_2018_flickr'}
 REQUIRED = ('train', 'validation', 'test2016')
