@@ -182,8 +182,8 @@ class Word2VecTask(WordVectorTask):
     if m.negative and m.shared_negatives < 1:
       raise UserError(f'model.shared_negatives={m.shared_negatives}: a segment needs at least '
                       'one noise draw')
-    self.model = models.get(m.get('name'), 'word2vec')(c.vocab_size, m.dim, m.window, m.negative,
-                                                m.cbow, m.cbow_mean, m.shared_negatives)
+    self.model = models.get(m.get('name'), 'word2vec')(
+        c.vocab_size, m.dim, m.window, m.negative, m.cbow, m.cbow_mean, m.shared_negatives)
     self.keep = corpus_lib.keep_probabilities(c.counts, d.sample).astype(np.float32)
     self.noise_cdf = jnp.asarray(np.cumsum(corpus_lib.noise_distribution(c.counts)),
                                  jnp.float32)
