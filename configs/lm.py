@@ -12,9 +12,9 @@ Presets:
   peer        torch_gpt.py's shapes and recipe on the same corpus, 3,000 steps,
               its learning-rate schedule, scoring its 409,600 characters of
               validation and test: like for like with `torch_gpt.py --corpus
-              PATH --steps 3000`. At 400 steps (--config.train.steps=400, with
-              --config.optimizer.schedule=cosine): test 3.2851 bpc against its
-              3.3976 (2 CPU cores, 20 minutes; docs/benchmarks.md).
+              PATH --steps 3000`. Measured: test 1.8169 bpc against its
+              2.4455 (2 CPU cores; 3,700-3,900 tokens/s, so about 1 h 50 min
+              of training, run in three resumed parts; the peer's 1 h 45 min).
   bench       the shapes of ../shared/bench/torch_gpt.py (d 256, 8 heads, 6
               layers, context 256, batch 32, vocabulary 27) on random tokens,
               for --mode=benchmark.
