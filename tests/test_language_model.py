@@ -116,7 +116,7 @@ def test_the_cache_gives_what_rerunning_the_prefix_gives(corpus):
   prompt = np.zeros((2, 16), np.int32)
   prompt[0, :5], prompt[1, :9] = [1, 2, 3, 4, 5], [9, 8, 7, 6, 5, 4, 3, 2, 1]
   lengths = np.array([5, 9], np.int32)
-  # 14 tokens: row 1 fills the context of 16 and slides its window for the last 7.
+  # 14 tokens: row 1 fills the context of 16, and its last 7 come from a full window.
   out = task.model.generate(params, prompt, lengths, jax.random.PRNGKey(0), num_tokens=14,
                             temperature=0.0)
   for row in range(2):  # greedy by hand: the last 16 tokens through the model at every step.

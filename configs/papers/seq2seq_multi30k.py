@@ -12,11 +12,9 @@ Writes runs/papers/seq2seq_multi30k/report.md and bleu_by_length.png.
 Expected (lowercased test2016 BLEU, 2 CPU cores): LSTM 18.33, GRU with context 25.54,
 attention 36.89.
 """
-import os
+from research.config import shipped_config
 
-from research.config import load_config_module
-
-_SEQ2SEQ = load_config_module(os.path.join(os.path.dirname(__file__), '..', 'seq2seq.py'))
+_SEQ2SEQ = shipped_config('seq2seq')
 
 # Each point turns the bahdanau preset into another preset: the same data, sizes and schedule.
 _LONGER = {'model.dropout': 0.3, 'train.steps': 2200, 'eval.every': 1100, 'eval.beam_size': 5}

@@ -26,12 +26,9 @@ perplexity 11.08, dev BLEU 27.27, test BLEU 27.86. Width helps (d_model 64 /
 perplexity for BLEU as in the paper; the table and the reading of each row are
 in docs/benchmarks.md and docs/vaswani2017_table3_report.md.
 """
-import os
+from research.config import shipped_config
 
-from research.config import load_config_module
-
-_TRANSFORMER = load_config_module(os.path.join(os.path.dirname(__file__), '..',
-                                               'transformer.py'))
+_TRANSFORMER = shipped_config('transformer')
 ROWS = _TRANSFORMER.TABLE3_ROWS
 
 # (label, seqlab's point, paper PPL, paper BLEU, paper params in millions or None), in the

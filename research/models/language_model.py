@@ -7,8 +7,10 @@
 - model.attention_impl: causal self-attention in XLA's einsums, or cuDNN's fused
   (flash) attention on an NVIDIA GPU in bfloat16.
 - Sampling with a key/value cache: the prompt is encoded once (every layer's
-  keys and values kept), then each new token costs one position. Temperature,
-  top-k and top-p (nucleus) sampling; temperature 0 is greedy. jit-compiled.
+  keys and values kept), then each new token costs one position until a row
+  fills the context; after that each token recomputes the last `context`.
+  Temperature, top-k and top-p (nucleus) sampling; temperature 0 is greedy.
+  jit-compiled.
 """
 import dataclasses
 
