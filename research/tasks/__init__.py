@@ -50,7 +50,7 @@ import contextlib
 
 import jax
 
-from research import validation
+from research import models, validation
 from research.errors import UserError
 
 TASKS = {}
@@ -107,6 +107,8 @@ class Task:
   @classmethod
   def validate(cls, config):
     validation.check(config, validation.COMMON)
+    if models.names(cls.name):  # before any data loads: a model this task registered.
+      models.get(config.model.get('name'), cls.name)
     if not cls.full_batch:
       validation.check(config, [('train.batch_size', validation.integer(1))])
 

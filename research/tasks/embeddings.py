@@ -182,7 +182,7 @@ class Word2VecTask(WordVectorTask):
     if m.negative and m.shared_negatives < 1:
       raise UserError(f'model.shared_negatives={m.shared_negatives}: a segment needs at least '
                       'one noise draw')
-    self.model = models.get(m.get('name'), 'word2vec')(
+    self.model = models.get(m.name, 'word2vec')(
         c.vocab_size, m.dim, m.window, m.negative, m.cbow, m.cbow_mean, m.shared_negatives)
     self.keep = corpus_lib.keep_probabilities(c.counts, d.sample).astype(np.float32)
     self.noise_cdf = jnp.asarray(np.cumsum(corpus_lib.noise_distribution(c.counts)),
@@ -333,7 +333,7 @@ class GloVeTask(WordVectorTask):
                                                       d.window, d.symmetric)
     logging.info('co-occurrence: %d nonzero entries over a vocabulary of %d (window %d) in '
                  '%.1f s', len(self.values), c.vocab_size, d.window, time.time() - t0)
-    self.model = models.get(m.get('name'), 'glove')(c.vocab_size, m.dim, m.x_max, m.alpha)
+    self.model = models.get(m.name, 'glove')(c.vocab_size, m.dim, m.x_max, m.alpha)
     bs = config.train.batch_size
     runtime.check_batch_size(bs)
     self.round = d.round

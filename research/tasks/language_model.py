@@ -142,7 +142,7 @@ class LanguageModelTask(Task):
     logging.info('language model data: %s tokens (vocabulary %d): %s',
                  d.tokenizer, len(self.vocab),
                  ', '.join(f'{s} {len(self.tokens[s]):,}' for s in SPLITS))
-    self.model = models.get(config.model.get('name'), 'language_model').from_config(
+    self.model = models.get(config.model.name, 'language_model').from_config(
         config.model, len(self.vocab), self.context)
     self._scores = runtime.jit_data_parallel(
         lambda params, w: self._window_scores(params, w['tokens'], w['first']))

@@ -66,7 +66,7 @@ class PopcornTask(Task):
     d, m = config.data, config.model
     if d.features not in FEATURES:
       raise UserError(f'data.features must be one of {", ".join(FEATURES)}, not {d.features!r}')
-    self.classifier = models.get(m.get('name'), 'popcorn')
+    self.classifier = models.get(m.name, 'popcorn')
     self.linear = self.classifier is sentiment.LogisticRegression
     self._predict = runtime.jit_data_parallel(
         lambda p, b: (lambda logits: (jax.nn.sigmoid(logits), logits))(self.logits(p, b)))

@@ -106,7 +106,7 @@ class TranslationTask(Task):
           raise UserError(f'data.batch_tokens={self.batch_tokens} holds no row of width {width} '
                           f'in multiples of {self.row_multiple} (devices x microbatches); use '
                           f'at least {width * self.row_multiple}')
-    self.model = models.get(config.model.get('name'), 'translation').from_config(
+    self.model = models.get(config.model.name, 'translation').from_config(
         config.model, len(self.src_vocab), len(self.tgt_vocab))
     if hasattr(self.model, 'check_lengths'):
       self.model.check_lengths(self.max_src, self.max_tgt)
