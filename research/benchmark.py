@@ -227,7 +227,8 @@ def train_row(exp, state, step_fn, profile_dir: str = '') -> dict:
     if peak:
       row.update(peak_gflops=sig(peak[0] / 1e9), peak=peak[1], mfu=sig(achieved / peak[0]))
   # e.g. regression's fit_seconds and held-out R^2.
-  row.update(task.benchmark_fields(runtime.global_state(state).params, seconds, steps))
+  row.update(task.benchmark_fields(runtime.whole(runtime.global_state(state).params), seconds,
+                                   steps))
   row['peak_rss_mb'] = peak_rss_mb()
   row.update(device_memory_fields(device))
   row.update(device_kind=device.device_kind, jax=jax.__version__)

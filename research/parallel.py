@@ -19,6 +19,7 @@ feed-forward units split over 'model' (Megatron style), the rest replicated.
 """
 import dataclasses
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -56,6 +57,7 @@ class Runtime:
   mode: str
   mesh: Mesh
   fsdp_min_size: int = 1024
+  _replicate: Any = dataclasses.field(default=None, repr=False, compare=False)
 
   @classmethod
   def create(cls, mode: str, devices=None, mesh_shape: str = '', fsdp_min_size: int = 1024):
@@ -174,6 +176,15 @@ class Runtime:
     sharding the state gave them (replicated, or sharded under fsdp)."""
     return jax.jit(fn, out_shardings=self.data)
 
+  def whole(self, tree):
+    """Every leaf replicated on every device of the mesh: what runs a model outside the
+    sharded step (samples, predict, plots, artifacts) takes, so no task can read one
+    device's shard as if it were the parameter. Collective: every process calls it.
+    The copies work in jit (run_batched) and, through to_host, on the host."""
+    if self._replicate is None:
+      self._replicate = jax.jit(lambda t: t, out_shardings=self.replicated)
+    return self._replicate(tree)
+
   def run_batched(self, compiled, params, arrays):
     """compiled(params, arrays) on host arrays (or a dict of them) that every process
     holds whole: padded to a multiple of the data axis, run, gathered and trimmed."""
@@ -192,8 +203,12 @@ class Runtime:
 
 
 def to_host(tree):
-  """Numpy copies of every leaf, whole, whatever its sharding (multi-host too)."""
+  """Numpy copies of every leaf, whole, whatever its sharding (multi-host too). A
+  replicated leaf (Runtime.whole) is read from this process's copy, so only a sharded
+  one makes this a collective."""
   def one(x):
+    if isinstance(x, jax.Array) and x.is_fully_replicated:
+      return np.asarray(x.addressable_data(0))
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
       return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(jax.device_get(x))

@@ -129,7 +129,9 @@ def _loop(exp, writer, state, start_step, t_start, process_start, resume_command
         ev['time/elapsed_seconds'] = time.time() - t_start  # this process, compile included.
         writer.write(done, ev)
         logging.info('step %d eval: %s', done, _fmt_metrics(ev))
-        for src, hyp, ref in task.samples(params, exp.eval_splits[0], cfg.eval.num_samples):
+        shown = task.samples(runtime.whole(params), exp.eval_splits[0],
+                             cfg.eval.num_samples) if cfg.eval.num_samples else []
+        for src, hyp, ref in shown:
           if _is_main():
             logging.info('  %-32r -> %-14r %s', src, hyp, '✓' if hyp == ref else f'(want {ref!r})')
         eval_seconds += time.time() - t_eval  # keep eval time out of steps/s.
@@ -160,12 +162,13 @@ def _loop(exp, writer, state, start_step, t_start, process_start, resume_command
     results['config_changes'] = changes
   results['params_sha256'] = params_sha256(state.params)
   results['num_params'] = int(sum(np.size(x) for x in jax.tree.leaves(state.params)))
-  results.update(task.final_results(state.params))  # e.g. regression's coefficients.
+  whole = runtime.whole(state.params)  # what runs outside the step reads whole leaves.
+  results.update(task.final_results(whole))  # e.g. regression's coefficients.
   results['wall_seconds'] = time.time() - t_start
   if start_step < total:
     results['time/start_to_trained_seconds'] = trained_seconds
   _write_json(results_path, results)
-  task.write_artifacts(state.params, workdir)  # collective: decodes on every process.
+  task.write_artifacts(whole, workdir)  # collective: decodes on every process.
   if _is_main():
     plots.metric_curves(metrics_lib.read(writer.path), os.path.join(workdir, 'plots', 'metrics.png'))
   logging.info('final: %s', _fmt_metrics(results))
@@ -215,7 +218,7 @@ def predict(config, workdir: str, lines: list[str], devices=None) -> list[str]:
   with exp.task.scope():
     state, _ = exp.restore(required=True)
     exp.checkpointer.close()
-    return exp.task.predict(state.params, lines)
+    return exp.task.predict(exp.runtime.whole(state.params), lines)
 
 
 def _require_run(workdir: str):

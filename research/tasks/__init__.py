@@ -45,6 +45,13 @@ Optional (the default in brackets):
 
 Every task is constructed as Task(config, runtime, workdir) and reads the
 config without writing it.
+
+Parameters: loss, train_step and evaluate get them as the step shards them
+(under fsdp or a model axis, a device holds only a slice of a leaf), so evaluate
+runs its model through runtime.jit_data_parallel, and reads a leaf on the host
+only through research.parallel.to_host. Every other hook (predict, samples,
+final_results, benchmark_fields, write_artifacts) gets them whole: the loop
+passes runtime.whole(params), every leaf replicated on every device.
 """
 import contextlib
 

@@ -36,6 +36,7 @@ from research.data import cooccur, imdb, pipeline, text8
 from research.errors import UserError
 from research.models import glove as _glove  # noqa: F401  (registers)
 from research.models.word2vec import Word2Vec, huffman_tree
+from research.parallel import to_host
 from research.tasks import Rejected, Task, register
 
 # The pictures of Mikolov et al. 2013b (Figure 2) and "The amazing power of word vectors".
@@ -289,14 +290,14 @@ class Word2VecTask(WordVectorTask):
     return state.replace(step=state.step + 1, params=params), metrics
 
   def vectors(self, params) -> word_vectors.WordVectors:
-    return word_vectors.WordVectors(self.corpus.words, np.asarray(jax.device_get(params['input'])))
+    return word_vectors.WordVectors(self.corpus.words, to_host(params['input']))
 
   def extra_artifacts(self, params, workdir):
     """Everything online training needs (data.update_from): both tables and the counts."""
     path = os.path.join(workdir, MODEL_FILE)
     np.savez(path + '.tmp.npz', words=np.array(self.corpus.words), counts=self.corpus.counts,
-             input=np.asarray(jax.device_get(params['input'])),
-             output=np.asarray(jax.device_get(params['output'])))
+             input=to_host(params['input']),
+             output=to_host(params['output']))
     os.replace(path + '.tmp.npz', path)
     return [path]
 
@@ -388,8 +389,8 @@ class GloVeTask(WordVectorTask):
 
   def vectors(self, params) -> word_vectors.WordVectors:
     """W + W~, as the paper and glove.c (model 2) save them."""
-    w = jax.device_get(params['w']) + jax.device_get(params['w_tilde'])
-    return word_vectors.WordVectors(self.corpus.words, np.asarray(w))
+    host = to_host({'w': params['w'], 'w_tilde': params['w_tilde']})
+    return word_vectors.WordVectors(self.corpus.words, host['w'] + host['w_tilde'])
 
   def extra_artifacts(self, params, workdir):
     path = os.path.join(workdir, 'vectors.glove.txt')

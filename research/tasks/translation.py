@@ -16,6 +16,7 @@ from research import bleu, models, plots, validation
 from research.data import dates, pairs, pipeline, synthetic
 from research.data.vocab import BOS, PAD, CharVocab, SentencePieceVocab, WordVocab
 from research.errors import UserError
+from research.parallel import to_host
 from research.models import rnn_attention, rnn_seq2seq, transformer  # noqa: F401  (they register)
 from research.tasks import Task, register
 
@@ -251,9 +252,8 @@ class TranslationTask(Task):
   def _attention_maps(self, params, workdir, src, out_tokens, source_text):
     n_in, n_out = int((src != PAD).sum()), int((out_tokens != PAD).sum())
     tgt_in = self.teacher_inputs(out_tokens[None, :n_out])
-    # This process's copy of the replicated params: only process 0 draws.
-    local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), params)
-    maps = jax.device_get(self.model.attention_maps(local, src[None, :n_in], tgt_in))
+    # Only process 0 draws: with its own copy of the (whole) parameters.
+    maps = jax.device_get(self.model.attention_maps(to_host(params), src[None, :n_in], tgt_in))
     src_pieces = self.src_vocab.pieces(source_text)[:n_in]
     out_pieces = self.tgt_vocab.id_pieces(out_tokens[:n_out])
     if len(out_pieces) < n_out:
