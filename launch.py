@@ -173,7 +173,6 @@ def main(argv):
   import jax
   from research import distributed, train
   from research.errors import NonFiniteError, UserError
-  from research.tasks import Rejected
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_OnlyOurInfo())
   config = FLAGS.config
@@ -197,17 +196,11 @@ def main(argv):
       if FLAGS.input:
         if not os.path.isfile(FLAGS.input):
           raise UserError(f'--input file {FLAGS.input!r} not found')
-        lines = open(FLAGS.input, encoding='utf-8', errors='replace').read().splitlines()
+        with open(FLAGS.input, encoding='utf-8', errors='replace', newline='') as f:
+          lines = train.input_lines(f.read())
       else:
-        lines = sys.stdin.read().splitlines()
-      rejected = 0
-      for number, line in enumerate(train.predict(config, workdir, lines), 1):
-        if isinstance(line, Rejected):
-          rejected += 1
-          print(f'error: line {number}: {line}', file=sys.stderr, flush=True)
-          line = ''
-        print(line, flush=True)
-      if rejected:
+        lines = train.input_lines(sys.stdin.buffer.read().decode('utf-8', errors='replace'))
+      if train.write_answers(train.predict(config, workdir, lines), sys.stdout, sys.stderr):
         sys.exit(2)
     elif FLAGS.mode == 'benchmark':
       print(json.dumps(train.benchmark(config, workdir)), flush=True)

@@ -8,6 +8,7 @@ A model exposes two pure functions of its parameters:
 
 Both decoders run under lax.while_loop, so they jit-compile once per shape,
 and stop as soon as the remaining steps could not change the result. Leading axes of context and carry are the batch.
+Neither emits <pad>, <s>, nor the ids in `never` (a vocabulary's never_emitted()).
 """
 import jax
 import jax.numpy as jnp
@@ -17,7 +18,7 @@ from research.data.vocab import BOS, EOS, PAD
 NEG_INF = -1.0e9
 
 
-def greedy(start, step, params, src, max_len: int):
+def greedy(start, step, params, src, max_len: int, never=()):
   """Feeds back the argmax token: (tokens [B, T], attention [B, T, S])."""
   context, carry = start(params, src)
   first = jnp.full((src.shape[0],), BOS, jnp.int32)
@@ -27,7 +28,7 @@ def greedy(start, step, params, src, max_len: int):
   def body(state):
     t, carry, token, done, tokens, attention = state
     carry, log_probs, attn = step(params, context, carry, token)
-    token = jnp.argmax(_never_special(log_probs), -1).astype(jnp.int32)
+    token = jnp.argmax(_never_special(log_probs, never), -1).astype(jnp.int32)
     tokens = tokens.at[:, t].set(token)
     attention = attention.at[:, t].set(attn)
     return t + 1, carry, token, done | (token == EOS), tokens, attention
@@ -46,7 +47,8 @@ def length_penalty(length, alpha: float):
   return ((5.0 + length) / 6.0) ** alpha
 
 
-def beam_search(start, step, params, src, *, beam_size: int, max_len: int, alpha: float = 0.6):
+def beam_search(start, step, params, src, *, beam_size: int, max_len: int, alpha: float = 0.6,
+                never=()):
   """Returns the best hypothesis per sentence: (tokens [B, T], scores [B], attention [B, T, S]).
 
   Scores are log-probabilities divided by the GNMT length penalty. A finished
@@ -71,7 +73,7 @@ def beam_search(start, step, params, src, *, beam_size: int, max_len: int, alpha
     t, carry, live_scores, live_tokens, live_attn, fin_scores, fin_tokens, fin_attn = state
     prev = jnp.where(t == 0, BOS, live_tokens[:, :, jnp.maximum(t - 1, 0)]).reshape(-1)
     carry, log_probs, attention = step(params, context, carry, prev)
-    log_probs = _never_special(log_probs)
+    log_probs = _never_special(log_probs, never)
     vocab = log_probs.shape[-1]
     cand = (live_scores[..., None] + log_probs.reshape(batch, k, vocab)).reshape(batch, -1)
     top_scores, top_idx = jax.lax.top_k(cand, 2 * k)          # [B, 2K]
@@ -120,9 +122,9 @@ def beam_search(start, step, params, src, *, beam_size: int, max_len: int, alpha
   return tokens, scores, attention
 
 
-def _never_special(log_probs):
-  """Decoders never emit <pad> or <s>."""
-  return log_probs.at[:, PAD].set(NEG_INF).at[:, BOS].set(NEG_INF)
+def _never_special(log_probs, never=()):
+  """Decoders never emit <pad>, <s> or the ids in `never`."""
+  return log_probs.at[:, jnp.array((PAD, BOS) + tuple(never))].set(NEG_INF)
 
 
 def _after_eos(tokens):

@@ -211,14 +211,65 @@ def evaluate(config, workdir: str, devices=None) -> dict:
   return results
 
 
-def predict(config, workdir: str, lines: list[str], devices=None) -> list[str]:
+def predictor(config, workdir: str, devices=None):
+  """answer(lines) -> one answer per line (write_answers prints them), from the
+  latest checkpoint of a trained workdir: restored once, asked any number of times."""
   tasks.validate(config)
   _require_run(workdir)
   exp = Experiment(config, workdir, devices)
   with exp.task.scope():
     state, _ = exp.restore(required=True)
     exp.checkpointer.close()
-    return exp.task.predict(exp.runtime.whole(state.params), lines)
+    params = exp.runtime.whole(state.params)
+
+  def answer(lines: list[str]) -> list[str]:
+    if not lines:  # no question: no task need handle an empty batch.
+      return []
+    with exp.task.scope():
+      answers = exp.task.predict(params, lines)
+    if len(answers) != len(lines):
+      raise AssertionError(f'task {exp.task.name!r} answered {len(answers)} of '
+                           f'{len(lines)} lines')
+    return answers
+  return answer
+
+
+def predict(config, workdir: str, lines: list[str], devices=None) -> list[str]:
+  return predictor(config, workdir, devices)(lines)
+
+
+def input_lines(text: str) -> list[str]:
+  """predict's questions: the text split at line feeds only (a carriage return before
+  one dropped), so a line of a file is one question whatever else it holds; a last
+  line without a line feed counts."""
+  lines = text.split('\n')
+  if lines[-1] == '':
+    lines.pop()
+  return [line[:-1] if line.endswith('\r') else line for line in lines]
+
+
+def write_answers(answers: list[str], out, err) -> int:
+  """Writes each answer as one line of `out`; a Rejected one leaves an empty line
+  there and `error: line N: why` on `err`. Returns the number rejected."""
+  rejected = 0
+  for number, answer in enumerate(answers, 1):
+    if isinstance(answer, tasks.Rejected):
+      rejected += 1
+      print(f'error: line {number}: {one_line(answer)}', file=err, flush=True)
+      answer = ''
+    print(one_line(answer), file=out, flush=True)
+  return rejected
+
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROLS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029], ' ')
+
+
+def one_line(answer: str) -> str:
+  """An answer as one output line: line breaks and other control characters (a
+  decoded byte piece can be any byte) become spaces, so answers stay beside their
+  questions."""
+  return answer.translate(_CONTROLS)
 
 
 def _require_run(workdir: str):

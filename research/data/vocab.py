@@ -33,6 +33,10 @@ class Vocab:
     """The tokens of `text` as strings (for plot labels)."""
     raise NotImplementedError
 
+  def never_emitted(self) -> tuple[int, ...]:
+    """Ids a decoder must not emit though the table has them."""
+    return ()
+
   def id_pieces(self, ids) -> list[str]:
     """The token strings of `ids`, up to </s>."""
     return [self.itos[i] for i in self._until_eos(ids)]
@@ -163,6 +167,14 @@ class SentencePieceVocab(Vocab):
 
   def pieces(self, text: str) -> list[str]:
     return self.sp.encode(text, out_type=str)
+
+  def never_emitted(self) -> tuple[int, ...]:
+    """The byte pieces of control characters, a line feed among them: the normalizer
+    maps line breaks and most controls to spaces before training, so no target holds
+    them, yet an undertrained model may emit one and break its output's lines."""
+    control = {f'<0x{b:02X}>' for b in list(range(0x20)) + [0x7F]}
+    return tuple(i for i in range(len(self)) if self.sp.is_byte(i)
+                 and self.sp.id_to_piece(i) in control)
 
   def id_pieces(self, ids) -> list[str]:
     return [self.sp.id_to_piece(i) for i in self._until_eos(ids)]

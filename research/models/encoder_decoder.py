@@ -91,14 +91,14 @@ class EncoderDecoder:
     log_probs = jax.nn.log_softmax(logits)
     return state, log_probs, weights
 
-  def greedy_decode(self, params, src, max_len: int):
+  def greedy_decode(self, params, src, max_len: int, never=()):
     """(tokens [B, T], attention [B, T, S]); tokens after </s> are padding."""
-    return decode.greedy(self.start, self.step, params, src, max_len)
+    return decode.greedy(self.start, self.step, params, src, max_len, never)
 
-  def beam_search(self, params, src, max_len: int, beam_size: int, alpha: float = 0.6):
+  def beam_search(self, params, src, max_len: int, beam_size: int, alpha: float = 0.6, never=()):
     """(tokens [B, T], scores [B], attention [B, T, S]) of the best beam."""
     return decode.beam_search(self.start, self.step, params, src, beam_size=beam_size,
-                              max_len=max_len, alpha=alpha)
+                              max_len=max_len, alpha=alpha, never=never)
 
 
 def _rngs(rngs, i):

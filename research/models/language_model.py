@@ -147,19 +147,23 @@ class LanguageModel:
     return self.module.apply({'params': params}, tokens, train, rngs=rngs)[0]
 
   def generate(self, params, prompt, length, rng, *, num_tokens: int, temperature: float = 1.0,
-               top_k: int = 0, top_p: float = 1.0):
+               top_k: int = 0, top_p: float = 1.0, never=()):
     """Continues each row of prompt [B, context] (its first length[b] tokens; the
     rest is padding) by num_tokens tokens [B, num_tokens]. The prompt is encoded in
     one pass, then each token costs one position of a key/value cache. Once a row
     fills the context, every later token is predicted from the last `context`
-    tokens, the whole window recomputed (learned positions cannot slide a cache)."""
+    tokens, the whole window recomputed (learned positions cannot slide a cache).
+    The ids in `never` are never sampled."""
     batch, context = prompt.shape
     if num_tokens == 0:
       return jnp.zeros((batch, 0), jnp.int32)
     logits, caches = self.module.apply({'params': params}, prompt)
     last = jnp.take_along_axis(logits, (length - 1)[:, None, None], axis=1)[:, 0]
     keys = jax.random.split(rng, num_tokens)
-    first = sample_logits(keys[0], last, temperature, top_k, top_p)
+    sample = lambda key, logits: sample_logits(
+        key, logits.at[:, jnp.array(never, jnp.int32)].set(-jnp.inf) if never else logits,
+        temperature, top_k, top_p)
+    first = sample(keys[0], last)
     rows = jnp.arange(batch)
 
     def cached(token, window, at, caches):
@@ -176,7 +180,7 @@ class LanguageModel:
       at = jnp.minimum(filled, context - 1)  # the token's position in the window.
       window = shifted.at[rows, at].set(token)
       logits, caches = jax.lax.cond(jnp.all(room), cached, recomputed, token, window, at, caches)
-      token = sample_logits(key, logits, temperature, top_k, top_p)
+      token = sample(key, logits)
       return (token, window, jnp.minimum(filled + 1, context), caches), token
 
     _, rest = jax.lax.scan(body, (first, prompt, length, caches), keys[1:])

@@ -535,14 +535,14 @@ class TransformerModel:
     cross_w = weights[-1][1].mean(1)  # [B, T, S]
     return (prefix, index + 1), jax.nn.log_softmax(take(logits).astype(jnp.float32)), take(cross_w)
 
-  def greedy_decode(self, params, src, max_len: int):
+  def greedy_decode(self, params, src, max_len: int, never=()):
     self._check_length(max_len)
-    return decode.greedy(self.start, self.step, params, src, max_len)
+    return decode.greedy(self.start, self.step, params, src, max_len, never)
 
-  def beam_search(self, params, src, max_len: int, beam_size: int, alpha: float = 0.6):
+  def beam_search(self, params, src, max_len: int, beam_size: int, alpha: float = 0.6, never=()):
     self._check_length(max_len)
     return decode.beam_search(self.start, self.step, params, src, beam_size=beam_size,
-                              max_len=max_len, alpha=alpha)
+                              max_len=max_len, alpha=alpha, never=never)
 
   def _check_length(self, max_len):
     if max_len > self.module.max_len:

@@ -64,9 +64,10 @@ TASKS = {}
 
 
 class Rejected(str):
-  """predict's answer to an input line it cannot answer, saying why: launch.py
-  prints `error: line N: <why>` to stderr and an empty line to stdout (which
-  keeps one line per input line), and exits 2 once every line is done."""
+  """predict's answer to an input line it cannot answer, saying why:
+  train.write_answers prints `error: line N: <why>` to stderr and an empty line to
+  stdout (which keeps one line per input line), and launch.py exits 2 once every
+  line is done."""
 
 
 def register(name: str):

@@ -71,6 +71,9 @@ class CharTokens:
   def decode(self, ids) -> str:
     return ''.join(self.chars[int(i)] for i in ids)
 
+  def never_emitted(self):
+    return ()
+
 
 class ByteTokens:
   """UTF-8 bytes: 256 ids, every input known."""
@@ -83,6 +86,9 @@ class ByteTokens:
 
   def decode(self, ids) -> str:
     return bytes(int(i) for i in ids).decode('utf-8', errors='replace')
+
+  def never_emitted(self):
+    return ()
 
 
 class VocabTokens:
@@ -100,6 +106,9 @@ class VocabTokens:
 
   def decode(self, ids) -> str:
     return self.vocab.decode(list(ids) + [2])  # stop at </s> only where the ids end.
+
+  def never_emitted(self):
+    return self.vocab.never_emitted()
 
 
 @register('language_model')
@@ -293,7 +302,8 @@ class LanguageModelTask(Task):
     key = (new, e.temperature, e.top_k, e.top_p)
     if key not in self._generate:
       self._generate[key] = jax.jit(lambda p, x, n, r: self.model.generate(
-          p, x, n, r, num_tokens=new, temperature=e.temperature, top_k=e.top_k, top_p=e.top_p))
+          p, x, n, r, num_tokens=new, temperature=e.temperature, top_k=e.top_k, top_p=e.top_p,
+          never=self.vocab.never_emitted()))
     rng = jax.random.PRNGKey(self.config.seed) if rng is None else rng
     host = to_host(params)  # every process samples with the whole model.
     out = np.asarray(self._generate[key](host, prompt, np.array(lengths, np.int32), rng))
@@ -301,9 +311,7 @@ class LanguageModelTask(Task):
 
   def predict(self, params, lines):
     """Each line of stdin continued: one output line per input line."""
-    if not lines:
-      return []
-    return [c.replace('\n', ' ') for c in self.continue_prompts(params, lines)]
+    return self.continue_prompts(params, lines)
 
   def samples(self, params, split: str, n: int):
     """Continuations of the openings of n windows of a split, beside the true text."""

@@ -332,7 +332,7 @@ class PopcornTask(Task):
     docs = [imdb.tokenize(line) for line in lines]
     p = self.probabilities(params, self.featurize(docs),
                            self.window_views(docs) if self.window_views else None)
-    return [f'{q:.4f}\t{"positive" if q > 0.5 else "negative"}' for q in p]
+    return [f'{q:.4f} {"positive" if q > 0.5 else "negative"}' for q in p]
 
   def write_artifacts(self, params, workdir: str):
     if jax.process_index() != 0:

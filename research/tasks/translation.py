@@ -112,11 +112,12 @@ class TranslationTask(Task):
     if hasattr(self.model, 'check_lengths'):
       self.model.check_lengths(self.max_src, self.max_tgt)
     beam, alpha = config.eval.beam_size, config.eval.length_penalty
+    never = self.tgt_vocab.never_emitted()
     if beam > 1:
-      decode = lambda params, src: self.model.beam_search(params, src, self.max_tgt, beam,
-                                                          alpha)[::2]  # (tokens, attention)
+      decode = lambda params, src: self.model.beam_search(
+          params, src, self.max_tgt, beam, alpha, never)[::2]  # (tokens, attention)
     else:
-      decode = lambda params, src: self.model.greedy_decode(params, src, self.max_tgt)
+      decode = lambda params, src: self.model.greedy_decode(params, src, self.max_tgt, never)
     self._decode = runtime.jit_data_parallel(decode)
     self._nll = runtime.jit_data_parallel(self._example_nll)
 
@@ -216,8 +217,6 @@ class TranslationTask(Task):
     return [(s, h, r) for s, h, r in zip(data.sources[:n], hyps, data.targets[:n])]
 
   def predict(self, params, lines):
-    if not lines:
-      return []
     src, truncated = self.src_vocab.encode_batch(lines, self.max_src, add_eos=False)
     if truncated:  # to stderr: stdout holds one translation per input line, nothing else.
       tokenizer = self.config.data.tokenizer
