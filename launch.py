@@ -1,7 +1,7 @@
 """Trains, evaluates, benchmarks or queries one experiment.
 
   python launch.py --config=configs/NAME.py[:preset] [--workdir=DIR] [--config.key=value ...]
-                   [--mode=train|eval|predict|benchmark]
+                   [--mode=train|eval|predict|benchmark|prepare]
 """
 import os
 import re
@@ -62,7 +62,8 @@ def define_flags():
   config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Experiment config file[:preset].',
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'Run directory (default: runs/<config>[-<preset>]).')
-  flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'benchmark'], 'What to do.')
+  flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'benchmark', 'prepare'],
+                    'What to do (prepare: tokenize the data into its stores, once).')
   flags.DEFINE_string('input', None, 'predict: read lines from this file instead of stdin.')
   flags.DEFINE_bool('sweep', False, "Run every point of the config's get_sweep() in "
                     'workdir/<point>/, then write sweep.csv, sweep.md and sweep.png.')
@@ -203,7 +204,9 @@ def main(argv):
       if train.write_answers(train.predict(config, workdir, lines), sys.stdout, sys.stderr):
         sys.exit(2)
     elif FLAGS.mode == 'benchmark':
-      print(json.dumps(train.benchmark(config, workdir)), flush=True)
+      print(json.dumps(train.benchmark(config, workdir, process_start=STARTED)), flush=True)
+    elif FLAGS.mode == 'prepare':
+      print(json.dumps(train.prepare(config)), flush=True)
   except NonFiniteError as e:
     _fail(str(e), code=1)
   except UserError as e:

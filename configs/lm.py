@@ -46,9 +46,11 @@ def get_config(preset: str = 'char'):
   c = base_config()
   c.task = 'language_model'
 
-  c.data.name = 'text'             # text | text8 (the TFDS builder) | random
+  c.data.name = 'text'             # text | text8 | random
   c.data.path = ''                 # '': $SEQLAB_DATA/wiki2019_text8like/text8like.gz.
-  c.data.data_dir = ''             # TFDS's, for data.name=text8.
+  c.data.mixture = ''              # 'PATH:WEIGHT,PATH:WEIGHT': several corpora, mixed by weight.
+  c.data.text_field = 'text'       # JSON-lines corpora: the field holding each document.
+  c.data.data_dir = ''             # where data.name=text8 downloads text8.zip.
   c.data.encoding_errors = 'strict'
   c.data.tokenizer = 'char'        # char | byte | word | sentencepiece
   c.data.vocab_size = 27           # word / sentencepiece; random: the alphabet's size.

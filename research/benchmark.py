@@ -167,11 +167,14 @@ def per_second(unit: str) -> str:
   return f'{base}_per_second' + (f'_{qualifier}' if qualifier else '')
 
 
-def train_row(exp, state, step_fn, profile_dir: str = '') -> dict:
+def train_row(exp, state, step_fn, profile_dir: str = '', process_start: float | None = None) -> dict:
   """Times bench.steps train steps after bench.warmup_steps (the first of which
   compiles, timed apart as first_step_seconds); returns the JSON row of
-  --mode=benchmark. With bench.profile_steps=N and a profile_dir, N more steps
-  are traced there (jax.profiler, with a Perfetto trace; kernel_times reads it)."""
+  --mode=benchmark, with start_to_first_step_seconds (from process_start, the
+  process's time.time() at its start, to the first step's dispatch: imports,
+  data, the initial state and the batches). With bench.profile_steps=N and a
+  profile_dir, N more steps are traced there (jax.profiler, with a Perfetto
+  trace; kernel_times reads it)."""
   config, runtime, task = exp.config, exp.runtime, exp.task
   warmup, steps = config.bench.warmup_steps, config.bench.steps
   profile = config.bench.get('profile_steps', 0) if profile_dir else 0
@@ -179,7 +182,7 @@ def train_row(exp, state, step_fn, profile_dir: str = '') -> dict:
   # On the devices before the clock starts: the peers time compute on data in memory.
   device_batches = [runtime.put_batch(b) for b in batches]
   jax.block_until_ready(device_batches)
-  units, t_first = {}, time.perf_counter()
+  units, t_first, dispatched = {}, time.perf_counter(), time.time()
   for i, (batch, device_batch) in enumerate(zip(batches[:warmup + steps], device_batches)):
     if i == 1:  # before a slow compile ends in a timeout, the log says which part was slow.
       jax.block_until_ready(state)
@@ -210,6 +213,8 @@ def train_row(exp, state, step_fn, profile_dir: str = '') -> dict:
     'seconds': round(seconds, 4),
     'steps_per_second': round(steps / seconds, 3),
     'first_step_seconds': round(first_step, 2),
+    **({'start_to_first_step_seconds': round(dispatched - process_start, 2)}
+       if process_start else {}),
     **{per_second(k): round(v / seconds, 2) for k, v in units.items()},
   }
   counter = StepFlops(step_fn)

@@ -30,6 +30,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.name = ''
   c.data.path = ''               # local copy of the dataset, for offline use.
+  c.data.store_dir = ''          # prepared stores; '': $SEQLAB_CACHE/stores or ~/.cache/seqlab/stores.
   c.data.seed = 0                # fixes the dataset itself (e.g. splits).
   c.data.bucket_boundaries = ()  # sequence lengths to pad batches to; () pads to the max.
 

@@ -181,6 +181,8 @@ class Runtime:
     sharded step (samples, predict, plots, artifacts) takes, so no task can read one
     device's shard as if it were the parameter. Collective: every process calls it.
     The copies work in jit (run_batched) and, through to_host, on the host."""
+    if all(isinstance(x, jax.Array) and x.is_fully_replicated for x in jax.tree.leaves(tree)):
+      return tree  # the same arrays: what a task cached for them stays valid.
     if self._replicate is None:
       self._replicate = jax.jit(lambda t: t, out_shardings=self.replicated)
     return self._replicate(tree)

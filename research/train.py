@@ -83,6 +83,7 @@ def _loop(exp, writer, state, start_step, t_start, process_start, resume_command
   # device runs this one.
   host = task.train_batch(start_step) if start_step < total else None
   batch = runtime.put_batch(host) if host is not None else None
+  first_step_at = time.time()  # data loaded and the state placed: what comes is compute.
   with distributed.StopRequest() as stop:
     for step in range(start_step, total):
       if profile and step == profile[0]:
@@ -167,6 +168,7 @@ def _loop(exp, writer, state, start_step, t_start, process_start, resume_command
   results['wall_seconds'] = time.time() - t_start
   if start_step < total:
     results['time/start_to_trained_seconds'] = trained_seconds
+    results['time/start_to_first_step_seconds'] = first_step_at - process_start
   _write_json(results_path, results)
   task.write_artifacts(whole, workdir)  # collective: decodes on every process.
   if _is_main():
@@ -272,6 +274,14 @@ def one_line(answer: str) -> str:
   return answer.translate(_CONTROLS)
 
 
+def prepare(config) -> dict:
+  """--mode=prepare: the prepared stores the config reads, made where none is yet;
+  training makes them on its own too, so this only moves the work earlier."""
+  started = time.time()
+  stores = tasks.validate(config).prepare(config)
+  return {'config': config.name, 'stores': stores, 'seconds': round(time.time() - started, 2)}
+
+
 def _require_run(workdir: str):
   """eval and predict read a trained workdir; they never make one."""
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
@@ -280,7 +290,7 @@ def _require_run(workdir: str):
                     'trained run')
 
 
-def benchmark(config, workdir: str = '', devices=None) -> dict:
+def benchmark(config, workdir: str = '', devices=None, process_start: float | None = None) -> dict:
   """--mode=benchmark's JSON row: train steps timed after warm-up (compilation
   excluded, and timed apart), or with bench.what=decode, translating the test split.
   bench.profile_steps=N traces N more steps into workdir/tensorboard."""
@@ -307,7 +317,7 @@ def benchmark(config, workdir: str = '', devices=None) -> dict:
     if config.bench.get('profile_steps', 0) and not workdir:
       logging.warning('bench.profile_steps=%d: no --workdir to write the trace into; not traced',
                       config.bench.profile_steps)
-    row = bench.train_row(exp, state, exp.compile_train_step(), profile_dir)
+    row = bench.train_row(exp, state, exp.compile_train_step(), profile_dir, process_start)
     return {**row, 'init_seconds': round(init_seconds, 2)}
 
 

@@ -22,6 +22,10 @@ from launch import cpu_pool_threads  # pylint: disable=g-import-not-at-top
 if (_threads := cpu_pool_threads(os.environ)):
   os.environ['PJRT_NPROC'] = _threads
 os.environ.pop('SEQLAB_DATA', None)  # tests make their own data, even where CI sets it.
+if 'SEQLAB_CACHE' not in os.environ:  # prepared stores: the session's own, removed at its end.
+  _STORES = tempfile.mkdtemp(prefix='seqlab-test-cache-')
+  atexit.register(shutil.rmtree, _STORES, ignore_errors=True)
+  os.environ['SEQLAB_CACHE'] = _STORES
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _CACHE = tempfile.mkdtemp(prefix='seqlab-test-jax-cache-')
   atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)

@@ -11,9 +11,8 @@ import tempfile
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from research.data import corpus, imdb, multi30k, tabular, text_files
+from research.data import corpus, imdb, multi30k, store, tabular, text_files
 from research.errors import UserError
-from research.tasks import language_model
 
 FUZZ = settings(max_examples=150, derandomize=True, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -100,7 +99,9 @@ def test_corpus_readers(file, lines, errors):
   with tempfile.TemporaryDirectory() as d:
     path = _write(d, 'corpus.txt.gz' if zipped else 'corpus.txt', raw)
     _reads_or_user_error(lambda: corpus.read(path, min_count=1, errors=errors))
-    _reads_or_user_error(lambda: language_model.read_text(path, errors))
+    for tokenizer in ('char', 'sentencepiece'):
+      _reads_or_user_error(lambda: store.prepare(
+          store.Spec(path, tokenizer, 300, encoding_errors=errors), f'{d}/{tokenizer}', False))
 
 
 @FUZZ
@@ -127,7 +128,7 @@ def test_a_cut_gzip_is_one_user_error_naming_the_file(tmp_path):
   path = tmp_path / 'corpus.txt.gz'
   path.write_bytes(gzip.compress(b'the cat sat on the mat\n' * 50)[:30])
   for read in (lambda: corpus.read(str(path), min_count=1), lambda: text_files.read_lines(str(path)),
-               lambda: language_model.read_text(str(path))):
+               lambda: store.prepare(store.Spec(str(path)), str(tmp_path / 'store'), False)):
     try:
       read()
     except UserError as e:

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import ROOT, launch
 from research import config as config_lib, train
+from research.data.vocab import EOS
 from research.errors import UserError
 from research.models import language_model, transformer
 from research.parallel import Runtime
@@ -44,11 +45,13 @@ def task_of(config, devices=1):
 def test_splits_follow_text8_and_windows_score_every_target_once(corpus):
   task = task_of(tiny(corpus))
   text = corpus.read_text()
-  n = len(text)
-  assert [len(task.tokens[s]) for s in ('train', 'validation', 'test')] == [
+  n = len(text) + 1  # the document's characters and its </s>.
+  splits = task.corpus.splits
+  assert [len(splits[s]) for s in ('train', 'validation', 'test')] == [
       int(n * 0.9), int(n * 0.95) - int(n * 0.9), n - int(n * 0.95)]
-  assert task.vocab.decode(task.tokens['train'][:20]) == text[:20]
-  assert task.vocab.chars == sorted(set(text[:int(n * 0.9)]))  # the corpus's own alphabet.
+  assert task.vocab.decode(splits['train'].read(0, 20)) == text[:20]
+  assert task.vocab.itos[4:] == sorted(set(text))  # the corpus's own alphabet.
+  assert sum(task.corpus.characters.values()) == pytest.approx(len(text))
   for stride in (16, 5, 1):
     task.stride = stride
     for length in (17, 40, 333):
@@ -94,17 +97,19 @@ def test_byte_word_and_sentencepiece_tokens_are_scored_per_character(
   config = tiny(corpus, **{'data.tokenizer': tokenizer, 'data.vocab_size': vocab_size})
   task = LanguageModelTask(config, Runtime.create('mesh', jax.devices()[:1]), str(tmp_path))
   text = corpus.read_text()
-  test = text[int(len(text) * 0.95):]
-  ids = task.tokens['test']
-  assert 0 <= ids.min() and ids.max() < len(task.vocab)
-  decoded = task.vocab.decode(ids)
-  if tokenizer == 'word':  # the split cuts a word: its tail is unknown.
-    assert len(ids) == len(test.split()) and decoded.split()[1:] == test.split()[1:]
-  else:
-    assert decoded == test and (len(ids) == len(test)) == (tokenizer == 'byte')
+  store = task.corpus.stores[0]
+  everything = store.tokens.read(0, len(store))
+  assert 0 <= everything.min() and everything.max() < len(task.vocab)
+  assert everything[-1] == EOS and (everything == EOS).sum() == 1  # one document.
+  decoded = task.vocab.decode(everything)
+  assert decoded == (' '.join(text.split()) if tokenizer == 'word' else text.strip()
+                     if tokenizer == 'sentencepiece' else text)
+  assert (len(everything) == len(text.encode()) + 1) == (tokenizer == 'byte')
+  ids = task.corpus.splits['test'].read(0, len(task.corpus.splits['test']))
   result = task.evaluate(task.init(jax.random.PRNGKey(0)), 'test')
   assert result['tokens'] == len(ids) - 1
-  chars = len(test) * result['tokens'] / len(ids)  # the characters the scored tokens cover.
+  # The characters the scored tokens cover.
+  chars = task.corpus.characters['test'] * result['tokens'] / len(ids)
   assert result['bpc'] * np.log(2) * chars == pytest.approx(
       result['nll_per_token'] * result['tokens'], rel=1e-9)
   assert result['perplexity'] == pytest.approx(np.exp(result['nll_per_token']), rel=1e-9)
@@ -152,14 +157,15 @@ def test_a_run_trains_evaluates_and_continues_prompts(corpus, tmp_path):
                                                       .splitlines()) if 'train/loss' in r]
   assert losses[-1] < losses[0] - 0.3  # from ln(27) toward the words' structure.
   assert 0 < results['test/bpc'] < 4.76 and results['validation/bpc'] > 0  # < log2(27).
-  assert results['test/tokens'] == len(task_of(tiny(corpus)).tokens['test']) - 1
+  assert results['test/tokens'] == len(task_of(tiny(corpus)).corpus.splits['test']) - 1
+  assert (tmp_path / 'tokenizer' / 'vocab.json').exists()  # the run carries its tokenizer.
   lines = 'the cat\nTHE DOG, 42!\n' + 'a park ' * 10 + '\n'
   proc = launch('--config=configs/lm.py:tiny', f'--config.data.path={corpus}',
                 '--config.train.steps=20', '--mode=predict', f'--workdir={tmp_path}', input=lines)
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = proc.stdout.splitlines()
   assert len(out) == 3 and all(len(o) == 8 and set(o) <= set(corpus.read_text()) for o in out)
-  assert 'outside the vocabulary were mapped to' in proc.stderr  # the capitals, ',' and '!'.
+  assert 'outside the vocabulary were read as' in proc.stderr  # the capitals, ',' and '!'.
   assert 'longer than data.context=16 tokens kept their last 16' in proc.stderr
 
 

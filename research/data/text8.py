@@ -56,6 +56,22 @@ def _read_text(path: str) -> str:
                            path)
 
 
+def source_file(local_dir: str = '', data_dir: str = '') -> str:
+  """The text8 file a prepared store reads: the local copy (data.path, else
+  $SEQLAB_DATA/text8), or text8.zip downloaded once into data_dir."""
+  local_dir = local_path(local_dir, 'text8')
+  if local_dir:
+    if os.path.isfile(local_dir):
+      return local_dir
+    for name in LOCAL_NAMES:
+      if os.path.isfile(os.path.join(local_dir, name)):
+        return os.path.join(local_dir, name)
+    raise UserError(f'text8: none of {", ".join(LOCAL_NAMES)} in {local_dir}')
+  root = data_dir or os.path.expanduser(os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets'))
+  manager = tfds.download.DownloadManager(download_dir=os.path.join(root, 'downloads'))
+  return str(manager.download(URL))
+
+
 def load_lines(local_dir: str = '', data_dir: str = ''):
   """Prepares text8 once (array_record) and returns its pieces as strings; the local
   copy defaults to $SEQLAB_DATA/text8."""

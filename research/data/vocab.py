@@ -1,12 +1,19 @@
-"""Vocabularies: characters, words and SentencePiece pieces, one interface.
+"""Tokenizers: characters, UTF-8 bytes, words and SentencePiece pieces, one
+interface for every task.
 
-Every vocabulary reserves ids 0-3 for <pad>, <s>, </s> and <unk>, and offers
-encode(text) -> ids, decode(ids) -> text (stopping at </s>) and encode_batch.
+Every vocabulary reserves ids 0-3 for <pad>, <s>, </s> and <unk> (</s> also ends
+a document of a language-model corpus), and offers encode(text) -> ids,
+encode_array(text) -> a numpy array (vectorized where it can be: preparing a
+corpus), decode(ids) -> text (stopping at </s>), encode_batch, and
+never_emitted(). save(vocab, folder) and load(folder) carry one into a prepared
+store or a run's workdir; fingerprint(vocab) names its contents.
 """
 import collections
 import hashlib
+import json
 import os
 import re
+import shutil
 import tempfile
 
 import numpy as np
@@ -26,6 +33,10 @@ class Vocab:
   def encode(self, text: str) -> list[int]:
     raise NotImplementedError
 
+  def encode_array(self, text: str) -> np.ndarray:
+    """encode(text) as the smallest unsigned dtype that holds every id."""
+    return np.asarray(self.encode(text), id_dtype(len(self)))
+
   def decode(self, ids) -> str:
     raise NotImplementedError
 
@@ -36,6 +47,10 @@ class Vocab:
   def never_emitted(self) -> tuple[int, ...]:
     """Ids a decoder must not emit though the table has them."""
     return ()
+
+  def unknown_count(self, text: str) -> int:
+    """How many pieces of `text` the vocabulary does not know."""
+    return self.encode(text).count(UNK)
 
   def id_pieces(self, ids) -> list[str]:
     """The token strings of `ids`, up to </s>."""
@@ -62,22 +77,51 @@ class Vocab:
       yield i
 
 
-class CharVocab(Vocab):
-  """Maps characters to ids; characters never seen in training map to <unk>."""
+def id_dtype(size: int):
+  """The smallest unsigned integer dtype that holds ids 0..size-1."""
+  return np.uint8 if size <= 1 << 8 else np.uint16 if size <= 1 << 16 else np.uint32
 
-  def __init__(self, chars):
+
+class CharVocab(Vocab):
+  """Maps characters to ids, in code-point order after the specials. A character
+  never seen in training maps to <unk>, or with `fallback` to that character (a
+  language model's prompts: a space)."""
+
+  def __init__(self, chars, fallback: str = ''):
     self.itos = list(SPECIALS) + sorted(set(chars) - set(SPECIALS))
     self.stoi = {c: i for i, c in enumerate(self.itos)}
+    self.fallback = fallback
+    self.unknown_id = self.stoi.get(fallback, UNK) if fallback else UNK
+    self._table = None
 
   @classmethod
-  def from_texts(cls, texts):
-    return cls(set().union(*map(set, texts)))
+  def from_texts(cls, texts, fallback: str = ''):
+    return cls(set().union(*map(set, texts)), fallback)
 
   def __len__(self):
     return len(self.itos)
 
   def encode(self, text: str) -> list[int]:
-    return [self.stoi.get(c, UNK) for c in text]
+    return [self.stoi.get(c, self.unknown_id) for c in text]
+
+  def unknown_count(self, text: str) -> int:
+    return sum(c not in self.stoi for c in text)
+
+  def encode_array(self, text: str) -> np.ndarray:
+    """Vectorized: a table from code points to ids, read in one gather."""
+    if self._table is None:
+      codes = [ord(c) for c in self.itos[len(SPECIALS):]]
+      self._table = np.full(max(codes, default=0) + 1, self.unknown_id, id_dtype(len(self)))
+      self._table[codes] = np.arange(len(SPECIALS), len(self))
+    if text.isascii():  # one byte a character: no 4-byte copy.
+      points = np.frombuffer(text.encode('ascii'), np.uint8)
+    else:
+      points = np.frombuffer(text.encode('utf-32-le'), np.uint32)
+    inside = points < len(self._table)
+    if inside.all():
+      return self._table[points]
+    return np.where(inside, self._table[np.where(inside, points, 0)], self.unknown_id).astype(
+        self._table.dtype)
 
   def decode(self, ids) -> str:
     return ''.join(self.itos[i] if i >= len(SPECIALS) else '?' if i == UNK else ''
@@ -85,6 +129,34 @@ class CharVocab(Vocab):
 
   def pieces(self, text: str) -> list[str]:
     return list(text)
+
+
+class ByteVocab(Vocab):
+  """UTF-8 bytes, byte b as id 4 + b: every input known, 260 ids."""
+
+  def __len__(self):
+    return len(SPECIALS) + 256
+
+  def encode(self, text: str) -> list[int]:
+    return self.encode_array(text).tolist()
+
+  def encode_array(self, text: str) -> np.ndarray:
+    return np.frombuffer(text.encode('utf-8'), np.uint8).astype(np.uint16) + len(SPECIALS)
+
+  def decode(self, ids) -> str:
+    return bytes(i - len(SPECIALS) for i in self._until_eos(ids)
+                 if i >= len(SPECIALS)).decode('utf-8', errors='replace')
+
+  def pieces(self, text: str) -> list[str]:
+    return [_byte_piece(b) for b in text.encode('utf-8')]
+
+  def id_pieces(self, ids) -> list[str]:
+    return [SPECIALS[i] if i < len(SPECIALS) else _byte_piece(i - len(SPECIALS))
+            for i in self._until_eos(ids)]
+
+
+def _byte_piece(b: int) -> str:
+  return chr(b) if 32 <= b < 127 else f'<0x{b:02X}>'
 
 
 class WordVocab(Vocab):
@@ -152,6 +224,9 @@ class SentencePieceVocab(Vocab):
                 f'data.vocab_size={vocab_size} is too small for a SentencePiece model of '
                 f'this corpus: its characters and the 256 byte pieces need at least '
                 f'{need.group(1)}; use data.vocab_size >= {need.group(1)}') from None
+          if 'sentences_.empty()' in str(e) or 'all_chars_count' in str(e):
+            raise UserError('the text holds nothing SentencePiece can learn from (only '
+                            'whitespace and control characters)') from None
           raise
         os.replace(prefix + '.model', path)  # atomic: no half-written model is ever cached.
     return cls(path)
@@ -178,3 +253,56 @@ class SentencePieceVocab(Vocab):
 
   def id_pieces(self, ids) -> list[str]:
     return [self.sp.id_to_piece(i) for i in self._until_eos(ids)]
+
+
+def save(vocab: Vocab, folder: str):
+  """Writes the vocabulary into `folder` (vocab.json, and a SentencePiece model's file)."""
+  os.makedirs(folder, exist_ok=True)
+  if isinstance(vocab, CharVocab):
+    spec = {'kind': 'char', 'chars': vocab.itos[len(SPECIALS):], 'fallback': vocab.fallback}
+  elif isinstance(vocab, ByteVocab):
+    spec = {'kind': 'byte'}
+  elif isinstance(vocab, WordVocab):
+    spec = {'kind': 'word', 'words': vocab.itos[len(SPECIALS):]}
+  elif isinstance(vocab, SentencePieceVocab):
+    spec = {'kind': 'sentencepiece', 'model': 'spm.model'}
+    if os.path.abspath(vocab.path) != os.path.abspath(os.path.join(folder, 'spm.model')):
+      shutil.copyfile(vocab.path, os.path.join(folder, 'spm.model.tmp'))
+      os.replace(os.path.join(folder, 'spm.model.tmp'), os.path.join(folder, 'spm.model'))
+  else:
+    raise TypeError(f'cannot save a {type(vocab).__name__}')
+  with open(os.path.join(folder, 'vocab.json.tmp'), 'w', encoding='utf-8') as f:
+    json.dump(spec, f, ensure_ascii=False)
+  os.replace(os.path.join(folder, 'vocab.json.tmp'), os.path.join(folder, 'vocab.json'))
+
+
+def load(folder: str) -> Vocab:
+  """The vocabulary that save() wrote into `folder`."""
+  path = os.path.join(folder, 'vocab.json')
+  try:
+    with open(path, encoding='utf-8') as f:
+      spec = json.load(f)
+    kind = spec['kind']
+    if kind == 'char':
+      return CharVocab(spec['chars'], spec.get('fallback', ''))
+    if kind == 'byte':
+      return ByteVocab()
+    if kind == 'word':
+      return WordVocab(spec['words'])
+    if kind == 'sentencepiece':
+      return SentencePieceVocab(os.path.join(folder, spec['model']))
+  except (OSError, ValueError, KeyError, RuntimeError) as e:
+    raise UserError(f'could not read the tokenizer in {folder}: {e}') from None
+  raise UserError(f'{path}: unknown tokenizer kind {kind!r}')
+
+
+def fingerprint(vocab: Vocab) -> str:
+  """A digest of what the vocabulary maps: equal digests tokenize alike."""
+  h = hashlib.sha256(type(vocab).__name__.encode())
+  if isinstance(vocab, SentencePieceVocab):
+    with open(vocab.path, 'rb') as f:
+      h.update(f.read())
+  elif isinstance(vocab, (CharVocab, WordVocab)):
+    h.update('\x00'.join(vocab.itos).encode('utf-8'))
+    h.update(getattr(vocab, 'fallback', '').encode('utf-8'))
+  return h.hexdigest()[:16]

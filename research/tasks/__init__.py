@@ -22,6 +22,10 @@ Required:
 Optional (the default in brackets):
   validate(config) (a classmethod)         checks the config before any work, raising
                                            UserError naming the key [nothing]
+  prepare(config) -> [path] (a classmethod)
+                                           --mode=prepare: tokenizes the data into
+                                           its stores (research/data/store.py) where
+                                           none is yet; returns their folders [nothing]
   num_steps() -> int                       the run's length: tasks that count in epochs
                                            derive it [config.train.steps]
   scope() -> context manager               wraps everything the loop does with the task
@@ -119,6 +123,10 @@ class Task:
       models.get(config.model.get('name'), cls.name)
     if not cls.full_batch:
       validation.check(config, [('train.batch_size', validation.integer(1))])
+
+  @classmethod
+  def prepare(cls, config) -> list:
+    return []
 
   def num_steps(self) -> int:
     return self.config.train.steps

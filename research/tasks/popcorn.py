@@ -335,9 +335,9 @@ class PopcornTask(Task):
     return [f'{q:.4f} {"positive" if q > 0.5 else "negative"}' for q in p]
 
   def write_artifacts(self, params, workdir: str):
+    p = self._split_probabilities(params, 'test')  # collective: on every process.
     if jax.process_index() != 0:
       return []
-    p = self._split_probabilities(params, 'test')
     labels = self.arrays['test']['label']
     sub = os.path.join(workdir, 'submission.csv')
     with open(sub + '.tmp', 'w') as f:  # Kaggle's sample: "12311_10",0
