@@ -181,8 +181,9 @@ def test_tfidf_run_classifies_and_writes_submission_and_roc(data, tmp_path):
   assert lines[0] == 'id,sentiment' and len(lines) == 49
   assert lines[1].startswith('"0_2",') and lines[1][-1] in '01'
   assert (tmp_path / 'plots' / 'roc.png').stat().st_size > 0
+  # The workdir carries the fitted featurizer: predict reads no review.
   proc = launch('--config=configs/popcorn.py:tiny', f'--workdir={tmp_path}',
-                f'--config.data.path={data}', '--mode=predict',
+                f'--config.data.path={tmp_path / "moved"}', '--mode=predict',
                 input='wonderful superb great film\nawful boring terrible waste\n')
   assert proc.returncode == 0, proc.stderr[-2000:]
   first, second = proc.stdout.strip().splitlines()[-2:]
@@ -195,6 +196,14 @@ def test_word_vector_methods_train_word2vec_on_the_reviews_first(data, tmp_path,
                 '--config.data.words_per_cluster=2')
   assert (tmp_path / 'word2vec' / 'vectors.bin').exists()  # trained on train + unlabeled reviews.
   assert results['test/accuracy'] >= 0.75
+  # eval scores from the workdir's featurizer (no word vectors read) what training scored.
+  (tmp_path / 'word2vec' / 'vectors.bin').unlink()
+  proc = launch('--config=configs/popcorn.py:tiny', f'--workdir={tmp_path}',
+                f'--config.data.path={data}', f'--config.data.features={preset_features}',
+                '--config.data.words_per_cluster=2', '--mode=eval')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  evaluated = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert evaluated['test/accuracy'] == pytest.approx(results['test/accuracy'])
 
 
 def test_encoder_starts_from_the_word_vectors(data, tmp_path):

@@ -21,10 +21,14 @@ run, so a finished one is reused).
 
 Splits: data.validation_size reviews of the labeled train set (seeded) are held
 out for the periodic evaluation; the rest train; the test split is the 25k test
-reviews. Outputs: test/accuracy, test/auc, test/f1 in results.json,
+reviews. The fitted representation (vocabulary and document frequencies, word
+vectors and their standardization, clusters) is saved in WORKDIR/featurizer/:
+predict then reads no review and no word vectors, and eval featurizes only the
+reviews it scores. Outputs: test/accuracy, test/auc, test/f1 in results.json,
 plots/roc.png, submission.csv (Kaggle's id,sentiment) and test_scores.npz
 (ids, labels, probabilities: the combined ROC of `configs/papers/popcorn.py`).
 """
+import json
 import os
 
 import jax
@@ -40,6 +44,7 @@ from research.tasks import Task, register
 
 FEATURES = ('bow', 'tfidf', 'avg_vectors', 'centroids', 'tokens')
 PAD, UNK = 0, 1
+FEATURIZER = 'featurizer'  # the workdir's folder of the fitted representation.
 
 
 @register('popcorn')
@@ -73,96 +78,146 @@ class PopcornTask(Task):
     if self.linear == (d.features == 'tokens'):
       raise UserError('model.name=sentiment_encoder goes with data.features=tokens, and '
                       'logistic_regression with the rest')
-    reviews = imdb.load(d.path, ('train', 'test'), d.encoding_errors, d.get('data_dir', ''))
-    for split, r in reviews.items():
-      if r.skipped_empty:
-        logging.warning('imdb %s: %d empty reviews skipped', split, r.skipped_empty)
-      if split == 'train' and np.any(r.labels < 0):
-        raise UserError('imdb train: every review needs a 0/1 label')
-    train, test = reviews['train'], reviews['test']
-    order = np.random.default_rng(d.seed).permutation(len(train.ids))
-    held = order[:d.validation_size]
-    kept = order[d.validation_size:]
-    docs = [imdb.tokenize(t) for t in train.texts]
-    test_docs = [imdb.tokenize(t) for t in test.texts]
-    self.ids = {'test': test.ids}
-    self.texts = {'validation': [docs[i] for i in held[:10]], 'test': test_docs[:10]}
-    split_docs = {'train': [docs[i] for i in kept], 'validation': [docs[i] for i in held],
-                  'test': test_docs}
-    labels = {'train': train.labels[kept], 'validation': train.labels[held], 'test': test.labels}
-    self.featurize = self._featurizer(split_docs['train'])
-    self.arrays, self.windows = {}, {}
-    for split, split_doc in split_docs.items():
-      if split == 'validation' and not len(split_doc):
-        continue
-      self.arrays[split] = dict(self.featurize(split_doc), label=labels[split].astype(np.float32))
-      if split != 'train' and self.window_views:
-        self.windows[split] = self.window_views(split_doc)
-    self.num_train = len(kept)
-    logging.info('popcorn %s: %d train, %d validation, %d test reviews; %s',
-                 d.features, self.num_train, len(held), len(test_docs), self.describe)
+    self._reviews, self._docs, self._arrays, self._windows = None, {}, {}, {}
+    self.init_vectors = None
+    folder = os.path.join(workdir, FEATURIZER) if workdir else ''
+    if folder and os.path.isfile(os.path.join(folder, 'featurizer.json')):
+      # The run's own: predict reads no reviews, eval only the ones it scores.
+      self.fitted = _load_fitted(folder)
+    else:
+      self.fitted = self._fit(self.docs('train'))
+      if folder and jax.process_index() == 0:
+        _save_fitted(self.fitted, folder)
+    self.dim, self.describe = self.fitted['dim'], self.fitted['describe']
+    self.num_train = self.fitted['num_train']
+    self.featurize, self.window_views = self._featurizer(self.fitted)
 
   def num_steps(self) -> int:
     """train.steps, or with 0, data.epochs passes over the training reviews."""
     return self.config.train.steps or -(
         -self.config.data.epochs * self.num_train // self.config.train.batch_size)
 
+  # --- data ---------------------------------------------------------------------------
+
+  def reviews(self) -> dict:
+    """{split: (texts, labels)} and the test ids: the labeled train reviews less the
+    data.validation_size held out (seeded), and the test reviews; read once."""
+    if self._reviews is None:
+      d = self.config.data
+      reviews = imdb.load(d.path, ('train', 'test'), d.encoding_errors, d.get('data_dir', ''))
+      for split, r in reviews.items():
+        if r.skipped_empty:
+          logging.warning('imdb %s: %d empty reviews skipped', split, r.skipped_empty)
+        if split == 'train' and np.any(r.labels < 0):
+          raise UserError('imdb train: every review needs a 0/1 label')
+      train, test = reviews['train'], reviews['test']
+      order = np.random.default_rng(d.seed).permutation(len(train.ids))
+      held, kept = order[:d.validation_size], order[d.validation_size:]
+      pick = lambda rows: ([train.texts[i] for i in rows], train.labels[rows])
+      self._reviews = {'train': pick(kept), 'validation': pick(held),
+                       'test': (test.texts, test.labels)}
+      self.ids = {'test': test.ids}
+      logging.info('popcorn %s: %d train, %d validation, %d test reviews', d.features,
+                   len(kept), len(held), len(test.texts))
+    return self._reviews
+
+  def docs(self, split: str) -> list:
+    """A split's reviews as tokens (imdb.tokenize), made on first use."""
+    if split not in self._docs:
+      self._docs[split] = [imdb.tokenize(t) for t in self.reviews()[split][0]]
+    return self._docs[split]
+
+  def split(self, split: str):
+    """A split's features and labels, featurized on first use; None for an empty
+    validation split."""
+    if split not in self._arrays:
+      docs = self.docs(split)
+      if split == 'validation' and not docs:
+        return None
+      labels = self.reviews()[split][1].astype(np.float32)
+      self._arrays[split] = dict(self.featurize(docs), label=labels)
+      if split != 'train' and self.window_views:
+        self._windows[split] = self.window_views(docs)
+    return self._arrays[split]
+
   # --- features ---------------------------------------------------------------------
 
-  def _featurizer(self, train_docs):
-    """Fits the representation on the training reviews; returns docs -> arrays."""
-    d = self.config.data
-    self.window_views = None
+  def _fit(self, train_docs) -> dict:
+    """The representation fitted on the training reviews: what featurizes any review
+    (saved in the workdir). The training reviews' features, where fitting made
+    them, are kept for the first use."""
+    d, m = self.config.data, self.config.model
+    out = {'features': d.features, 'num_train': len(train_docs)}
     if d.features in ('bow', 'tfidf'):
       n_max = 1 if d.features == 'bow' else d.ngram_max
       vocab = bag.build_vocabulary(train_docs, n_max, d.max_features, d.min_df)
-      self.dim, self.describe = len(vocab.terms), f'{len(vocab.terms)} terms (n <= {n_max})'
-      return lambda docs: _sparse(bag.weight(bag.term_counts(docs, vocab), d.features, vocab))
+      return {**out, 'terms': vocab.terms, 'df': vocab.df, 'num_docs': vocab.num_docs,
+              'n_max': n_max, 'dim': len(vocab.terms),
+              'describe': f'{len(vocab.terms)} terms (n <= {n_max})'}
     if d.features == 'tokens':
-      return self._token_featurizer(train_docs)
+      vocab = bag.build_vocabulary(train_docs, 1, d.max_features, d.min_df)
+      words = ['<pad>', '<unk>'] + vocab.terms
+      if m.init_from_vectors:
+        wv = self.word_vectors()
+        if wv.vectors.shape[1] != m.model_dim:
+          raise UserError(f'model.init_from_vectors: vectors have {wv.vectors.shape[1]} '
+                          f'dimensions, model.model_dim is {m.model_dim}')
+        known = {w: i for i, w in enumerate(wv.words)}
+        rows = np.array([known.get(w, -1) for w in words])
+        self.init_vectors = (rows, wv.vectors)
+        logging.info('embeddings: %d of %d from word vectors', int((rows >= 0).sum()), len(rows))
+      return {**out, 'words': words, 'dim': len(words),
+              'describe': f'{len(words)} tokens, length {d.max_length}'}
     wv = self.word_vectors()
     words = {w: i for i, w in enumerate(wv.words)}
     if d.features == 'avg_vectors':
-      self.dim, self.describe = wv.vectors.shape[1], f'{len(wv.words)} word vectors'
       # Standardized with the training reviews' mean and spread, as one would for
       # any dense features under logistic regression.
       train = bag.average_vectors(train_docs, words, wv.vectors).value
       mean, std = train.mean(0), np.maximum(train.std(0), 1e-6)
-      # The training reviews' averages are computed once, here.
-      average = lambda docs: (train if docs is train_docs
-                              else bag.average_vectors(docs, words, wv.vectors).value)
-      return lambda docs: _sparse(bag.dense((average(docs) - mean) / std))
+      self._train_features = train
+      return {**out, 'words': wv.words, 'vectors': wv.vectors, 'mean': mean, 'std': std,
+              'dim': wv.vectors.shape[1], 'describe': f'{len(wv.words)} word vectors'}
     k = max(2, len(wv.words) // d.words_per_cluster)
     _, cluster, inertia = jax.jit(sentiment.kmeans, static_argnums=(1, 3))(
         wv.unit, k, jax.random.PRNGKey(self.config.seed), d.kmeans_iters)
     cluster = np.asarray(cluster)
     logging.info('k-means: %d clusters of %d words, inertia %.1f -> %.1f', k, len(wv.words),
                  float(inertia[0]), float(inertia[-1]))
-    self.dim, self.describe = k, f'{k} centroids of {len(wv.words)} word vectors'
     train = bag.centroid_counts(train_docs, words, cluster, k)
-    df = np.bincount(train.index[train.value > 0], minlength=k)
-    vocab = bag.Vocabulary([str(i) for i in range(k)], df, len(train_docs), 1)
-    # The training reviews' counts are computed once, here.
-    counts = lambda docs: (train if docs is train_docs
-                           else bag.centroid_counts(docs, words, cluster, k))
-    return lambda docs: _sparse(bag.weight(counts(docs), 'tfidf', vocab))
+    self._train_features = train
+    return {**out, 'words': wv.words, 'cluster': cluster, 'k': k,
+            'df': np.bincount(train.index[train.value > 0], minlength=k),
+            'num_docs': len(train_docs), 'dim': k,
+            'describe': f'{k} centroids of {len(wv.words)} word vectors'}
 
-  def _token_featurizer(self, train_docs):
-    d, m = self.config.data, self.config.model
-    vocab = bag.build_vocabulary(train_docs, 1, d.max_features, d.min_df)
-    self.words = ['<pad>', '<unk>'] + vocab.terms
-    index = {w: i for i, w in enumerate(self.words)}
-    self.dim, self.describe = len(self.words), f'{len(self.words)} tokens, length {d.max_length}'
-    self.init_vectors = None
-    if m.init_from_vectors:
-      wv = self.word_vectors()
-      if wv.vectors.shape[1] != m.model_dim:
-        raise UserError(f'model.init_from_vectors: vectors have {wv.vectors.shape[1]} '
-                        f'dimensions, model.model_dim is {m.model_dim}')
-      known = {w: i for i, w in enumerate(wv.words)}
-      rows = np.array([known.get(w, -1) for w in self.words])
-      self.init_vectors = (rows, wv.vectors)
-      logging.info('embeddings: %d of %d from word vectors', int((rows >= 0).sum()), len(rows))
+  def _featurizer(self, fitted):
+    """(docs -> arrays, docs -> window views or None) from the fitted representation."""
+    d = self.config.data
+    features = fitted['features']
+    first = lambda docs: docs is self._docs.get('train') and getattr(
+        self, '_train_features', None) is not None  # the training reviews, made by _fit.
+    if features in ('bow', 'tfidf'):
+      vocab = bag.Vocabulary(fitted['terms'], fitted['df'], fitted['num_docs'], fitted['n_max'])
+      return lambda docs: _sparse(bag.weight(bag.term_counts(docs, vocab), features, vocab)), None
+    if features == 'tokens':
+      return self._token_featurizer(fitted['words'])
+    words = {w: i for i, w in enumerate(fitted['words'])}
+    if features == 'avg_vectors':
+      mean, std, vectors = fitted['mean'], fitted['std'], fitted['vectors']
+      average = lambda docs: (self._train_features if first(docs)
+                              else bag.average_vectors(docs, words, vectors).value)
+      return lambda docs: _sparse(bag.dense((average(docs) - mean) / std)), None
+    k = fitted['k']
+    vocab = bag.Vocabulary([str(i) for i in range(k)], fitted['df'], fitted['num_docs'], 1)
+    counts = lambda docs: (self._train_features if first(docs)
+                           else bag.centroid_counts(docs, words, fitted['cluster'], k))
+    return lambda docs: _sparse(bag.weight(counts(docs), 'tfidf', vocab)), None
+
+  def _token_featurizer(self, words):
+    d = self.config.data
+    self.words = words
+    index = {w: i for i, w in enumerate(words)}
     half = d.max_length // 2
 
     def encode(docs):
@@ -187,9 +242,7 @@ class PopcornTask(Task):
           owner.extend([i] * len(starts))
       return {'tokens': np.array(rows, np.int32).reshape(-1, length),
               'owner': np.array(owner, np.int32)}
-    if d.eval_stride > 0:
-      self.window_views = window_views
-    return encode
+    return encode, window_views if d.eval_stride > 0 else None
 
   def word_vectors(self) -> word_vectors.WordVectors:
     d = self.config.data
@@ -261,7 +314,7 @@ class PopcornTask(Task):
       perm = np.random.default_rng([self.config.seed, epoch]).permutation(n)
       rows.extend(perm[offset:offset + b - len(rows)])
     rows = np.asarray(rows)[pipeline.process_slice(b)]
-    return {k: v[rows] for k, v in self.arrays['train'].items()}
+    return {k: v[rows] for k, v in self.split('train').items()}
 
   def units(self, batch):
     out = {'examples': int(batch['label'].shape[0])}
@@ -293,9 +346,9 @@ class PopcornTask(Task):
     return tuple(np.concatenate(parts) for parts in zip(*out))
 
   def evaluate(self, params, split: str):
-    if split not in self.arrays:
+    if self.split(split) is None:
       return {}
-    labels = self.arrays[split]['label']
+    labels = self.split(split)['label']
     if np.any(labels < 0):  # a test set without labels (none recoverable): no metrics.
       return {}
     p = self._split_probabilities(params, split)
@@ -307,20 +360,20 @@ class PopcornTask(Task):
     leaf = jax.tree.leaves(params)[0]  # held, so its identity cannot be reused.
     cached = getattr(self, '_cached', None)
     if cached is None or cached[0] != split or cached[1] is not leaf:
-      self._cached = cached = (split, leaf, self.probabilities(params, self.arrays[split],
-                                                                self.windows.get(split)))
+      self._cached = cached = (split, leaf, self.probabilities(params, self.split(split),
+                                                                self._windows.get(split)))
     return cached[2]
 
   def samples(self, params, split: str, n: int):
     """(review opening, predicted, true) for the first n reviews of a split."""
-    if not n or split not in self.arrays:
+    if not n or self.split(split) is None:
       return []
-    arrays = {k: v[:n] for k, v in self.arrays[split].items()}
-    windows = self.windows.get(split)
+    arrays = {k: v[:n] for k, v in self.split(split).items()}
+    windows = self._windows.get(split)
     if windows is not None:
       windows = {k: v[windows['owner'] < n] for k, v in windows.items()}
     p = self.probabilities(params, arrays, windows)
-    texts = self.texts.get(split, [])
+    texts = self.docs(split)
     return [(' '.join(texts[i][:20]) if i < len(texts) else '', f'{q:.3f}', str(int(label)))
             for i, (q, label) in enumerate(zip(p, arrays['label']))]
 
@@ -338,7 +391,7 @@ class PopcornTask(Task):
     p = self._split_probabilities(params, 'test')  # collective: on every process.
     if jax.process_index() != 0:
       return []
-    labels = self.arrays['test']['label']
+    labels = self.split('test')['label']
     sub = os.path.join(workdir, 'submission.csv')
     with open(sub + '.tmp', 'w') as f:  # Kaggle's sample: "12311_10",0
       f.write('id,sentiment\n')
@@ -351,6 +404,29 @@ class PopcornTask(Task):
       paths.append(plots.roc_curves({self.config.name or self.config.data.features: (labels, p)},
                                     os.path.join(workdir, 'plots', 'roc.png')))
     return paths
+
+
+def _save_fitted(fitted: dict, folder: str):
+  """featurizer.npz (the arrays) and featurizer.json (the rest) in `folder`."""
+  os.makedirs(folder, exist_ok=True)
+  arrays = {k: v for k, v in fitted.items() if isinstance(v, np.ndarray)}
+  np.savez(os.path.join(folder, 'featurizer.tmp.npz'), **arrays)
+  os.replace(os.path.join(folder, 'featurizer.tmp.npz'), os.path.join(folder, 'featurizer.npz'))
+  rest = {k: v for k, v in fitted.items() if k not in arrays}
+  with open(os.path.join(folder, 'featurizer.json.tmp'), 'w', encoding='utf-8') as f:
+    json.dump(rest, f, ensure_ascii=False)
+  os.replace(os.path.join(folder, 'featurizer.json.tmp'), os.path.join(folder, 'featurizer.json'))
+
+
+def _load_fitted(folder: str) -> dict:
+  try:
+    with open(os.path.join(folder, 'featurizer.json'), encoding='utf-8') as f:
+      fitted = json.load(f)
+    with np.load(os.path.join(folder, 'featurizer.npz')) as arrays:
+      fitted.update({k: arrays[k] for k in arrays.files})
+  except (OSError, ValueError) as e:
+    raise UserError(f'could not read the featurizer in {folder}: {e}') from None
+  return fitted
 
 
 def _sparse(s: bag.Sparse) -> dict:
