@@ -51,15 +51,18 @@ def get_config(preset: str = 'bahdanau'):
   c = base_config()
   c.task = 'translation'
 
-  c.data.name = 'multi30k'
+  c.data.name = 'multi30k'      # multi30k | tatoeba | wmt14 | parallel (aligned files) | ...
   c.data.pair = 'de-en'
   c.data.path = ''              # '': $SEQLAB_DATA/multi30k, else download.
   c.data.data_dir = ''          # where TFDS keeps prepared data ('' = its default).
+  c.data.encoding_errors = 'strict'  # aligned files: strict | replace.
   c.data.tokenizer = 'sentencepiece'
   c.data.vocab_size = 8000
   c.data.spm_model_type = 'bpe'
+  c.data.tokenizer_sample = 1_000_000  # training pairs the vocabularies learn from.
   c.data.max_source_len = 64
   c.data.max_target_len = 64
+  c.data.validation_split = 'validation'  # data.name=parallel: the files' name, e.g. newstest2013.
   c.data.test_split = 'test2016'
   c.data.bucket_boundaries = (16, 24, 32, 48, 64)
   c.data.batch_tokens = 0       # >0: batches of about this many padded tokens (per side).

@@ -253,7 +253,7 @@ def decode_row(exp, state, step: int) -> dict:
   """Sentences/s decoding the test split (eval.beam_size, model.kv_cache): a first
   pass compiles every batch shape; the second is timed."""
   config = exp.config
-  src = exp.task.arrays['test']['src']
+  src = exp.task.data.arrays['test']['src']
   exp.task.translate_ids(state.params, src)  # warm-up: compiles.
   t0 = time.perf_counter()
   tokens, _ = exp.task.translate_ids(state.params, src)

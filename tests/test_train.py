@@ -239,7 +239,7 @@ def test_perplexity_is_exp_of_the_mean_nll_over_real_target_tokens():
   config.eval.batch_size = 8  # several batches, the last one partial.
   exp = train.Experiment(config, '')
   params = exp.fresh_state().params
-  arrays = exp.task.arrays['validation']
+  arrays = exp.task.data.arrays['validation']
   arrays['tgt'] = arrays['tgt'].copy()
   arrays['tgt'][::3, 7:] = 0  # dates are all one length: pad some targets by hand.
   logits, _ = exp.task.model.forward(params, arrays['src'],

@@ -165,7 +165,9 @@ def test_tiny_transformer_trains_and_writes_every_head(tmp_path):
   results = json.loads((workdir / 'results.json').read_text())
   assert results['test/perplexity'] > 1.0 and 0.0 <= results['test/bleu_lowercase'] <= 100.0
   assert results['num_params'] > 0
-  assert list((tmp_path / 'tfds').rglob('tokenizer_joint/spm_bpe_300_*.model'))
+  # One joint SentencePiece model, carried by the run (and by the prepared store).
+  models = [(workdir / f'tokenizer_{side}' / 'spm.model').read_bytes() for side in ('source', 'target')]
+  assert models[0] == models[1]
   maps = sorted(p.name for p in (workdir / 'plots' / 'attention_layers').glob('*.png'))
   assert maps == ['decoder_0_cross.png', 'decoder_0_self.png', 'decoder_1_cross.png',
                   'decoder_1_self.png', 'encoder_0_self.png', 'encoder_1_self.png']

@@ -7,7 +7,7 @@ import pytest
 
 import research.data as research_data
 from research import bleu
-from research.data import multi30k, pairs, tatoeba
+from research.data import multi30k, tatoeba, tfds_pairs as pairs
 from research.data.vocab import EOS, UNK, SentencePieceVocab, WordVocab
 from research.errors import UserError
 
@@ -124,7 +124,8 @@ def test_seq2seq_config_trains_end_to_end_on_multi30k_files(tmp_path):
   for split in ('validation', 'test'):
     for metric in ('bleu', 'bleu_lowercase', 'chrf', 'exact_match'):
       assert 0.0 <= results[f'{split}/{metric}'] <= 100.0
-  assert list((tmp_path / 'tfds').rglob('tokenizer_source/spm_bpe_300_*.model'))
+  models = [(workdir / f'tokenizer_{side}' / 'spm.model').read_bytes() for side in ('source', 'target')]
+  assert models[0] != models[1]  # one SentencePiece model a language, carried by the run.
   assert list((workdir / 'plots').glob('attention_test_*.png'))
   proc = launch('--config=configs/seq2seq.py:tiny', f'--workdir={workdir}', '--mode=predict',
                 f'--config.data.path={local}', f'--config.data.data_dir={tmp_path / "tfds"}',
@@ -206,3 +207,91 @@ def test_a_second_run_waits_for_the_first_to_prepare_the_data(tmp_path):
     make().download_and_prepare()  # the first run prepares.
   second.join(timeout=60)
   assert not second.is_alive() and sorted(result['splits']['train'].targets) == sorted(EN)
+
+
+def _aligned(root, pairs=None, split='train', gz=False):
+  """train.en / train.de (line i of each a pair) in `root`."""
+  pairs = pairs or list(zip(EN, DE))
+  _write(f'{root}/{split}.en' + ('.gz' if gz else ''), [e for e, _ in pairs], gz=gz)
+  _write(f'{root}/{split}.de', [g for _, g in pairs])
+  return str(root)
+
+
+def _parallel_config(root, **overrides):
+  from conftest import ROOT  # pylint: disable=g-import-not-at-top
+  from research import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config_file(str(ROOT / 'configs/transformer.py'), 'tiny')
+  config.data.update(name='parallel', path=str(root), pair='en-de', vocab_size=300,
+                     validation_split='newstest2013', test_split='newstest2014', **overrides)
+  return config
+
+
+def test_aligned_files_prepare_a_store_that_batches_read_by_position(tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from research.parallel import Runtime  # pylint: disable=g-import-not-at-top
+  from research.tasks.translation import TranslationTask  # pylint: disable=g-import-not-at-top
+  many = [(f'{e} number {i}', f'{g} nummer {i}') for i in range(30) for e, g in zip(EN, DE)]
+  root = _aligned(tmp_path / 'wmt', many, gz=True)
+  _aligned(root, many[:6], 'newstest2013')
+  _aligned(root, many[6:10], 'newstest2014')
+  config = _parallel_config(root, bucket_boundaries=())
+  task = TranslationTask(config, Runtime.create('mesh', jax.devices()[:1]))
+  stores = os.listdir(os.path.join(os.environ['SEQLAB_CACHE'], 'stores'))
+  assert any(s.startswith('wmt_en-de-') and not s.endswith('.lock') for s in stores)
+  assert len(task.data.train) == len(many) and len(task.data.splits['test'].sources) == 4
+  from research.data import pipeline  # pylint: disable=g-import-not-at-top
+  for step in (0, 5):
+    batch = task.train_batch(step)
+    idx = pipeline.batch_indices(len(many), config.train.batch_size, config.seed, step)
+    src, _ = task.src_vocab.encode_batch([many[i][0] for i in idx], task.max_src, add_eos=False)
+    tgt, _ = task.tgt_vocab.encode_batch([many[i][1] for i in idx], task.max_tgt, add_eos=True)
+    np.testing.assert_array_equal(batch['src'], src)
+    np.testing.assert_array_equal(batch['tgt_out'], tgt)
+  # The same files and settings open the same store; the vocabulary learned from a
+  # bounded sample of the pairs gets its own.
+  again = TranslationTask(config, Runtime.create('mesh', jax.devices()[:1]))
+  assert again.data.train.files['source'].path == task.data.train.files['source'].path
+  sampled = TranslationTask(_parallel_config(root, bucket_boundaries=(), tokenizer_sample=10),
+                            Runtime.create('mesh', jax.devices()[:1]))
+  assert sampled.data.train.files['source'].path != task.data.train.files['source'].path
+
+
+def test_aligned_files_of_other_lengths_or_missing_are_clear_errors(tmp_path):
+  from research.data import parallel  # pylint: disable=g-import-not-at-top
+  root = _aligned(tmp_path / 'bad')
+  _write(f'{root}/train.de', DE[:3])
+  config = _parallel_config(root)
+  with pytest.raises(UserError, match=r'train.de has 3 lines but .*train.en has more'):
+    list(parallel.read_local(root, 'en-de', 'train'))
+  with pytest.raises(UserError, match=r'no newstest2013.en and newstest2013.de \(or .gz\), nor '
+                                      r'newstest2013.tsv'):
+    parallel.read_split(config.data, 'newstest2013')
+  tsv = tmp_path / 'tsv'
+  _write(f'{tsv}/train.tsv', [f'{e}\t{g}' for e, g in zip(EN, DE)] + ['no tab'])
+  with pytest.raises(UserError, match=r'train.tsv, line 5: expected source<TAB>target'):
+    list(parallel.read_local(str(tsv), 'en-de', 'train'))
+
+
+def test_a_parallel_run_prepares_trains_and_translates_from_its_workdir(tmp_path):
+  from conftest import launch  # pylint: disable=g-import-not-at-top
+  root = _aligned(tmp_path / 'wmt', [(f'{e} {i}', f'{g} {i}') for i in range(20)
+                                     for e, g in zip(EN, DE)])
+  _aligned(root, list(zip(EN, DE)), 'newstest2013')
+  _aligned(root, list(zip(EN, DE)), 'newstest2014')
+  cache = {**os.environ, 'SEQLAB_CACHE': str(tmp_path / 'cache')}
+  args = ['--config=configs/transformer.py:tiny', '--config.data.name=parallel',
+          f'--config.data.path={root}', '--config.data.pair=en-de',
+          '--config.data.vocab_size=300', '--config.data.validation_split=newstest2013',
+          '--config.data.test_split=newstest2014', f'--workdir={tmp_path / "run"}']
+  proc = launch(*args, '--mode=prepare', env=cache)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert 'prepared' in proc.stderr
+  proc = launch(*args, '--config.train.steps=2', env=cache)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert 'prepared' not in proc.stderr  # the store was ready.
+  for f in os.listdir(root):
+    os.remove(os.path.join(root, f))  # the corpus is gone; the run answers from its workdir.
+  proc = launch(*args, '--mode=predict', input='a man rides a bike .\n\n', env=cache)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.count('\n') == 2

@@ -10,7 +10,7 @@ import datetime
 
 import numpy as np
 
-from research.data.pairs import Split
+from research.data.parallel import Split
 
 FIRST_DAY = datetime.date(1950, 1, 1)
 LAST_DAY = datetime.date(2049, 12, 31)

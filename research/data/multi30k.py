@@ -11,7 +11,7 @@ import dataclasses
 import tensorflow_datasets as tfds
 
 from research.data import text_files
-from research.data.pairs import ParallelTextBuilder
+from research.data.tfds_base import ParallelTextBuilder
 from research.errors import UserError
 
 URL = 'https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/'

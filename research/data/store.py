@@ -90,10 +90,21 @@ class Spec:
 
   def folder(self) -> str:
     """The store's folder name: the source's name and fingerprint, the settings'."""
-    name = re.sub(r'[^A-Za-z0-9._-]+', '_', os.path.basename(self.path.rstrip('/*')) or 'corpus')
-    settings = hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode())
-    return (f'{name[:40]}-{sources.fingerprint(self.files())[:12]}-{self.tokenizer}-'
-            f'{settings.hexdigest()[:12]}')
+    return folder_name(os.path.basename(self.path.rstrip('/*')) or 'corpus',
+                       sources.fingerprint(self.files()), self.tokenizer, self.settings())
+
+  def build(self, tmp: str, progress: bool) -> dict:
+    return _build(self, tmp, progress)
+
+  def open(self, path: str) -> 'Store':
+    return Store(path)
+
+
+def folder_name(name: str, fingerprint: str, tokenizer: str, settings: dict) -> str:
+  """A store's folder: the source's name and fingerprint, and a digest of the settings."""
+  name = re.sub(r'[^A-Za-z0-9._-]+', '_', name)[:40]
+  digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+  return f'{name}-{fingerprint[:12]}-{tokenizer}-{digest[:12]}'
 
 
 class Damaged(Exception):
@@ -160,7 +171,7 @@ class Store:
 
   def __init__(self, path: str):
     self.path = path
-    self.meta = _check(path)
+    self.meta = check(path)
     self.vocab = vocab_lib.load(os.path.join(path, 'tokenizer'))
     self.tokens = TokenFile(os.path.join(path, 'tokens.bin'), self.meta['dtype'])
     self.documents = np.memmap(os.path.join(path, 'documents.bin'), np.int64, 'r').reshape(-1, 2)
@@ -182,26 +193,28 @@ class Store:
     return float(c0 + (c1 - c0) * (t - t0) / max(t1 - t0, 1))
 
 
-def open_or_prepare(spec: Spec, store_root: str, progress: bool = True) -> Store:
-  """The store of `spec` under store_root, prepared first when there is none yet
-  (or only a damaged one)."""
+def open_or_prepare(spec, store_root: str, progress: bool = True):
+  """The store of `spec` (a Spec, or any with folder(), build(tmp, progress) -> meta
+  and open(path)) under store_root, prepared first when there is none yet (or only
+  a damaged one)."""
   path = os.path.join(store_root, spec.folder())
   try:
-    return Store(path)
+    return spec.open(path)
   except Damaged as e:
     if os.path.exists(path):
       logging.warning('prepared store %s is unusable (%s); preparing it again', path, e)
   with preparing(path):  # one process at a time; the others then find it done.
     try:
-      return Store(path)
+      return spec.open(path)
     except Damaged:
       pass
     prepare(spec, path, progress)
-  return Store(path)
+  return spec.open(path)
 
 
-def prepare(spec: Spec, path: str, progress: bool = True) -> dict:
-  """Tokenizes spec's source into a store at `path`; returns its meta."""
+def prepare(spec, path: str, progress: bool = True) -> dict:
+  """Builds spec's store at `path` through a temporary folder; returns its meta,
+  with the size, modification time and sampled digest of each .bin file."""
   parent = os.path.dirname(path) or '.'
   os.makedirs(parent, exist_ok=True)
   for stale in os.listdir(parent):  # what killed preparations left.
@@ -211,8 +224,12 @@ def prepare(spec: Spec, path: str, progress: bool = True) -> dict:
   started = time.time()
   try:
     os.makedirs(tmp)
-    meta = _build(spec, tmp, progress)
+    meta = spec.build(tmp, progress)
     meta['seconds'] = round(time.time() - started, 2)
+    names = sorted(n for n in os.listdir(tmp) if n.endswith('.bin'))
+    meta['files'] = {n: [os.path.getsize(os.path.join(tmp, n)),
+                         os.stat(os.path.join(tmp, n)).st_mtime_ns] for n in names}
+    meta['digest'] = {n: _digest(os.path.join(tmp, n)) for n in names}
     _write_json(os.path.join(tmp, 'meta.json'), meta)
     if os.path.exists(path):
       shutil.rmtree(path)
@@ -225,10 +242,7 @@ def prepare(spec: Spec, path: str, progress: bool = True) -> dict:
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
-  rate = meta['source']['bytes'] / max(meta['seconds'], 1e-9) / 1e6
-  logging.info('prepared %s: %s tokens in %s documents (%s tokenizer, vocabulary %d), '
-               '%.1f s, %.1f MB/s', path, f'{meta["tokens"]:,}', f'{meta["documents"]:,}',
-               spec.tokenizer, meta['vocab_size'], meta['seconds'], rate)
+  logging.info('prepared %s in %.1f s: %s', path, meta['seconds'], meta.get('summary', ''))
   return meta
 
 
@@ -238,8 +252,8 @@ def prepare(spec: Spec, path: str, progress: bool = True) -> dict:
 def _build(spec: Spec, tmp: str, progress: bool) -> dict:
   paths = spec.files()
   passes = 2 if spec.tokenizer in ('char', 'word') and not spec.base else 1
-  bar = _Progress(f'preparing {spec.path}', passes * sum(os.path.getsize(p) for p in paths),
-                  progress)
+  bar = Progress(f'preparing {spec.path}', passes * sum(os.path.getsize(p) for p in paths),
+                 progress)
   vocab_lib.save(_tokenizer(spec, paths, tmp, bar), os.path.join(tmp, 'tokenizer'))
   shutil.rmtree(os.path.join(tmp, 'spm'), ignore_errors=True)  # SentencePiece's trainer's.
   vocab = vocab_lib.load(os.path.join(tmp, 'tokenizer'))
@@ -249,7 +263,7 @@ def _build(spec: Spec, tmp: str, progress: bool) -> dict:
   eos = np.array([vocab_lib.EOS], dtype)
   documents, tokens, chars, in_document = [], 0, 0, False
   with open(os.path.join(tmp, 'tokens.bin'), 'wb') as out:
-    for text, ends in _ahead(_carried(reader.chunks(), spec.tokenizer)):
+    for text, ends in ahead(_carried(reader.chunks(), spec.tokenizer)):
       if not in_document:
         documents.append((tokens, chars))
         in_document = True
@@ -265,17 +279,16 @@ def _build(spec: Spec, tmp: str, progress: bool) -> dict:
     raise UserError(f'corpus {spec.path!r} is empty: no text in {", ".join(paths)}')
   np.asarray(documents, np.int64).tofile(os.path.join(tmp, 'documents.bin'))
   bar.done()
-  files = {name: [os.path.getsize(os.path.join(tmp, name)),
-                  os.stat(os.path.join(tmp, name)).st_mtime_ns]
-           for name in ('tokens.bin', 'documents.bin')}
+  seconds = max(time.time() - bar.start, 1e-9)
   return {'format': FORMAT, 'spec': dataclasses.asdict(spec),
           'source': {'files': paths, 'fingerprint': sources.fingerprint(paths),
                      'bytes': sum(os.path.getsize(p) for p in paths)},
           'tokenizer': {**spec.settings(), 'fingerprint': vocab_lib.fingerprint(vocab)},
           'vocab_size': len(vocab), 'dtype': np.dtype(dtype).name, 'tokens': tokens,
-          'documents': len(documents) - 1, 'characters': chars, 'files': files,
-          'digest': {name: _digest(os.path.join(tmp, name)) for name in files},
-          'prepared_at': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
+          'documents': len(documents) - 1, 'characters': chars,
+          'prepared_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+          'summary': f'{tokens:,} tokens in {len(documents) - 1:,} documents ({spec.tokenizer}, '
+                     f'vocabulary {len(vocab)}), {chars / seconds / 1e6:.1f} M characters/s'}
 
 
 def _tokenizer(spec: Spec, paths, tmp: str, bar) -> vocab_lib.Vocab:
@@ -286,7 +299,7 @@ def _tokenizer(spec: Spec, paths, tmp: str, bar) -> vocab_lib.Vocab:
   reader = sources.Reader(paths, spec.text_field, spec.encoding_errors)
   if spec.tokenizer == 'char':  # the corpus's own alphabet, in one vectorized pass.
     seen = np.zeros(128, bool)
-    for text, _ in _ahead(reader.chunks()):
+    for text, _ in ahead(reader.chunks()):
       points = (np.frombuffer(text.encode('ascii'), np.uint8) if text.isascii()
                 else np.frombuffer(text.encode('utf-32-le'), np.uint32))
       if len(points) and points.max() >= len(seen):
@@ -367,7 +380,7 @@ def _carried(chunks, tokenizer: str):
       yield text, False
 
 
-def _ahead(iterable, depth: int = 2):
+def ahead(iterable, depth: int = 2):
   """Iterates `iterable` on a second thread, `depth` items ahead (reading and
   decompressing overlap the tokenizing); its exceptions reach the caller."""
   items = queue.Queue(depth)
@@ -400,25 +413,33 @@ def _ahead(iterable, depth: int = 2):
     stop.set()
 
 
-class _Progress:
-  """A progress line every few seconds: bytes of the source, rate and ETA."""
+class Progress:
+  """A progress line every few seconds: work done (bytes of the source, or pairs),
+  its rate and, with a total, the percentage and ETA."""
 
-  def __init__(self, what: str, total: int, enabled: bool = True, every: float = 5.0):
-    self.what, self.total, self.enabled, self.every = what, max(total, 1), enabled, every
+  def __init__(self, what: str, total: int, enabled: bool = True, every: float = 5.0,
+               unit: str = 'MB', scale: float = 1e6):
+    self.what, self.total, self.enabled, self.every = what, total, enabled, every
+    self.unit, self.scale = unit, scale
     self.start = self.last = time.time()
     self.base = self.done_bytes = 0
 
-  def update(self, pass_bytes: int):
-    self.done_bytes = self.base + pass_bytes
+  def update(self, pass_done: int):
+    self.done_bytes = self.base + pass_done
     now = time.time()
     if self.enabled and now - self.last >= self.every:
       self.last = now
       rate = self.done_bytes / max(now - self.start, 1e-9)
-      eta = int((self.total - self.done_bytes) / max(rate, 1e-9))
-      logging.info('%s: %s of %s MB (%d%%), %.1f MB/s, ETA %d:%02d:%02d', self.what,
-                   f'{self.done_bytes / 1e6:,.0f}', f'{self.total / 1e6:,.0f}',
-                   100 * self.done_bytes // self.total, rate / 1e6, eta // 3600,
-                   eta // 60 % 60, eta % 60)
+      done = f'{self.done_bytes / self.scale:,.0f}'
+      if self.total:
+        eta = int((self.total - self.done_bytes) / max(rate, 1e-9))
+        logging.info('%s: %s of %s %s (%d%%), %.1f %s/s, ETA %d:%02d:%02d', self.what, done,
+                     f'{self.total / self.scale:,.0f}', self.unit,
+                     100 * self.done_bytes // self.total, rate / self.scale, self.unit,
+                     eta // 3600, eta // 60 % 60, eta % 60)
+      else:
+        logging.info('%s: %s %s, %.1f %s/s', self.what, done, self.unit, rate / self.scale,
+                     self.unit)
 
   def next_pass(self, pass_total: int):
     self.base += pass_total
@@ -430,7 +451,7 @@ class _Progress:
 # --- checking ----------------------------------------------------------------------------
 
 
-def _check(path: str) -> dict:
+def check(path: str) -> dict:
   """The store's meta, after checking that it is complete and unchanged."""
   try:
     with open(os.path.join(path, 'meta.json'), encoding='utf-8') as f:

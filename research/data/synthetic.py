@@ -6,7 +6,7 @@ covers them and every batch is full width: tokens/s counts no padding.
 """
 import numpy as np
 
-from research.data.pairs import Split
+from research.data.parallel import Split
 from research.data.vocab import SPECIALS
 
 

@@ -13,7 +13,7 @@ import zipfile
 import tensorflow_datasets as tfds
 
 from research.data import text_files
-from research.data.pairs import ParallelTextBuilder
+from research.data.tfds_base import ParallelTextBuilder
 from research.errors import UserError
 
 URL = 'https://www.manythings.org/anki/{lang}-eng.zip'

@@ -1,11 +1,17 @@
 """Sequence-to-sequence translation: source text in, target text out.
 
-Serves the generated dates (characters) and real corpora (Multi30k, Tatoeba)
-with character, word or SentencePiece vocabularies; reports exact match, token
-accuracy and, with eval.bleu, sacrebleu BLEU, lowercased BLEU and chrF.
+Serves the generated dates (characters) and real corpora (Multi30k, Tatoeba,
+WMT14, any aligned files: research/data/parallel.py) with character, word or
+SentencePiece vocabularies; reports exact match, token accuracy and, with
+eval.bleu, sacrebleu BLEU, lowercased BLEU and chrF. A corpus's training pairs
+are read by position from a store prepared once; a run keeps its vocabularies
+in workdir/tokenizer_source/ and workdir/tokenizer_target/, so predict reads
+nothing else.
 """
+import dataclasses
 import functools
 import os
+import tempfile
 
 from absl import logging
 import jax
@@ -13,36 +19,44 @@ import jax.numpy as jnp
 import numpy as np
 
 from research import bleu, models, plots, validation
-from research.data import dates, pairs, pipeline, synthetic
-from research.data.vocab import BOS, PAD, CharVocab, SentencePieceVocab, WordVocab
+from research.data import dates, parallel, pipeline, store as store_lib, synthetic
+from research.data import vocab as vocab_lib
+from research.data.vocab import BOS, PAD
 from research.errors import UserError
-from research.parallel import to_host
 from research.models import rnn_attention, rnn_seq2seq, transformer  # noqa: F401  (they register)
+from research.parallel import to_host
 from research.tasks import Task, register
 
-
-def _load_pairs(cfg):
-  """({split: Split}, a cache directory for tokenizer models)."""
-  if cfg.name == 'dates':
-    return dates.load(cfg.seed, cfg.train_size, cfg.validation_size, cfg.test_size), ''
-  if cfg.name == 'random':
-    return synthetic.load(cfg.seed, cfg.train_size, cfg.vocab_size, cfg.max_source_len,
-                          cfg.max_target_len), ''
-  if cfg.name in pairs.builders():
-    return pairs.load_tfds(cfg.name, cfg.pair, cfg.path, cfg.data_dir)
-  raise UserError(f'unknown dataset {cfg.name!r} for translation; known: dates, random, '
-                  + ', '.join(pairs.builders()))
+GENERATED = ('dates', 'random')
+CORPORA = ('multi30k', 'tatoeba', 'wmt14', 'parallel')
+SIDES = ('source', 'target')
 
 
-def _make_vocab(cfg, texts, cache_dir: str, side: str):
-  if cfg.tokenizer == 'char':
-    return CharVocab.from_texts(texts)
-  if cfg.tokenizer == 'word':
-    return WordVocab.from_texts(texts, max_size=cfg.vocab_size)
-  if cfg.tokenizer == 'sentencepiece':
-    return SentencePieceVocab.train(texts, cfg.vocab_size, cfg.spm_model_type,
-                                    os.path.join(cache_dir or '.', f'tokenizer_{side}'))
-  raise UserError(f'unknown data.tokenizer {cfg.tokenizer!r}; use char, word or sentencepiece')
+def _sources(d):
+  """(training pairs: a Split held in memory, or a store spec; {split: Split} of the
+  evaluation splits)."""
+  if d.name in GENERATED:
+    splits = (dates.load(d.seed, d.train_size, d.validation_size, d.test_size)
+              if d.name == 'dates' else
+              synthetic.load(d.seed, d.train_size, d.vocab_size, d.max_source_len,
+                             d.max_target_len))
+    return splits.pop('train'), splits
+  if d.name == 'parallel':
+    names = (d.get('validation_split', 'validation'), d.test_split)
+    return parallel.local_spec(d), {n: parallel.read_split(d, n) for n in dict.fromkeys(names)}
+  if d.name in CORPORA:
+    from research.data import tfds_pairs  # pylint: disable=g-import-not-at-top  (TFDS: only here)
+    return tfds_pairs.spec(d)
+  raise UserError(f'unknown dataset {d.name!r} for translation; known: '
+                  + ', '.join(GENERATED + CORPORA))
+
+
+def prepare(d) -> list:
+  """The store of the training pairs, made where none is yet ([] for generated data)."""
+  train, _ = _sources(d)
+  if isinstance(train, parallel.Split):
+    return []
+  return [store_lib.open_or_prepare(train, store_lib.root(d.get('store_dir', ''))).path]
 
 
 @register('translation')
@@ -71,42 +85,20 @@ class TranslationTask(Task):
   def __init__(self, config, runtime, workdir: str = ''):
     super().__init__(config, runtime, workdir)
     d = config.data
-    self.splits, cache_dir = _load_pairs(d)
-    if d.test_split not in self.splits:
-      raise UserError(f'data.test_split {d.test_split!r} is not among the splits: '
-                      + ', '.join(self.splits))
-    train = self.splits['train']
-    if not train.sources:
-      raise UserError(f'dataset {d.name!r} has an empty train split')
-    if d.get('shared_vocab', False):  # one vocabulary, so embeddings can be shared.
-      self.src_vocab = self.tgt_vocab = _make_vocab(d, train.sources + train.targets,
-                                                    cache_dir, 'joint')
-    else:
-      self.src_vocab = _make_vocab(d, train.sources, cache_dir, 'source')
-      self.tgt_vocab = _make_vocab(d, train.targets, cache_dir, 'target')
     self.max_src, self.max_tgt = d.max_source_len, d.max_target_len
-    self.arrays = {name: self._encode(split) for name, split in self.splits.items()}
-    for name, arrays in self.arrays.items():
-      if arrays['truncated']:  # also reported as <split>/truncated in the metrics.
-        logging.warning('%d %s pair(s) longer than data.max_source_len=%d or '
-                        'data.max_target_len=%d tokens were truncated', arrays['truncated'],
-                        name, self.max_src, self.max_tgt)
-    # Results report the test split as test/* (e.g. multi30k's test2016); alias, not re-encode.
-    self.splits['test'] = self.splits[d.test_split]
-    self.arrays['test'] = self.arrays[d.test_split]
-    self.truncated = {name: a['truncated'] for name, a in self.arrays.items()}
-    # Made once: bucketed batching keys its per-epoch cache on it.
-    self.train_lengths = tuple(int(n) for n in self.arrays['train']['length'])
     self.batch_tokens = d.get('batch_tokens', 0)
-    if self.batch_tokens:  # token-budget batches: rows per bucket width.
-      boundaries = tuple(d.bucket_boundaries) or (max(self.max_src, self.max_tgt),)
-      self.train_widths = tuple(pipeline.bucket_length(n, boundaries) for n in self.train_lengths)
-      self.row_multiple = runtime.data_size * config.train.get('microbatches', 1)
-      for width in sorted(set(self.train_widths)):
-        if pipeline.budget_rows(width, self.batch_tokens, self.row_multiple) < 1:
-          raise UserError(f'data.batch_tokens={self.batch_tokens} holds no row of width {width} '
-                          f'in multiples of {self.row_multiple} (devices x microbatches); use '
-                          f'at least {width * self.row_multiple}')
+    self.row_multiple = runtime.data_size * config.train.get('microbatches', 1)
+    self._data = None
+    folders = [os.path.join(workdir, f'tokenizer_{side}') if workdir else '' for side in SIDES]
+    if all(f and os.path.isfile(os.path.join(f, 'vocab.json')) for f in folders):
+      # The run's own: predict reads nothing else.
+      self.src_vocab, self.tgt_vocab = (vocab_lib.load(f) for f in folders)
+    else:
+      self._data = self._load()
+      self.src_vocab, self.tgt_vocab = self._data.vocabs
+      if workdir and jax.process_index() == 0:
+        for vocab, folder in zip((self.src_vocab, self.tgt_vocab), folders):
+          vocab_lib.save(vocab, folder)
     self.model = models.get(config.model.name, 'translation').from_config(
         config.model, len(self.src_vocab), len(self.tgt_vocab))
     if hasattr(self.model, 'check_lengths'):
@@ -121,11 +113,70 @@ class TranslationTask(Task):
     self._decode = runtime.jit_data_parallel(decode)
     self._nll = runtime.jit_data_parallel(self._example_nll)
 
-  def _encode(self, split):
-    src, t1 = self.src_vocab.encode_batch(split.sources, self.max_src, add_eos=False)
-    tgt, t2 = self.tgt_vocab.encode_batch(split.targets, self.max_tgt, add_eos=True)
-    length = np.maximum((src != PAD).sum(1), (tgt != PAD).sum(1))
-    return {'src': src, 'tgt': tgt, 'length': length, 'truncated': t1 + t2}
+  @classmethod
+  def prepare(cls, config) -> list:
+    return prepare(config.data)
+
+  # --- data ---------------------------------------------------------------------------
+
+  @property
+  def data(self) -> 'TranslationData':
+    """The evaluation splits and the training pairs, loaded (their store prepared
+    where none is yet) on first use."""
+    if self._data is None:
+      self._data = self._load()
+      mine = [vocab_lib.fingerprint(v) for v in (self.src_vocab, self.tgt_vocab)]
+      if mine != [vocab_lib.fingerprint(v) for v in self._data.vocabs]:
+        raise UserError(f'the data\'s vocabularies differ from the ones this run trained '
+                        f'with ({self.workdir}/tokenizer_*): the corpus or data.tokenizer '
+                        'changed; use the run\'s data, or a new workdir')
+    return self._data
+
+  def _load(self) -> 'TranslationData':
+    d = self.config.data
+    train, splits = _sources(d)
+    if d.test_split not in splits:
+      raise UserError(f'data.test_split {d.test_split!r} is not among the splits: '
+                      + ', '.join(['train'] + list(splits)))
+    if isinstance(train, parallel.Split):  # generated: vocabularies from all of it.
+      if not train.sources:
+        raise UserError(f'dataset {d.name!r} has an empty train split')
+      with tempfile.TemporaryDirectory() as folder:
+        vocabs = parallel.vocabularies(d, train.sources, train.targets, folder)
+        pairs = parallel.MemoryPairs(parallel.encode_all(vocabs[0], train.sources),
+                                     parallel.encode_all(vocabs[1], train.targets))
+    else:
+      stored = store_lib.open_or_prepare(train, store_lib.root(d.get('store_dir', '')))
+      vocabs, pairs = (stored.src_vocab, stored.tgt_vocab), stored.pairs
+    arrays = {name: _encode(split, *vocabs, self.max_src, self.max_tgt)
+              for name, split in splits.items()}
+    # Results report the evaluation splits as validation/* and test/* (e.g. multi30k's
+    # test2016, newstest2014): aliases, not encoded again.
+    for alias, name in (('validation', d.get('validation_split', 'validation')),
+                        ('test', d.test_split)):
+      if name in splits:
+        splits[alias], arrays[alias] = splits[name], arrays[name]
+    truncated = {name: a['truncated'] for name, a in arrays.items()}
+    truncated['train'] = int((pairs.source_lengths > self.max_src).sum()
+                             + (pairs.target_lengths + 1 > self.max_tgt).sum())
+    for name, count in truncated.items():
+      if count and name != 'test':  # also reported as <split>/truncated in the metrics.
+        logging.warning('%d %s pair(s) longer than data.max_source_len=%d or '
+                        'data.max_target_len=%d tokens were truncated', count, name,
+                        self.max_src, self.max_tgt)
+    # A tuple made once: bucketed batching keys its per-epoch cache on it.
+    lengths = tuple(np.maximum(np.minimum(pairs.source_lengths, self.max_src),
+                               np.minimum(pairs.target_lengths + 1, self.max_tgt)).tolist())
+    widths = ()
+    if self.batch_tokens:  # token-budget batches: rows per bucket width.
+      boundaries = tuple(d.bucket_boundaries) or (max(self.max_src, self.max_tgt),)
+      widths = tuple(pipeline.bucket_length(n, boundaries) for n in lengths)
+      for width in sorted(set(widths)):
+        if pipeline.budget_rows(width, self.batch_tokens, self.row_multiple) < 1:
+          raise UserError(f'data.batch_tokens={self.batch_tokens} holds no row of width {width} '
+                          f'in multiples of {self.row_multiple} (devices x microbatches); use '
+                          f'at least {width * self.row_multiple}')
+    return TranslationData(vocabs, splits, arrays, pairs, truncated, lengths, widths)
 
   # --- training -------------------------------------------------------------
 
@@ -147,7 +198,7 @@ class TranslationTask(Task):
 
   def perplexity(self, params, split: str) -> float:
     """exp(mean NLL per target token) under teacher forcing: the dev PPL of Vaswani et al."""
-    arrays, bs = self.arrays[split], self.config.eval.batch_size
+    arrays, bs = self.data.arrays[split], self.config.eval.batch_size
     packed = np.concatenate([arrays['src'], self.teacher_inputs(arrays['tgt']), arrays['tgt']],
                             axis=1)
     sums = sum(self.runtime.run_batched(self._nll, params, packed[i:i + bs]).sum(0)
@@ -155,23 +206,28 @@ class TranslationTask(Task):
     return float(np.exp(sums[0] / sums[1]))
 
   def train_batch(self, step: int):
-    train, bs = self.arrays['train'], self.config.train.batch_size
+    """This process's rows of global batch `step`, read from the training pairs by
+    position and padded (to the batch's bucket with data.bucket_boundaries)."""
+    bs = self.config.train.batch_size
     boundaries = tuple(self.config.data.bucket_boundaries)
+    data = self.data
     if self.batch_tokens:
-      idx = pipeline.token_budget_batch(self.train_widths, self.batch_tokens, self.row_multiple,
+      idx = pipeline.token_budget_batch(data.train_widths, self.batch_tokens, self.row_multiple,
                                         self.config.seed, step)
     elif boundaries:  # similar lengths together, padded to one of a few lengths.
-      idx = pipeline.bucketed_batch_indices(self.train_lengths, bs, self.config.seed, step)
+      idx = pipeline.bucketed_batch_indices(data.train_lengths, bs, self.config.seed, step)
     else:
-      idx = pipeline.batch_indices(len(train['src']), bs, self.config.seed, step)
-    src, tgt = train['src'], train['tgt']
+      idx = pipeline.batch_indices(len(data.train), bs, self.config.seed, step)
+    src_width, tgt_width = self.max_src, self.max_tgt
     if self.batch_tokens or boundaries:  # the global batch sets the width: processes agree.
-      width = (self.train_widths[idx[0]] if self.batch_tokens else  # one bucket a batch.
-               pipeline.bucket_length(int(train['length'][idx].max()), boundaries))
-      src, tgt = src[:, :min(width, self.max_src)], tgt[:, :min(width, self.max_tgt)]
+      width = (data.train_widths[idx[0]] if self.batch_tokens else  # one bucket a batch.
+               pipeline.bucket_length(max(data.train_lengths[i] for i in idx), boundaries))
+      src_width, tgt_width = min(width, self.max_src), min(width, self.max_tgt)
     idx = idx[pipeline.process_slice(len(idx))]
-    tgt = tgt[idx]
-    return {'src': src[idx], 'tgt_in': self.teacher_inputs(tgt), 'tgt_out': tgt}
+    sources, targets = data.train.rows(idx)
+    src = parallel.padded(sources, self.max_src, add_eos=False)[0][:, :src_width]
+    tgt = parallel.padded(targets, self.max_tgt, add_eos=True)[0][:, :tgt_width]
+    return {'src': src, 'tgt_in': self.teacher_inputs(tgt), 'tgt_out': tgt}
 
   def loss(self, params, batch, rng):
     logits, _ = self.model.forward(params, batch['src'], batch['tgt_in'], rng=rng, train=True)
@@ -193,7 +249,7 @@ class TranslationTask(Task):
     return np.concatenate(tokens), np.concatenate(weights)
 
   def evaluate(self, params, split: str):
-    arrays, data = self.arrays[split], self.splits[split]
+    arrays, data = self.data.arrays[split], self.data.splits[split]
     tokens, _ = self.translate_ids(params, arrays['src'])
     hyps = [self.tgt_vocab.decode(t) for t in tokens]
     exact = np.mean([h == r for h, r in zip(hyps, data.targets)])
@@ -202,7 +258,7 @@ class TranslationTask(Task):
     mask = ref != PAD
     out = {'exact_match': float(exact),
            'token_accuracy': float(((tokens == ref) & mask).sum() / mask.sum()),
-           'truncated': int(self.truncated[split]),
+           'truncated': int(self.data.truncated[split]),
            'perplexity': self.perplexity(params, split)}
     if self.config.eval.bleu:
       out.update(bleu.corpus_scores(hyps, data.targets))
@@ -212,7 +268,7 @@ class TranslationTask(Task):
     return out
 
   def samples(self, params, split: str, n: int):
-    data = self.splits[split]
+    data = self.data.splits[split]
     hyps = self.predict(params, data.sources[:n])
     return [(s, h, r) for s, h, r in zip(data.sources[:n], hyps, data.targets[:n])]
 
@@ -228,8 +284,8 @@ class TranslationTask(Task):
 
   def write_artifacts(self, params, workdir: str, num_heatmaps: int = 4):
     """Attention heatmaps (input chars x output chars) for a few test examples."""
-    data = self.splits['test']
-    src = self.arrays['test']['src'][:num_heatmaps]
+    data = self.data.splits['test']
+    src = self.data.arrays['test']['src'][:num_heatmaps]
     tokens, weights = self.translate_ids(params, src)
     paths = []
     if jax.process_index() != 0 or not np.any(weights):  # process 0 draws; no attention, no map.
@@ -266,6 +322,28 @@ class TranslationTask(Task):
       plots.attention_heads(w[0], cols, rows, path, title=f'{name}: {source_text!r}')
       paths.append(path)
     return paths
+
+
+@dataclasses.dataclass
+class TranslationData:
+  """vocabs: the data's (source, target) vocabularies; splits and arrays: the
+  evaluation splits as strings and as padded ids; train: the training pairs;
+  truncated: pairs cut per split; train_lengths (and with data.batch_tokens,
+  train_widths): each training pair's padded length (and bucket)."""
+  vocabs: tuple
+  splits: dict
+  arrays: dict
+  train: parallel.Pairs
+  truncated: dict
+  train_lengths: tuple
+  train_widths: tuple
+
+
+def _encode(split, src_vocab, tgt_vocab, max_src: int, max_tgt: int) -> dict:
+  src, t1 = src_vocab.encode_batch(split.sources, max_src, add_eos=False)
+  tgt, t2 = tgt_vocab.encode_batch(split.targets, max_tgt, add_eos=True)
+  length = np.maximum((src != PAD).sum(1), (tgt != PAD).sum(1))
+  return {'src': src, 'tgt': tgt, 'length': length, 'truncated': t1 + t2}
 
 
 def sequence_loss(logits, targets, label_smoothing=0.0):
