@@ -74,16 +74,16 @@ def test_subsampling_and_noise_follow_word2vec():
 
 def test_text8_builder_reads_a_local_zip_in_10000_word_pieces(tmp_path):
   import zipfile
-  from research.data import text8
+  from research.data import text8_tfds
   words = [f'w{i % 13}' for i in range(25000)]
   with zipfile.ZipFile(tmp_path / 'text8.zip', 'w') as z:
     z.writestr('text8', ' ' + ' '.join(words))
-  lines = text8.load_lines(str(tmp_path), str(tmp_path / 'tfds'))
+  lines = text8_tfds.load_lines(str(tmp_path), str(tmp_path / 'tfds'))
   assert [len(line.split()) for line in lines] == [10000, 10000, 5000]
   c = corpus_lib.from_lines(lines, 'text8', min_count=1)
   assert c.raw_words == 25000 and c.starts.tolist() == [0, 10000, 20000, 25000]
   with pytest.raises(UserError, match='none of text8, text8.zip, text8.gz'):
-    text8.load_lines(str(tmp_path / 'tfds'), str(tmp_path / 'tfds2'))
+    text8_tfds.load_lines(str(tmp_path / 'tfds'), str(tmp_path / 'tfds2'))
 
 
 def test_growing_a_vocabulary_keeps_old_ids_and_adds_counts(tmp_path):

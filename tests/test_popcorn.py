@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, launch
-from research.data import bag, imdb
+from research.data import bag, imdb, imdb_tfds
 from research.errors import UserError
 from research.models import sentiment
 
@@ -107,11 +107,12 @@ def test_tfds_builder_reads_the_aclimdb_archive(data, tmp_path):
       add(f'aclImdb/test/{"pos" if l else "neg"}/{i}.txt', t)
     for i, t in zip(tsv['unsup'].ids, tsv['unsup'].texts):
       add(f'aclImdb/train/unsup/{i}.txt', t)
-  got = imdb._from_tfds('train', str(tmp_path / 'tfds'), archive=str(archive))
+  from_tfds = lambda split: imdb._from_records(  # pylint: disable=protected-access
+      imdb_tfds.records(split, str(tmp_path / 'tfds'), archive=str(archive)))
+  got = from_tfds('train')
   assert sorted(zip(got.ids, got.texts, got.labels)) == sorted(
       zip(tsv['train'].ids, tsv['train'].texts, tsv['train'].labels))
-  assert len(imdb._from_tfds('unsup', str(tmp_path / 'tfds'), archive=str(archive)).ids) == len(
-      tsv['unsup'].ids)
+  assert len(from_tfds('unsup').ids) == len(tsv['unsup'].ids)
 
 
 # --- features and models --------------------------------------------------------------------

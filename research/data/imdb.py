@@ -8,9 +8,9 @@ Three sources, one result (`Reviews` per split: ids, texts, labels):
   labels hidden: they are recovered from the id's star rating, `<n>_<rating>`,
   as aclImdb defines them: >= 7 positive, <= 4 negative) and
   unlabeledTrainData.tsv;
-- online, the `ImdbReviews` TFDS builder: aclImdb_v1.tar.gz from Stanford, the
-  archive TFDS's imdb_reviews downloads, prepared once as array_record and read
-  without TensorFlow.
+- online, the `ImdbReviews` TFDS builder (imdb_tfds.py, imported only then):
+  aclImdb_v1.tar.gz from Stanford, the archive TFDS's imdb_reviews downloads,
+  prepared once as array_record and read without TensorFlow.
 
 `tokenize` is the one text cleaner for every method here and for the word2vec
 corpus built from reviews: HTML tags out, lowercase, words (with inner
@@ -19,17 +19,13 @@ apostrophes: "don't" stays one token), digits, and "!" / "?" kept as tokens.
 import dataclasses
 import os
 import re
-import tarfile
 
 import numpy as np
-import tensorflow_datasets as tfds
 from absl import logging
 
-from research.data import (local_path, prepared_builder, prepared_data_dir,
-                           prepared_records, text_files)
+from research.data import local_path, text_files
 from research.errors import UserError
 
-URL = 'https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz'
 SPLITS = ('train', 'test', 'unsup')
 LAYOUTS = {
     'tsv': {'train': 'train.tsv.gz', 'test': 'test.tsv.gz', 'unsup': 'unsup.tsv.gz'},
@@ -59,7 +55,8 @@ def load(path: str, splits=SPLITS, errors: str = 'strict', data_dir: str = '') -
     raise UserError(f'data.encoding_errors must be strict or replace, not {errors!r}')
   path = local_path(path, 'imdb')
   if not path:
-    return {s: _from_tfds(s, data_dir) for s in splits}
+    from research.data import imdb_tfds  # pylint: disable=g-import-not-at-top  (TFDS: only here)
+    return {s: _from_records(imdb_tfds.records(s, data_dir)) for s in splits}
   if not os.path.isdir(path):
     raise UserError(f'imdb: {path!r} is not a directory')
   for layout, names in LAYOUTS.items():
@@ -125,45 +122,9 @@ def _label_from_id(review_id: str) -> int:
   return 1 if rating >= 7 else 0 if 1 <= rating <= 4 else -1
 
 
-# --- online: a TFDS builder for the original archive ------------------------------------
-
-
-class ImdbReviews(tfds.core.GeneratorBasedBuilder):
-  """aclImdb v1: the archive TFDS's imdb_reviews uses, with ids and ratings kept."""
-  VERSION = tfds.core.Version('1.0.0')
-
-  def __init__(self, *, archive: str = '', **kwargs):
-    self.archive = archive  # a local aclImdb_v1.tar.gz instead of the download.
-    super().__init__(**kwargs)
-
-  def _info(self):
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            'id': tfds.features.Text(), 'text': tfds.features.Text(),
-            'label': tfds.features.Scalar(np.int32)}),
-        homepage='https://ai.stanford.edu/~amaas/data/sentiment/')
-
-  def _split_generators(self, dl_manager):
-    archive = self.archive or dl_manager.download(URL)
-    return {s: self._generate_examples(archive, s) for s in SPLITS}
-
-  def _generate_examples(self, archive, split):
-    folder, classes = ('train', ('unsup',)) if split == 'unsup' else (split, ('pos', 'neg'))
-    pattern = re.compile(rf'aclImdb/{folder}/({"|".join(classes)})/(\d+_\d+)\.txt$')
-    with tarfile.open(str(archive), 'r:gz') as tar:
-      for member in tar:
-        m = pattern.search(member.name)
-        if m:
-          text = tar.extractfile(member).read().decode('utf-8', errors='replace')
-          label = {'pos': 1, 'neg': 0}.get(m.group(1), -1)
-          yield f'{m.group(1)}_{m.group(2)}', {'id': m.group(2), 'text': text, 'label': label}
-
-
-def _from_tfds(split: str, data_dir: str, archive: str = '') -> Reviews:
-  builder = prepared_builder(lambda: ImdbReviews(
-      archive=archive, data_dir=prepared_data_dir(data_dir, archive),
-      file_format='array_record'))
-  records = prepared_records(builder, split)
+def _from_records(records) -> Reviews:
+  """Reviews of the TFDS builder's records (dicts of id, text, label), in a fixed
+  order; reviews with no tokens are counted and left out."""
   ids, texts, labels, empty = [], [], [], 0
   for r in sorted(records, key=lambda r: (-int(r['label']), r['id'])):
     text = r['text'].decode('utf-8')

@@ -32,7 +32,7 @@ from absl import logging
 from research import models, plots, validation, word_vectors
 import research.data as data_lib
 from research.data import corpus as corpus_lib
-from research.data import cooccur, imdb, pipeline, text8
+from research.data import cooccur, imdb, pipeline
 from research.errors import UserError
 from research.models import glove as _glove  # noqa: F401  (registers)
 from research.models.word2vec import Word2Vec, huffman_tree
@@ -422,7 +422,8 @@ def _load_corpus(d, base=None) -> corpus_lib.Corpus:
   data.path (a directory holding text8[.zip|.gz]) when given, else downloading;
   'imdb': IMDB's train and unlabeled reviews (research.data.imdb), one per line."""
   if d.name == 'text8':
-    lines = text8.load_lines(d.path, d.get('data_dir', ''))
+    from research.data import text8_tfds  # pylint: disable=g-import-not-at-top  (TFDS: only here)
+    lines = text8_tfds.load_lines(d.path, d.get('data_dir', ''))
     return corpus_lib.from_lines(lines, 'text8', d.min_count, d.max_vocab, d.max_sentence, base)
   if d.name == 'imdb':  # the labeled train and unlabeled reviews, cleaned as popcorn cleans them.
     reviews = imdb.load(d.path, ('train', 'unsup'), d.encoding_errors, d.get('data_dir', ''))
