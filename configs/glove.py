@@ -31,6 +31,7 @@ def get_config(preset: str = 'glove'):
   c.data.symmetric = True
   c.data.epochs = 15              # passes over the co-occurrence entries.
   c.data.round = 8192             # entries whose updates land at once (a step takes several).
+  c.data.cooccur_memory_mb = 0    # >0: counting spills sorted runs to disk past this (glove.c's -memory).
 
   c.model = type(c.model)()
   c.model.name = 'glove'

@@ -16,13 +16,27 @@ def _direct(tokens, starts, vocab, window, symmetric):
   return x
 
 
-@pytest.mark.parametrize('symmetric', [True, False])
-def test_counts_match_a_direct_loop_across_blocks_and_sentences(symmetric):
+def _stream(tokens, starts, pieces):
+  """The tokens as `pieces` blocks of the stream, with their sentence ids."""
+  sentence = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+  cuts = np.linspace(0, len(tokens), pieces + 1).astype(int)
+  return [(tokens[a:b], sentence[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+@pytest.mark.parametrize('symmetric, pieces, memory_mb', [
+    (True, 1, 0), (False, 1, 0), (True, 3, 0), (True, 5, 1e-6), (False, 3, 1e-6)])
+def test_counts_match_a_direct_loop_across_blocks_and_sentences(symmetric, pieces, memory_mb,
+                                                                  tmp_path):
   rng = np.random.RandomState(0)
   tokens = rng.randint(0, 7, 300).astype(np.int32)
   starts = np.array([0, 40, 41, 200, 300])
-  rows, cols, values = cooccur.count(tokens, starts, 7, window=4, symmetric=symmetric,
-                                     block_tokens=64)  # several blocks and merges.
+  # Several parts and merges; blocks of the stream that cut sentences; and with a
+  # tiny memory limit, a sorted run spilled to disk after every part.
+  rows, cols, values = cooccur.count(_stream(tokens, starts, pieces), 7, window=4,
+                                     symmetric=symmetric, block_tokens=64, memory_mb=memory_mb,
+                                     spill_dir=str(tmp_path))
+  if memory_mb:
+    assert len(list(tmp_path.glob('run*_keys.npy'))) >= pieces
   x = np.zeros((7, 7))
   x[rows, cols] = values
   np.testing.assert_allclose(x, _direct(tokens, starts, 7, 4, symmetric), rtol=1e-6)

@@ -1,11 +1,22 @@
-"""Plain-text corpora: one-pass counting and encoding, sentence limits, bad input."""
+"""Word-vector corpora: prepared once into a store, ranked, cut into sentences, read
+by block; bad input."""
 import gzip
 
 import numpy as np
 import pytest
 
-from research.data import corpus as corpus_lib
+from research.data import corpus as corpus_lib, text8, words
 from research.errors import UserError
+
+
+def read(path, min_count=5, max_vocab=0, max_sentence=10000, errors='strict', base=None):
+  spec = words.file_spec(str(path), max_sentence, errors)
+  c = words.open_words(spec, str(path.parent / 'stores'), min_count, max_vocab, base)
+  blocks = [c.block(b) for b in range(c.num_blocks)]
+  c.tokens = np.concatenate([ids for ids, _ in blocks])
+  sentence = np.concatenate([s for _, s in blocks])
+  c.starts = np.r_[0, np.cumsum(np.bincount(sentence, minlength=c.sentences))]
+  return c
 
 
 def _read(tmp_path, text, name='c.txt', **kw):
@@ -15,7 +26,7 @@ def _read(tmp_path, text, name='c.txt', **kw):
       f.write(text.encode() if isinstance(text, str) else text)
   else:
     path.write_bytes(text.encode() if isinstance(text, str) else text)
-  return corpus_lib.read(str(path), **kw)
+  return read(path, **kw)
 
 
 def test_vocabulary_order_counts_and_dropped_words(tmp_path):
@@ -43,8 +54,8 @@ def test_directories_and_globs_read_every_file_in_order(tmp_path):
   with gzip.open(tmp_path / 'b.gz', 'wt') as f:
     f.write('y z')
   (tmp_path / 'notes.md').write_text('ignored')
-  for path in (str(tmp_path), str(tmp_path / '[ab].*')):  # a glob takes what it matches.
-    c = corpus_lib.read(path, min_count=1)
+  for path in (tmp_path, tmp_path / '[ab].*'):  # a glob takes what it matches.
+    c = read(path, min_count=1)
     assert c.words == ['y', 'x', 'z'] and c.starts.tolist() == [0, 2, 4]
 
 
@@ -54,7 +65,7 @@ def test_bad_corpora_are_clear_errors(tmp_path):
   with pytest.raises(UserError, match='no word occurs min_count=5 times'):
     _read(tmp_path, 'a b c a')
   with pytest.raises(UserError, match='no such file'):
-    corpus_lib.read(str(tmp_path / 'missing.txt'))
+    read(tmp_path / 'missing.txt')
   bad = b'caf\xe9 ok ok\n'
   with pytest.raises(UserError, match='not valid UTF-8.*encoding_errors=replace'):
     _read(tmp_path, bad, min_count=1)
@@ -72,18 +83,27 @@ def test_subsampling_and_noise_follow_word2vec():
   assert noise.sum() == pytest.approx(1) and noise[0] / noise[1] == pytest.approx(10 ** 0.75)
 
 
-def test_text8_builder_reads_a_local_zip_in_10000_word_pieces(tmp_path):
-  import zipfile
-  from research.data import text8_tfds
-  words = [f'w{i % 13}' for i in range(25000)]
+def test_text8_from_a_local_zip_reads_in_10000_word_pieces(tmp_path):
+  import zipfile  # pylint: disable=g-import-not-at-top
+  many = [f'w{i % 13}' for i in range(25000)]
   with zipfile.ZipFile(tmp_path / 'text8.zip', 'w') as z:
-    z.writestr('text8', ' ' + ' '.join(words))
-  lines = text8_tfds.load_lines(str(tmp_path), str(tmp_path / 'tfds'))
-  assert [len(line.split()) for line in lines] == [10000, 10000, 5000]
-  c = corpus_lib.from_lines(lines, 'text8', min_count=1)
-  assert c.raw_words == 25000 and c.starts.tolist() == [0, 10000, 20000, 25000]
+    z.writestr('text8', ' ' + ' '.join(many))
+  source = text8.source_file(str(tmp_path))
+  spec = words.file_spec(source, max_sentence=10000)
+  c = words.open_words(spec, str(tmp_path / 'stores'), min_count=1)
+  assert c.raw_words == 25000 and np.asarray(c.store.pieces).tolist() == [0, 10000, 20000, 25000]
   with pytest.raises(UserError, match='none of text8, text8.zip, text8.gz'):
-    text8_tfds.load_lines(str(tmp_path / 'tfds'), str(tmp_path / 'tfds2'))
+    text8.source_file(str(tmp_path / 'stores'))
+
+
+def test_blocks_of_a_long_stream_equal_the_stream_read_whole(tmp_path, monkeypatch):
+  text = '\n'.join(' '.join(f'w{(7 * i + j) % 23}' for j in range(i % 9 + 1)) for i in range(300))
+  whole = _read(tmp_path, text, min_count=2, max_sentence=4)
+  monkeypatch.setattr(words, 'BLOCK', 37)  # blocks that cut lines and pieces.
+  cut = _read(tmp_path, text, name='c.gz', min_count=2, max_sentence=4)
+  assert cut.num_blocks > 10 and cut.words == whole.words
+  np.testing.assert_array_equal(cut.tokens, whole.tokens)
+  np.testing.assert_array_equal(cut.starts, whole.starts)
 
 
 def test_growing_a_vocabulary_keeps_old_ids_and_adds_counts(tmp_path):

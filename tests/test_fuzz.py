@@ -11,7 +11,8 @@ import tempfile
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from research.data import corpus, imdb, multi30k, store, tabular, text_files
+from research.data import imdb, multi30k, store, tabular, text_files
+from research.data import words as words_lib
 from research.errors import UserError
 
 FUZZ = settings(max_examples=150, derandomize=True, deadline=None,
@@ -98,7 +99,8 @@ def test_corpus_readers(file, lines, errors):
     raw = '\n'.join(' '.join(w) for w in lines).encode('utf-8', errors='replace')
   with tempfile.TemporaryDirectory() as d:
     path = _write(d, 'corpus.txt.gz' if zipped else 'corpus.txt', raw)
-    _reads_or_user_error(lambda: corpus.read(path, min_count=1, errors=errors))
+    _reads_or_user_error(lambda: store.prepare(words_lib.file_spec(path, 10000, errors),
+                                               f'{d}/words', False))
     for tokenizer in ('char', 'sentencepiece'):
       _reads_or_user_error(lambda: store.prepare(
           store.Spec(path, tokenizer, 300, encoding_errors=errors), f'{d}/{tokenizer}', False))
@@ -127,7 +129,8 @@ def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
 def test_a_cut_gzip_is_one_user_error_naming_the_file(tmp_path):
   path = tmp_path / 'corpus.txt.gz'
   path.write_bytes(gzip.compress(b'the cat sat on the mat\n' * 50)[:30])
-  for read in (lambda: corpus.read(str(path), min_count=1), lambda: text_files.read_lines(str(path)),
+  for read in (lambda: store.prepare(words_lib.file_spec(str(path), 10000), str(tmp_path / 'w'), False),
+               lambda: text_files.read_lines(str(path)),
                lambda: store.prepare(store.Spec(str(path)), str(tmp_path / 'store'), False)):
     try:
       read()

@@ -12,6 +12,7 @@ import hashlib
 import os
 
 DATA_ENV = 'SEQLAB_DATA'
+TEXT8LIKE = os.path.join('wiki2019_text8like', 'text8like.gz')  # the default text corpus.
 
 
 def local_path(path: str, default: str) -> str:

@@ -1,45 +1,67 @@
 """GloVe's co-occurrence counts: X[i, j] = sum over occurrences of word j within
 `window` words of word i (either side, inside one sentence) of 1 / distance.
 
-Counting is memory-bounded and sorts instead of hashing: the token stream is
-cut into blocks; a block's pairs become int64 keys (pair, distance) that
-np.sort orders (fast: no argsort, the weight 1/d is read back from the key);
-runs of equal keys give the counts. The blocks' (pair, weight) lists are merged
-two at a time, each with one of similar size (as a merge sort does), so memory is
-a few times the number of distinct pairs, never the number of raw pairs (17M
-words x 15 distances here). Blocks are counted by `threads` threads (numpy's
-sort releases the GIL). A symmetric window counts each unordered pair once and
-mirrors it at the end.
+Counting streams the corpus and sorts instead of hashing: each block of the
+stream (words.Words.block: in-vocabulary ids with their sentence ids) is cut
+into parts of `block_tokens` center words; a part's pairs become int64 keys
+(pair, distance) that np.sort orders (fast: no argsort, the weight 1/d is read
+back from the key); runs of equal keys give the counts. The parts' (pair,
+weight) lists are merged two at a time, each with one of similar size (as a
+merge sort does), so memory is a few times the number of distinct pairs, never
+the number of raw pairs (17M words x 15 distances here). With memory_mb, the
+Stanford tools' -memory: when the merged lists pass it, they are merged into
+one sorted run written to spill_dir, and the runs are merged at the end a key
+range at a time. Parts are counted by `threads` threads (numpy's sort releases
+the GIL). A symmetric window counts each unordered pair once and mirrors it at
+the end.
 """
 import concurrent.futures
+import os
 
 import numpy as np
 
-BLOCK_TOKENS = 1 << 20   # ~1M center words per block: 15M keys (120 MB) at window 15.
+BLOCK_TOKENS = 1 << 20   # ~1M center words per part: 15M keys (120 MB) at window 15.
+MERGE_KEYS = 1 << 22     # keys a run gives to each key range of the final merge.
 
 
-def count(tokens: np.ndarray, starts: np.ndarray, vocab_size: int, window: int = 15,
-          symmetric: bool = True, block_tokens: int = BLOCK_TOKENS, threads: int = 2):
-  """-> (rows int32 [N], cols int32 [N], values float32 [N]): each (row, col) once,
-  sorted by (row, col); with a symmetric window, the pairs row <= col sorted and
-  then their mirror images (row > col) in the same order."""
-  sentence = np.zeros(len(tokens), np.int32)
-  sentence[starts[1:-1]] = 1
-  sentence = np.cumsum(sentence)
-  tokens = tokens.astype(np.int64)
-  block = lambda lo: _block(tokens, sentence, lo, min(lo + block_tokens, len(tokens)), window,
-                            vocab_size, symmetric)
-  los = list(range(0, len(tokens), block_tokens))
-  stack = []  # sorted (keys, values) parts, each under half the size of the one before.
+def count(blocks, vocab_size: int, window: int = 15, symmetric: bool = True,
+          block_tokens: int = BLOCK_TOKENS, threads: int = 2, memory_mb: int = 0,
+          spill_dir: str = ''):
+  """blocks: (ids, sentence ids) of the stream, in order. -> (rows int32 [N], cols
+  int32 [N], values float32 [N]): each (row, col) once, sorted by (row, col); with
+  a symmetric window, the pairs row <= col sorted and then their mirror images
+  (row > col) in the same order."""
+  stack, runs = [], []  # sorted (keys, values) parts, each under half the one before.
+  limit = memory_mb * (1 << 20)
+
+  def add(part):
+    stack.append(part)
+    while len(stack) > 1 and 2 * len(stack[-1][0]) > len(stack[-2][0]):
+      stack.append(_merge(*stack.pop(-2), *stack.pop()))
+    if limit and sum(k.nbytes + v.nbytes for k, v in stack) > limit:
+      runs.append(_spill(_collapse(stack), spill_dir, len(runs)))
+      stack.clear()
+
+  previous = (np.zeros(0, np.int64), np.zeros(0, np.int64))
   with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-    for i in range(0, len(los), threads):  # `threads` blocks in flight: memory stays bounded.
-      for part in pool.map(block, los[i:i + threads]):
-        stack.append(part)
-        while len(stack) > 1 and 2 * len(stack[-1][0]) > len(stack[-2][0]):
-          stack.append(_merge(*stack.pop(-2), *stack.pop()))
-  while len(stack) > 1:
-    stack.append(_merge(*stack.pop(-2), *stack.pop()))
-  keys, values = stack[0] if stack else (np.zeros(0, np.int64), np.zeros(0))
+    for ids, sentence in blocks:
+      # The block, after the last `window` words of the one before (context only).
+      tokens = np.concatenate([previous[0][-window:], ids.astype(np.int64)])
+      sentences = np.concatenate([previous[1][-window:], sentence.astype(np.int64)])
+      first = len(tokens) - len(ids)
+      los = list(range(first, len(tokens), block_tokens))
+      part = lambda lo: _block(tokens, sentences, lo, min(lo + block_tokens, len(tokens)),
+                               window, vocab_size, symmetric)
+      for i in range(0, len(los), threads):  # `threads` parts in flight: memory stays bounded.
+        for counted in pool.map(part, los[i:i + threads]):
+          add(counted)
+      previous = (tokens, sentences)
+  if runs:
+    if stack:
+      runs.append(_spill(_collapse(stack), spill_dir, len(runs)))
+    keys, values = _merge_runs(runs)
+  else:
+    keys, values = _collapse(stack)
   rows, cols = (keys // vocab_size).astype(np.int32), (keys % vocab_size).astype(np.int32)
   values = values.astype(np.float32)
   if symmetric:  # (low, high) -> both orders; a word beside itself counts from both sides.
@@ -48,6 +70,42 @@ def count(tokens: np.ndarray, starts: np.ndarray, vocab_size: int, window: int =
     rows, cols = np.concatenate([rows, cols[off]]), np.concatenate([cols, rows[off]])
     values = np.concatenate([values, values[off]])
   return rows, cols, values
+
+
+def _collapse(stack):
+  while len(stack) > 1:
+    stack.append(_merge(*stack.pop(-2), *stack.pop()))
+  return stack[0] if stack else (np.zeros(0, np.int64), np.zeros(0))
+
+
+def _spill(part, folder: str, index: int):
+  """Writes a sorted run to `folder`; returns it memory-mapped."""
+  if not folder:
+    raise ValueError('count(memory_mb=...) needs a spill_dir for its runs')
+  os.makedirs(folder, exist_ok=True)
+  out = []
+  for name, array in zip(('keys', 'values'), part):
+    path = os.path.join(folder, f'run{index}_{name}.npy')
+    np.save(path, array)
+    out.append(np.load(path, mmap_mode='r'))
+  return tuple(out)
+
+
+def _merge_runs(runs):
+  """The sorted runs' union, values added, a key range at a time: each range
+  takes at most MERGE_KEYS keys of each run into memory."""
+  bounds = np.unique(np.concatenate([np.asarray(k[::MERGE_KEYS]) for k, _ in runs]))
+  bounds = np.append(bounds[1:], np.iinfo(np.int64).max)
+  keys, values, start = [], [], [0] * len(runs)
+  for bound in bounds:
+    part = (np.zeros(0, np.int64), np.zeros(0))
+    for i, (k, v) in enumerate(runs):
+      stop = int(np.searchsorted(k, bound))
+      part = _merge(*part, np.asarray(k[start[i]:stop]), np.asarray(v[start[i]:stop]))
+      start[i] = stop
+    keys.append(part[0])
+    values.append(part[1])
+  return np.concatenate(keys), np.concatenate(values)
 
 
 def _block(tokens, sentence, lo, hi, window, vocab_size, symmetric):

@@ -23,7 +23,6 @@ from research.data import pipeline, store as store_lib, text8
 from research.data import vocab as vocab_lib
 from research.errors import UserError
 
-TEXT8LIKE = os.path.join('wiki2019_text8like', 'text8like.gz')
 SPLITS = ('train', 'validation', 'test')
 
 
@@ -80,10 +79,10 @@ def source_paths(d) -> list[tuple[str, float]]:
     return [(text8.source_file(d.path, d.get('data_dir', '')), 1.0)]
   out = []
   for path, weight in mixture(d):
-    found = data_lib.local_path(path, TEXT8LIKE)
+    found = data_lib.local_path(path, data_lib.TEXT8LIKE)
     if not found:
       raise UserError('data.path: give the corpus (a .txt / .gz / .jsonl file, a directory or '
-                      f'a glob), set {data_lib.DATA_ENV} to a folder holding {TEXT8LIKE}, or '
+                      f'a glob), set {data_lib.DATA_ENV} to a folder holding {data_lib.TEXT8LIKE}, or '
                       'download text8 with --config.data.name=text8')
     store_lib.Spec(found).files()  # a missing corpus: one error line naming it.
     out.append((found, weight))

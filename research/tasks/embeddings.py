@@ -22,6 +22,7 @@ keep their rows, counts add up), and training runs on the new text.
 """
 import math
 import os
+import tempfile
 import time
 
 import jax
@@ -32,7 +33,9 @@ from absl import logging
 from research import models, plots, validation, word_vectors
 import research.data as data_lib
 from research.data import corpus as corpus_lib
-from research.data import cooccur, imdb, pipeline
+from research.data import cooccur, imdb, pipeline, sources, text8, TEXT8LIKE
+from research.data import store as store_lib
+from research.data import words as words_lib
 from research.errors import UserError
 from research.models import glove as _glove  # noqa: F401  (registers)
 from research.models.word2vec import Word2Vec, huffman_tree
@@ -50,7 +53,6 @@ WORD_GROUPS = {
         ('father', 'mother'), ('son', 'daughter'), ('he', 'she'), ('boy', 'girl')],
 }
 MODEL_FILE = 'model.npz'
-TEXT8LIKE = os.path.join('wiki2019_text8like', 'text8like.gz')  # the default corpus.
 EVAL_DIR = 'word_eval'  # the evaluation sets' default folder under $SEQLAB_DATA.
 EVAL_FILES = {'analogy': 'questions-words.txt', 'ws353': 'wordsim353.tsv',
               'simlex999': 'simlex999.txt'}
@@ -179,7 +181,7 @@ class Word2VecTask(WordVectorTask):
                                                      self.previous['counts']))
     c = self.corpus
     logging.info('corpus %s: %d words, vocabulary %d (min_count %d), %d sentences', d.path,
-                 c.raw_words, c.vocab_size, d.min_count, len(c.starts) - 1)
+                 c.raw_words, c.vocab_size, d.min_count, c.sentences)
     if m.negative and m.shared_negatives < 1:
       raise UserError(f'model.shared_negatives={m.shared_negatives}: a segment needs at least '
                       'one noise draw')
@@ -200,10 +202,10 @@ class Word2VecTask(WordVectorTask):
       raise UserError(f'data.parallel_segments={self.together} must divide the '
                       f'{self.rows} segments of a batch and be a multiple of the '
                       f'{runtime.num_devices} device(s)')
-    self.sentence = np.repeat(np.arange(len(c.starts) - 1, dtype=np.int32), np.diff(c.starts))
     self.expected_kept = float((c.counts * self.keep).sum())  # per epoch.
     self.steps_per_epoch = max(1, math.ceil(self.expected_kept / bs))
-    self._epochs = pipeline.EpochAhead(self._subsample, self.steps_per_epoch, self.num_steps())
+    self.stream = words_lib.Subsampled(c, self.keep, config.seed,
+                                       (self.num_steps() - 1) // self.steps_per_epoch)
     logging.info('%.0f words kept per epoch (sample %g): %d steps of %d words an epoch',
                  self.expected_kept, d.sample, self.steps_per_epoch, bs)
     self.eval_sets = self._read_eval_sets(d.eval_dir)
@@ -218,25 +220,24 @@ class Word2VecTask(WordVectorTask):
         params[name] = params[name].at[:len(old)].set(old)
     return params
 
-  def _subsample(self, epoch: int):
-    """The subsampled stream of one epoch: (tokens, sentence ids), from (seed, epoch)."""
-    c = self.corpus
-    rng = np.random.default_rng([self.config.seed, epoch])
-    kept = rng.random(len(c.tokens), dtype=np.float32) < self.keep[c.tokens]
-    return c.tokens[kept], self.sentence[kept]
-
   def train_batch(self, step: int):
-    """[rows, segment + 2W] tokens, sentence ids and validity: this process's rows."""
-    (tokens, sentence), index = self._epochs.at(step)
-    w, length = self.model.window, self.segment
-    start = index * self.config.train.batch_size
-    end = min(start + self.config.train.batch_size, len(tokens))  # centers stop here.
+    """[rows, segment + 2W] tokens, sentence ids and validity: this process's rows,
+    read from the epoch's subsampled stream (words_lib.Subsampled)."""
+    epoch, index = divmod(step, self.steps_per_epoch)
+    w, length, bs = self.model.window, self.segment, self.config.train.batch_size
+    start = index * bs
+    lo = max(start - w, 0)
+    tokens, sentence = self.stream.range(epoch, lo, start + bs + w)
+    stop = lo + len(tokens)  # the epoch's stream may end before the batch does.
+    end = min(start + bs, stop)  # centers stop here.
     first = start + length * np.arange(self.rows)[pipeline.process_slice(self.rows)]
     pos = first[:, None] + np.arange(-w, length + w)[None]
-    inside = (pos >= 0) & (pos < len(tokens))
+    inside = (pos >= 0) & (pos < stop)
     is_center = np.zeros(pos.shape, bool)
     is_center[:, w:w + length] = pos[:, w:w + length] < end
-    safe = np.clip(pos, 0, max(len(tokens) - 1, 0))
+    safe = np.clip(pos - lo, 0, max(len(tokens) - 1, 0))
+    if not len(tokens):  # past the stream's end: nothing inside, any id serves.
+      tokens, sentence = np.zeros(1, np.int32), np.zeros(1, np.int32)
     return {'tokens': tokens[safe], 'sentence': np.where(inside, sentence[safe], -1),
             'valid': inside, 'center': is_center}
 
@@ -330,8 +331,12 @@ class GloVeTask(WordVectorTask):
     self.corpus = _load_corpus(d)
     c = self.corpus
     t0 = time.time()
-    self.rows, self.cols, self.values = cooccur.count(c.tokens, c.starts, c.vocab_size,
-                                                      d.window, d.symmetric)
+    root = store_lib.root(d.get('store_dir', ''))
+    os.makedirs(root, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix='cooccur-', dir=root) as spill:
+      self.rows, self.cols, self.values = cooccur.count(
+          (c.block(b) for b in range(c.num_blocks)), c.vocab_size, d.window, d.symmetric,
+          memory_mb=d.get('cooccur_memory_mb', 0), spill_dir=spill)
     logging.info('co-occurrence: %d nonzero entries over a vocabulary of %d (window %d) in '
                  '%.1f s', len(self.values), c.vocab_size, d.window, time.time() - t0)
     self.model = models.get(m.name, 'glove')(c.vocab_size, m.dim, m.x_max, m.alpha)
@@ -417,18 +422,28 @@ def _load_previous(workdir: str, dim: int):
   return previous
 
 
-def _load_corpus(d, base=None) -> corpus_lib.Corpus:
-  """data.name 'text': the files at data.path; 'text8': the TFDS builder, reading
-  data.path (a directory holding text8[.zip|.gz]) when given, else downloading;
-  'imdb': IMDB's train and unlabeled reviews (research.data.imdb), one per line."""
+def _load_corpus(d, base=None) -> words_lib.Words:
+  """The corpus's words, from its store (prepared where none is yet): data.name
+  'text' the files at data.path; 'text8' the text8 file (data.path, a directory
+  holding text8[.zip|.gz], else downloaded), in pieces of data.max_sentence
+  words as its TFDS builder cut it; 'imdb' IMDB's train and unlabeled reviews
+  (research.data.imdb), one per line, cleaned as popcorn cleans them."""
+  store_dir = d.get('store_dir', '')
+  return words_lib.open_words(_spec(d), store_dir, d.min_count, d.max_vocab, base)
+
+
+def _spec(d) -> words_lib.WordSpec:
   if d.name == 'text8':
-    from research.data import text8_tfds  # pylint: disable=g-import-not-at-top  (TFDS: only here)
-    lines = text8_tfds.load_lines(d.path, d.get('data_dir', ''))
-    return corpus_lib.from_lines(lines, 'text8', d.min_count, d.max_vocab, d.max_sentence, base)
+    return words_lib.file_spec(text8.source_file(d.path, d.get('data_dir', '')), d.max_sentence)
   if d.name == 'imdb':  # the labeled train and unlabeled reviews, cleaned as popcorn cleans them.
-    reviews = imdb.load(d.path, ('train', 'unsup'), d.encoding_errors, d.get('data_dir', ''))
-    lines = (' '.join(imdb.tokenize(t)) for r in reviews.values() for t in r.texts)
-    return corpus_lib.from_lines(lines, 'imdb', d.min_count, d.max_vocab, d.max_sentence, base)
+    local = data_lib.local_path(d.path, 'imdb')
+
+    def lines():
+      reviews = imdb.load(d.path, ('train', 'unsup'), d.encoding_errors, d.get('data_dir', ''))
+      return (' '.join(imdb.tokenize(t)) for r in reviews.values() for t in r.texts)
+    paths = sorted(os.path.join(local, f) for f in os.listdir(local)) if local else []
+    fingerprint = sources.fingerprint(paths) if paths else 'download'
+    return words_lib.lines_spec('imdb', fingerprint + d.encoding_errors, lines, d.max_sentence)
   if d.name != 'text':
     raise UserError(f'unknown data.name {d.name!r} for word2vec; use text, text8 or imdb')
   path = data_lib.local_path(d.path, TEXT8LIKE)
@@ -436,8 +451,7 @@ def _load_corpus(d, base=None) -> corpus_lib.Corpus:
     raise UserError('data.path: give the corpus (a .txt / .gz file, a directory or a glob), '
                     f'set {data_lib.DATA_ENV} to a folder holding {TEXT8LIKE}, or download text8 '
                     'with --config.data.name=text8')
-  return corpus_lib.read(path, d.min_count, d.max_vocab, d.max_sentence, d.encoding_errors,
-                         base)
+  return words_lib.file_spec(path, d.max_sentence, d.encoding_errors)
 
 
 def _parse_query(line: str):
