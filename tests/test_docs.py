@@ -70,6 +70,13 @@ def defined_flags() -> set[str]:
   return set(re.findall(r"DEFINE_\w+\(\s*'(\w+)'", source))
 
 
+def defined_modes() -> set[str]:
+  """The choices of launch.py's --mode."""
+  source = (ROOT / 'launch.py').read_text()
+  choices = re.search(r"DEFINE_enum\('mode', '\w+', \[([^\]]*)\]", source).group(1)
+  return set(re.findall(r"'(\w+)'", choices))
+
+
 def _coerce(value: str, current):
   """Raises ValueError if `value` cannot be the new value of a key holding `current`."""
   if isinstance(current, bool):
@@ -100,7 +107,7 @@ def check_command(source: str, args: list[str]):
     elif name == 'reproduce' and not PLACEHOLDER.search(value):
       spec = f'configs/papers/{value}.py'
     elif name == 'mode':
-      assert value in ('train', 'eval', 'predict', 'benchmark'), f'{source}: --mode={value}'
+      assert value in defined_modes(), f'{source}: --mode={value}'
   if PLACEHOLDER.search(spec):
     return
   path, _, preset = spec.partition(':')
