@@ -16,9 +16,15 @@ the GIL). A symmetric window counts each unordered pair once and mirrors it at
 the end.
 """
 import concurrent.futures
+import dataclasses
+import hashlib
 import os
+import shutil
+import time
 
 import numpy as np
+
+from research.data import store as store_lib
 
 BLOCK_TOKENS = 1 << 20   # ~1M center words per part: 15M keys (120 MB) at window 15.
 MERGE_KEYS = 1 << 22     # keys a run gives to each key range of the final merge.
@@ -31,6 +37,38 @@ def count(blocks, vocab_size: int, window: int = 15, symmetric: bool = True,
   int32 [N], values float32 [N]): each (row, col) once, sorted by (row, col); with
   a symmetric window, the pairs row <= col sorted and then their mirror images
   (row > col) in the same order."""
+  keys, values = count_keys(blocks, vocab_size, window, symmetric, block_tokens, threads,
+                            memory_mb, spill_dir)
+  parts = list(entries(keys, values, vocab_size, symmetric))
+  return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+
+def entries(keys, values, vocab_size: int, symmetric: bool, chunk: int = 1 << 22):
+  """count's (rows, cols, values) a chunk at a time, from the sorted unique pair keys:
+  with a symmetric window, every pair, then the mirror images of those off the
+  diagonal (a word beside itself counts from both sides)."""
+  for start in range(0, len(keys), chunk):
+    k = np.asarray(keys[start:start + chunk])
+    rows, cols = (k // vocab_size).astype(np.int32), (k % vocab_size).astype(np.int32)
+    v = np.asarray(values[start:start + chunk]).astype(np.float32)
+    if symmetric:
+      v[rows == cols] *= 2
+    yield rows, cols, v
+  if symmetric:
+    for start in range(0, len(keys), chunk):
+      k = np.asarray(keys[start:start + chunk])
+      rows, cols = (k // vocab_size).astype(np.int32), (k % vocab_size).astype(np.int32)
+      off = rows != cols
+      yield cols[off], rows[off], np.asarray(values[start:start + chunk]).astype(np.float32)[off]
+  if not len(keys):
+    yield np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32)
+
+
+def count_keys(blocks, vocab_size: int, window: int = 15, symmetric: bool = True,
+               block_tokens: int = BLOCK_TOKENS, threads: int = 2, memory_mb: int = 0,
+               spill_dir: str = ''):
+  """The counts as sorted unique int64 pair keys (row * vocab_size + col) and their
+  float64 values."""
   stack, runs = [], []  # sorted (keys, values) parts, each under half the one before.
   limit = memory_mb * (1 << 20)
 
@@ -59,17 +97,8 @@ def count(blocks, vocab_size: int, window: int = 15, symmetric: bool = True,
   if runs:
     if stack:
       runs.append(_spill(_collapse(stack), spill_dir, len(runs)))
-    keys, values = _merge_runs(runs)
-  else:
-    keys, values = _collapse(stack)
-  rows, cols = (keys // vocab_size).astype(np.int32), (keys % vocab_size).astype(np.int32)
-  values = values.astype(np.float32)
-  if symmetric:  # (low, high) -> both orders; a word beside itself counts from both sides.
-    off = rows != cols
-    values[~off] *= 2
-    rows, cols = np.concatenate([rows, cols[off]]), np.concatenate([cols, rows[off]])
-    values = np.concatenate([values, values[off]])
-  return rows, cols, values
+    return _merge_runs(runs)
+  return _collapse(stack)
 
 
 def _collapse(stack):
@@ -147,3 +176,62 @@ def _merge(keys, values, new_keys, new_values):
   out_keys[at], out_values[at] = new_keys, new_values
   out_keys[old], out_values[old] = keys, values
   return out_keys, out_values
+
+
+@dataclasses.dataclass(frozen=True)
+class CooccurSpec:
+  """The counts of a word store's corpus for one vocabulary, prepared once (as
+  the Stanford tools write cooccurrence.bin): rows.bin, cols.bin (int32) and
+  values.bin (float32), in count's order."""
+  words: object = dataclasses.field(compare=False, repr=False)  # words.Words
+  window: int = 15
+  symmetric: bool = True
+  memory_mb: int = 0
+
+  def folder(self) -> str:
+    store = self.words.store
+    vocab = hashlib.sha256(np.asarray(self.words.remap).tobytes()).hexdigest()[:16]
+    return store_lib.folder_name(
+        store.meta['name'], store.meta['fingerprint'], 'cooccur',
+        {'words': os.path.basename(store.path), 'vocabulary': vocab, 'window': self.window,
+         'symmetric': self.symmetric, 'format': store_lib.FORMAT, 'kind': 'cooccur'})
+
+  def open(self, path: str) -> 'Cooccurrences':
+    return Cooccurrences(path)
+
+  def build(self, tmp: str, progress: bool) -> dict:
+    del progress
+    started = time.time()
+    c = self.words
+    keys, values = count_keys((c.block(b) for b in range(c.num_blocks)), c.vocab_size,
+                              self.window, self.symmetric, memory_mb=self.memory_mb,
+                              spill_dir=os.path.join(tmp, 'spill'))
+    outs = [open(os.path.join(tmp, f'{n}.bin'), 'wb') for n in ('rows', 'cols', 'values')]
+    n = 0
+    try:
+      for part in entries(keys, values, c.vocab_size, self.symmetric):
+        for out, array in zip(outs, part):
+          out.write(array.tobytes())
+        n += len(part[0])
+    finally:
+      for out in outs:
+        out.close()
+    del keys, values
+    shutil.rmtree(os.path.join(tmp, 'spill'), ignore_errors=True)
+    seconds = time.time() - started
+    return {'format': store_lib.FORMAT, 'kind': 'cooccur', 'entries': n,
+            'vocab_size': c.vocab_size, 'window': self.window, 'symmetric': self.symmetric,
+            'memory_mb': self.memory_mb, 'count_seconds': round(seconds, 2),
+            'summary': f'{n:,} nonzero entries over a vocabulary of {c.vocab_size:,} '
+                       f'(window {self.window})'}
+
+
+class Cooccurrences:
+  """An open, checked co-occurrence store: rows, cols and values, memory-mapped."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self.meta = store_lib.check(path)
+    self.rows, self.cols, self.values = (
+        np.memmap(os.path.join(path, f'{n}.bin'), dtype, 'r')
+        for n, dtype in (('rows', np.int32), ('cols', np.int32), ('values', np.float32)))

@@ -22,8 +22,6 @@ keep their rows, counts add up), and training runs on the new text.
 """
 import math
 import os
-import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
@@ -74,6 +72,15 @@ class WordVectorTask(Task):
     V.require(config.train.steps > 0 or config.data.epochs > 0,
               'train.steps=0 and data.epochs=0: give the run a length, train.steps >= 1 or '
               'data.epochs >= 1')
+
+  @classmethod
+  def prepare(cls, config) -> list:
+    d = config.data
+    words = _load_corpus(d)
+    paths = [words.store.path]
+    if cls.name == 'glove':
+      paths.append(_cooccurrences(d, words).path)
+    return paths
 
   def num_steps(self) -> int:
     return self.config.train.steps or self.config.data.epochs * self.steps_per_epoch
@@ -330,15 +337,11 @@ class GloVeTask(WordVectorTask):
     d, m = config.data, config.model
     self.corpus = _load_corpus(d)
     c = self.corpus
-    t0 = time.time()
-    root = store_lib.root(d.get('store_dir', ''))
-    os.makedirs(root, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix='cooccur-', dir=root) as spill:
-      self.rows, self.cols, self.values = cooccur.count(
-          (c.block(b) for b in range(c.num_blocks)), c.vocab_size, d.window, d.symmetric,
-          memory_mb=d.get('cooccur_memory_mb', 0), spill_dir=spill)
-    logging.info('co-occurrence: %d nonzero entries over a vocabulary of %d (window %d) in '
-                 '%.1f s', len(self.values), c.vocab_size, d.window, time.time() - t0)
+    counts = _cooccurrences(d, c)
+    self.rows, self.cols, self.values = counts.rows, counts.cols, counts.values
+    logging.info('co-occurrence: %d nonzero entries over a vocabulary of %d (window %d), '
+                 'counted in %.1f s', len(self.values), c.vocab_size, d.window,
+                 counts.meta['count_seconds'])
     self.model = models.get(m.name, 'glove')(c.vocab_size, m.dim, m.x_max, m.alpha)
     bs = config.train.batch_size
     runtime.check_batch_size(bs)
@@ -430,6 +433,13 @@ def _load_corpus(d, base=None) -> words_lib.Words:
   (research.data.imdb), one per line, cleaned as popcorn cleans them."""
   store_dir = d.get('store_dir', '')
   return words_lib.open_words(_spec(d), store_dir, d.min_count, d.max_vocab, base)
+
+
+def _cooccurrences(d, words) -> cooccur.Cooccurrences:
+  """GloVe's counts for this corpus and vocabulary, from their store (counted where
+  none is yet, in data.cooccur_memory_mb)."""
+  spec = cooccur.CooccurSpec(words, d.window, d.symmetric, d.get('cooccur_memory_mb', 0))
+  return store_lib.open_or_prepare(spec, store_lib.root(d.get('store_dir', '')))
 
 
 def _spec(d) -> words_lib.WordSpec:
