@@ -7,12 +7,15 @@ scale").
 PARTs (all by default): lm (character-level LM on 100M and 1B characters:
 --mode=prepare, then --mode=benchmark from a cold process), reader (the batch
 reader alone at gpt2_small's shapes), spm (SentencePiece preparation), predict
-(one line of --mode=predict on a finished LM run). Each command runs under
+(one line of --mode=predict on a finished LM run), word_vectors (word2vec's
+start and GloVe's counting on about 510M words), translation (4.5M pairs),
+popcorn (one line of --mode=predict on a finished tfidf run). Each command runs under
 /usr/bin/time -v, its log in OUT; the corpora are copies (symbolic links) of
 $SEQLAB_DATA's, and the stores go to OUT/cache. The last line printed is one
 JSON object of every figure.
 """
 import argparse
+import gzip
 import json
 import os
 import pathlib
@@ -49,12 +52,13 @@ def timed(out: pathlib.Path, name: str, args, env, stdin=None) -> dict:
 
 
 def corpora(data: pathlib.Path, out: pathlib.Path) -> dict:
-  """lm100m: the text8-style corpus (10^8 characters); lm1b: ten copies of it."""
+  """lm100m: the text8-style corpus (10^8 characters, 17M words); lm1b: ten copies
+  of it; w2v500m: thirty; pairs4m5: Multi30k's training pairs 155 times over."""
   source = data / TEXT8LIKE
   if not source.exists():
     sys.exit(f'{source} not found: set SEQLAB_DATA to the shared datasets')
   made = {}
-  for name, copies in (('lm100m', 1), ('lm1b', 10)):
+  for name, copies in (('lm100m', 1), ('lm1b', 10), ('w2v500m', 30)):
     folder = out / 'corpora' / name
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(copies):
@@ -62,6 +66,18 @@ def corpora(data: pathlib.Path, out: pathlib.Path) -> dict:
       if not link.exists():
         link.symlink_to(source)
     made[name] = folder
+  pairs = out / 'corpora' / 'pairs4m5'
+  pairs.mkdir(parents=True, exist_ok=True)
+  raw = data / 'multi30k' / 'raw'
+  for lang in ('de', 'en'):
+    if not (pairs / f'train.{lang}').exists():
+      text = gzip.decompress((raw / f'train.{lang}.gz').read_bytes())
+      (pairs / f'train.{lang}').write_bytes(text * 155)
+    for split in ('val', 'test_2016_flickr'):
+      link = pairs / f'{split}.{lang}.gz'
+      if not link.exists():
+        link.symlink_to(raw / f'{split}.{lang}.gz')
+  made['pairs4m5'] = pairs
   return made
 
 
@@ -145,7 +161,60 @@ def predict(out, env, made, results):
                                     'peak_rss_mb': row['peak_rss_mb'], 'exit': row['exit']}
 
 
-PARTS = {'lm': lm, 'reader': reader, 'spm': spm, 'predict': predict}
+def word_vectors(out, env, made, results):
+  """word2vec and GloVe on 30 copies of the text8-style corpus (about 510M words):
+  the word store, then a cold start to the first step; GloVe's counting under
+  data.cooccur_memory_mb."""
+  corpus = made['w2v500m']
+  base = ['--config=configs/word2vec.py:skipgram', f'--config.data.path={corpus}']
+  prep = timed(out, 'w2v-prepare', base + ['--mode=prepare'], env)
+  bench = timed(out, 'w2v-benchmark', base + [
+      '--mode=benchmark', '--config.bench.warmup_steps=1', '--config.bench.steps=5',
+      '--config.bench.matmul_size=0'], env)
+  row = bench.get('row', {})
+  results['word2vec_500m'] = {
+      'prepare_wall_seconds': prep['wall_seconds'], 'prepare_peak_rss_mb': prep['peak_rss_mb'],
+      'start_to_first_step_seconds': row.get('start_to_first_step_seconds'),
+      'benchmark_wall_seconds': bench['wall_seconds'], 'peak_rss_mb': bench['peak_rss_mb'],
+      'words_per_second': row.get('words_per_second')}
+  glove = timed(out, 'glove-count', [
+      '--config=configs/glove.py', f'--config.data.path={corpus}', '--mode=prepare',
+      '--config.data.cooccur_memory_mb=1024'], env)
+  results['glove_count_500m'] = {'memory_mb': 1024, 'wall_seconds': glove['wall_seconds'],
+                                 'peak_rss_mb': glove['peak_rss_mb'], 'exit': glove['exit']}
+
+
+def translation(out, env, made, results):
+  """Multi30k's 29,000 training pairs 155 times over (4.5M pairs, WMT14's size) as
+  aligned files: --mode=prepare, then a cold start to the first step."""
+  folder = made['pairs4m5']
+  base = ['--config=configs/transformer.py:multi30k', '--config.data.name=parallel',
+          f'--config.data.path={folder}', '--config.data.pair=de-en',
+          '--config.data.validation_split=val', '--config.data.test_split=test_2016_flickr']
+  prep = timed(out, 'pairs-prepare', base + ['--mode=prepare'], env)
+  bench = timed(out, 'pairs-benchmark', base + [
+      '--mode=benchmark', '--config.bench.warmup_steps=1', '--config.bench.steps=3',
+      '--config.bench.matmul_size=0'], env)
+  row = bench.get('row', {})
+  results['translation_4m5_pairs'] = {
+      'prepare_wall_seconds': prep['wall_seconds'], 'prepare_peak_rss_mb': prep['peak_rss_mb'],
+      'start_to_first_step_seconds': row.get('start_to_first_step_seconds'),
+      'first_step_seconds': row.get('first_step_seconds'), 'peak_rss_mb': bench['peak_rss_mb']}
+
+
+def popcorn(out, env, made, results):
+  """One line of --mode=predict on a finished popcorn.py:tfidf run."""
+  workdir = out / 'popcorn-run'
+  args = ['--config=configs/popcorn.py:tfidf', f'--workdir={workdir}']
+  timed(out, 'popcorn-train', args, env)
+  row = timed(out, 'popcorn-predict', args + ['--mode=predict'], env,
+              stdin='a wonderful film, moving and superb\n')
+  results['popcorn_predict_one_line'] = {'wall_seconds': row['wall_seconds'],
+                                         'peak_rss_mb': row['peak_rss_mb'], 'exit': row['exit']}
+
+
+PARTS = {'lm': lm, 'reader': reader, 'spm': spm, 'predict': predict,
+         'word_vectors': word_vectors, 'translation': translation, 'popcorn': popcorn}
 
 
 def main():

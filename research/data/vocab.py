@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 
 import numpy as np
@@ -266,9 +265,9 @@ def save(vocab: Vocab, folder: str):
     spec = {'kind': 'word', 'words': vocab.itos[len(SPECIALS):]}
   elif isinstance(vocab, SentencePieceVocab):
     spec = {'kind': 'sentencepiece', 'model': 'spm.model'}
-    if os.path.abspath(vocab.path) != os.path.abspath(os.path.join(folder, 'spm.model')):
-      shutil.copyfile(vocab.path, os.path.join(folder, 'spm.model.tmp'))
-      os.replace(os.path.join(folder, 'spm.model.tmp'), os.path.join(folder, 'spm.model'))
+    with open(os.path.join(folder, 'spm.model.tmp'), 'wb') as f:  # the model as loaded.
+      f.write(vocab.sp.serialized_model_proto())
+    os.replace(os.path.join(folder, 'spm.model.tmp'), os.path.join(folder, 'spm.model'))
   else:
     raise TypeError(f'cannot save a {type(vocab).__name__}')
   with open(os.path.join(folder, 'vocab.json.tmp'), 'w', encoding='utf-8') as f:
@@ -300,8 +299,7 @@ def fingerprint(vocab: Vocab) -> str:
   """A digest of what the vocabulary maps: equal digests tokenize alike."""
   h = hashlib.sha256(type(vocab).__name__.encode())
   if isinstance(vocab, SentencePieceVocab):
-    with open(vocab.path, 'rb') as f:
-      h.update(f.read())
+    h.update(vocab.sp.serialized_model_proto())
   elif isinstance(vocab, (CharVocab, WordVocab)):
     h.update('\x00'.join(vocab.itos).encode('utf-8'))
     h.update(getattr(vocab, 'fallback', '').encode('utf-8'))
