@@ -219,7 +219,7 @@ class CooccurSpec:
     del keys, values
     shutil.rmtree(os.path.join(tmp, 'spill'), ignore_errors=True)
     seconds = time.time() - started
-    return {'format': store_lib.FORMAT, 'kind': 'cooccur', 'entries': n,
+    return {'kind': 'cooccur', 'entries': n,
             'vocab_size': c.vocab_size, 'window': self.window, 'symmetric': self.symmetric,
             'memory_mb': self.memory_mb, 'count_seconds': round(seconds, 2),
             'summary': f'{n:,} nonzero entries over a vocabulary of {c.vocab_size:,} '

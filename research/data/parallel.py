@@ -202,12 +202,11 @@ class PairsSpec:
       np.asarray(offsets[side], np.int64).tofile(os.path.join(tmp, f'{side}_offsets.bin'))
     shutil.rmtree(os.path.join(tmp, 'spm'), ignore_errors=True)
     seconds = max(time.time() - started, 1e-9)
-    return {'format': store_lib.FORMAT, 'kind': 'pairs', 'name': self.name,
+    return {'kind': 'pairs', 'name': self.name,
             'fingerprint': self.fingerprint, 'tokenizer': self.config(), 'dtype': np.dtype(dtype).name,
             'pairs': done, 'source_tokens': offsets['source'][-1],
             'target_tokens': offsets['target'][-1],
             'vocab_sizes': [len(v) for v in vocabs],
-            'prepared_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
             'summary': f'{done:,} pairs, {offsets["source"][-1]:,} + {offsets["target"][-1]:,} '
                        f'tokens, {done / seconds:,.0f} pairs/s'}
 

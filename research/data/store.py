@@ -224,8 +224,9 @@ def prepare(spec, path: str, progress: bool = True) -> dict:
   started = time.time()
   try:
     os.makedirs(tmp)
-    meta = spec.build(tmp, progress)
-    meta['seconds'] = round(time.time() - started, 2)
+    meta = {'format': FORMAT, **spec.build(tmp, progress),
+            'prepared_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+            'seconds': round(time.time() - started, 2)}
     names = sorted(n for n in os.listdir(tmp) if n.endswith('.bin'))
     meta['files'] = {n: [os.path.getsize(os.path.join(tmp, n)),
                          os.stat(os.path.join(tmp, n)).st_mtime_ns] for n in names}
@@ -280,13 +281,12 @@ def _build(spec: Spec, tmp: str, progress: bool) -> dict:
   np.asarray(documents, np.int64).tofile(os.path.join(tmp, 'documents.bin'))
   bar.done()
   seconds = max(time.time() - bar.start, 1e-9)
-  return {'format': FORMAT, 'spec': dataclasses.asdict(spec),
+  return {'spec': dataclasses.asdict(spec),
           'source': {'files': paths, 'fingerprint': sources.fingerprint(paths),
                      'bytes': sum(os.path.getsize(p) for p in paths)},
           'tokenizer': {**spec.settings(), 'fingerprint': vocab_lib.fingerprint(vocab)},
           'vocab_size': len(vocab), 'dtype': np.dtype(dtype).name, 'tokens': tokens,
           'documents': len(documents) - 1, 'characters': chars,
-          'prepared_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
           'summary': f'{tokens:,} tokens in {len(documents) - 1:,} documents ({spec.tokenizer}, '
                      f'vocabulary {len(vocab)}), {chars / seconds / 1e6:.1f} M characters/s'}
 

@@ -88,10 +88,9 @@ class WordSpec:
     counts[order].astype(np.int64).tofile(os.path.join(tmp, 'counts.bin'))
     np.asarray(pieces, np.int64).tofile(os.path.join(tmp, 'pieces.bin'))
     seconds = max(time.time() - bar.start, 1e-9)
-    return {'format': store_lib.FORMAT, 'kind': 'words', 'name': self.name,
+    return {'kind': 'words', 'name': self.name,
             'fingerprint': self.fingerprint, 'max_sentence': self.max_sentence,
             'words': total, 'distinct': len(order), 'sentences': len(pieces) - 1,
-            'prepared_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
             'summary': f'{total:,} words, {len(order):,} distinct, {len(pieces) - 1:,} '
                        f'sentences, {total / seconds / 1e6:.1f} M words/s'}
 
