@@ -48,14 +48,16 @@ class WordSpec:
     return WordStore(path)
 
   def build(self, tmp: str, progress: bool) -> dict:
-    """One pass: ids by first appearance into a scratch file, counted; then each id
-    is replaced by its rank (a vectorized pass over the scratch file)."""
+    """One pass (the text read and split on a second thread): ids by first
+    appearance into a scratch file, counted; then each id is replaced by its rank
+    (a vectorized pass over the scratch file)."""
     bar = store_lib.Progress(f'preparing {self.name}', 0, progress, unit='M words', scale=1e6)
     first_id, pieces, piece_start, total = {}, [0], 0, 0
     counts = np.zeros(0, np.int64)
     scratch = os.path.join(tmp, 'first_ids.tmp')
     with open(scratch, 'wb') as out:
-      for words, ends_line in self.segments():
+      for words, ends_line in (seg for group in store_lib.ahead(_groups(self.segments()))
+                               for seg in group):
         if words:
           ids = np.fromiter((first_id.setdefault(w, len(first_id)) for w in words), np.uint32,
                             len(words))
@@ -93,6 +95,18 @@ class WordSpec:
             'words': total, 'distinct': len(order), 'sentences': len(pieces) - 1,
             'summary': f'{total:,} words, {len(order):,} distinct, {len(pieces) - 1:,} '
                        f'sentences, {total / seconds / 1e6:.1f} M words/s'}
+
+
+def _groups(segments, size: int = 4096):
+  """Segments in lists of `size`: one hand-over between threads a list, not a line."""
+  group = []
+  for segment in segments:
+    group.append(segment)
+    if len(group) == size:
+      yield group
+      group = []
+  if group:
+    yield group
 
 
 class WordStore:
