@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from research.data import pipeline
 from research.data.vocab import PAD
 
 # Nominal dense peaks in FLOP/s per chip, by a substring of jax's device_kind; the
@@ -169,41 +170,43 @@ def per_second(unit: str) -> str:
 
 def train_row(exp, state, step_fn, profile_dir: str = '', process_start: float | None = None) -> dict:
   """Times bench.steps train steps after bench.warmup_steps (the first of which
-  compiles, timed apart as first_step_seconds); returns the JSON row of
-  --mode=benchmark, with start_to_first_step_seconds (from process_start, the
-  process's time.time() at its start, to the first step's dispatch: imports,
-  data, the initial state and the batches). With bench.profile_steps=N and a
-  profile_dir, N more steps are traced there (jax.profiler, with a Perfetto
-  trace; kernel_times reads it)."""
+  compiles, timed apart as first_step_seconds) on the training loop's own path:
+  batches made and placed by pipeline.Prefetch on its background thread, metrics
+  left on the devices. Returns the JSON row of --mode=benchmark, with
+  start_to_first_step_seconds (from process_start, the process's time.time() at
+  its start, to the first step's dispatch: imports, data, the initial state and
+  the first batch). With bench.profile_steps=N and a profile_dir, N more steps
+  are traced there (jax.profiler, with a Perfetto trace; kernel_times reads it)."""
   config, runtime, task = exp.config, exp.runtime, exp.task
   warmup, steps = config.bench.warmup_steps, config.bench.steps
   profile = config.bench.get('profile_steps', 0) if profile_dir else 0
-  batches = [task.train_batch(i) for i in range(warmup + steps + profile)]
-  # On the devices before the clock starts: the peers time compute on data in memory.
-  device_batches = [runtime.put_batch(b) for b in batches]
-  jax.block_until_ready(device_batches)
-  units, t_first, dispatched = {}, time.perf_counter(), time.time()
-  for i, (batch, device_batch) in enumerate(zip(batches[:warmup + steps], device_batches)):
-    if i == 1:  # before a slow compile ends in a timeout, the log says which part was slow.
-      jax.block_until_ready(state)
-      first_step = time.perf_counter() - t_first
-      logging.info('first step in %.1f s (compilation included)', first_step)
-    if i == warmup:
-      jax.block_until_ready(state)
-      t0 = time.perf_counter()
-    if i >= warmup:
-      for k, v in task.units(batch).items():
-        units[k] = units.get(k, 0) + v
-    state, metrics = step_fn(state, device_batch)
-  jax.block_until_ready((state, metrics))
-  seconds = time.perf_counter() - t0
-  if profile:
-    jax.profiler.start_trace(profile_dir, create_perfetto_trace=True)
-    for device_batch in device_batches[warmup + steps:]:
+  units, hosts = {}, []
+  with pipeline.Prefetch(task.train_batch, runtime.put_batch, 0,
+                         warmup + steps + profile) as batches:
+    t_first, dispatched = time.perf_counter(), time.time()
+    for i in range(warmup + steps):
+      if i == 1:  # before a slow compile ends in a timeout, the log says which part was slow.
+        jax.block_until_ready(state)
+        first_step = time.perf_counter() - t_first
+        logging.info('first step in %.1f s (compilation included)', first_step)
+      if i == warmup:
+        jax.block_until_ready(state)
+        t0 = time.perf_counter()
+      batch, device_batch = batches.get(i)
+      if i >= warmup:
+        hosts.append(batch)
+        for k, v in task.units(batch).items():
+          units[k] = units.get(k, 0) + v
       state, metrics = step_fn(state, device_batch)
     jax.block_until_ready((state, metrics))
-    jax.profiler.stop_trace()
-    logging.info('profiled %d steps into %s', profile, profile_dir)
+    seconds = time.perf_counter() - t0
+    if profile:
+      jax.profiler.start_trace(profile_dir, create_perfetto_trace=True)
+      for i in range(warmup + steps, warmup + steps + profile):
+        state, metrics = step_fn(state, batches.get(i)[1])
+      jax.block_until_ready((state, metrics))
+      jax.profiler.stop_trace()
+      logging.info('profiled %d steps into %s', profile, profile_dir)
   row = {
     'config': config.name,
     'devices': runtime.num_devices,
@@ -218,7 +221,7 @@ def train_row(exp, state, step_fn, profile_dir: str = '', process_start: float |
     **{per_second(k): round(v / seconds, 2) for k, v in units.items()},
   }
   counter = StepFlops(step_fn)
-  flops = [counter(state, b) for b in batches[warmup:warmup + steps]]
+  flops = [counter(state, b) for b in hosts]
   device = runtime.mesh.local_devices[0]
   sig = lambda x: float(f'{x:.4g}')
   if None not in flops:

@@ -14,6 +14,7 @@ from absl import logging
 
 from research import benchmark as bench, config as config_lib, distributed
 from research import metrics as metrics_lib, plots, tasks, workdir as workdir_lib
+from research.data import pipeline
 from research.errors import NonFiniteError, UserError
 from research.experiment import Experiment, TrainState, params_sha256, profile_range  # noqa: F401
 
@@ -68,6 +69,11 @@ def _train(exp, t_start, process_start, resume_command):
 
 
 def _loop(exp, writer, state, start_step, t_start, process_start, resume_command):
+  """The steps are dispatched without waiting for them: batches come from a
+  background thread (pipeline.Prefetch), and the metrics stay on the devices until
+  a log line, an evaluation or a checkpoint fetches them (as MaxText and
+  big_vision do). The fetch checks them: a non-finite loss stops the run naming
+  its step, at most train.log_every - 1 steps after it, before any save."""
   runtime, task, cfg, total, workdir = exp.runtime, exp.task, exp.config, exp.total_steps, exp.workdir
   profile = profile_range(cfg.train.get('profile_steps', ''), total)
   results_path = os.path.join(workdir, 'results.json')
@@ -77,39 +83,38 @@ def _loop(exp, writer, state, start_step, t_start, process_start, resume_command
                dict(runtime.mesh.shape), exp.compute_dtype, start_step, total, workdir)
   state = runtime.put_state(state, exp.state_shardings)
   last_saved, throughput = start_step, bench.Throughput(exp, step_fn)
-  window, window_start, t_window, eval_seconds = [], start_step, time.time(), 0.0
+  window, pending = [], []  # fetched metrics since the last log line; not yet fetched.
+  window_start, t_window, eval_seconds = start_step, time.time(), 0.0
   last_eval = (-1, {})  # (step, metrics) of the latest periodic evaluation.
-  # train_batch is a pure function of the step, so the next batch is built while the
-  # device runs this one.
-  host = task.train_batch(start_step) if start_step < total else None
-  batch = runtime.put_batch(host) if host is not None else None
-  first_step_at = time.time()  # data loaded and the state placed: what comes is compute.
-  with distributed.StopRequest() as stop:
+  # Stopping needs every process's word (a collective): on many hosts it is asked
+  # only where the loop waits anyway.
+  every_step = jax.process_count() == 1
+  with distributed.StopRequest() as stop, pipeline.Prefetch(
+      task.train_batch, runtime.put_batch, start_step, total) as batches:
+    first_step_at = time.time()  # data loaded and the state placed: what comes is compute.
     for step in range(start_step, total):
       if profile and step == profile[0]:
         jax.profiler.start_trace(os.path.join(workdir, 'tensorboard'), create_perfetto_trace=True)
+      host, batch = batches.get(step)
       state, metrics = step_fn(state, batch)
       throughput.add(host, state, batch)
-      if step + 1 < total:
-        host = task.train_batch(step + 1)
-        batch = runtime.put_batch(host)
-      metrics = jax.device_get(metrics)
       done = step + 1
+      pending.append((done, metrics))
       if profile and done == profile[1]:
         jax.block_until_ready(state)
         jax.profiler.stop_trace()
         logging.info('profiled steps %d-%d into %s/tensorboard', profile[0], done - 1, workdir)
+      log = done % cfg.train.log_every == 0 or done == total
+      evaluate = done % cfg.eval.every == 0 or done == total
+      save = done % cfg.checkpoint.every == 0 or done == total
+      stopping = stop.requested() if every_step or log or evaluate or save else None
+      if log or evaluate or save or stopping:
+        window += _fetch(pending, last_saved)
+        pending = []
       if done == total:  # start, data, compile and training, before the final evaluation.
         trained_seconds = time.time() - process_start
-      if not (np.isfinite(metrics['loss']) and np.isfinite(metrics['grad_norm'])):
-        raise NonFiniteError(
-            f'non-finite {"loss" if not np.isfinite(metrics["loss"]) else "gradient"} '
-            f'at step {done} (loss={metrics["loss"]}, grad_norm={metrics["grad_norm"]}); '
-            f'stopped, the last good checkpoint (step {last_saved}) is kept')
-      window.append(metrics)
-      stopping = stop.requested()
 
-      if done % cfg.train.log_every == 0 or done == total:
+      if log:
         elapsed = max(time.time() - t_window - eval_seconds, 1e-9)
         rate = (done - window_start) / elapsed
         mean = {f'train/{k}': float(np.mean([m[k] for m in window])) for k in window[0]}
@@ -122,7 +127,7 @@ def _loop(exp, writer, state, start_step, t_start, process_start, resume_command
         window, window_start, t_window, eval_seconds = [], done, time.time(), 0.0
         throughput.reset()
 
-      if done % cfg.eval.every == 0 or done == total:
+      if evaluate:
         t_eval = time.time()
         params = runtime.global_state(state).params
         ev = exp.evaluate(params, exp.eval_splits[0])
@@ -137,7 +142,7 @@ def _loop(exp, writer, state, start_step, t_start, process_start, resume_command
             logging.info('  %-32r -> %-14r %s', src, hyp, '✓' if hyp == ref else f'(want {ref!r})')
         eval_seconds += time.time() - t_eval  # keep eval time out of steps/s.
 
-      if done % cfg.checkpoint.every == 0 or done == total or stopping:
+      if save or stopping:
         exp.checkpointer.save(done, runtime.global_state(state), wait=bool(stopping))
         last_saved = done
       if stopping and done < total:
@@ -175,6 +180,19 @@ def _loop(exp, writer, state, start_step, t_start, process_start, resume_command
     plots.metric_curves(metrics_lib.read(writer.path), os.path.join(workdir, 'plots', 'metrics.png'))
   logging.info('final: %s', _fmt_metrics(results))
   return results
+
+
+def _fetch(pending, last_saved: int) -> list[dict]:
+  """The host values of the pending steps' metrics, each checked: a non-finite loss
+  or gradient stops the run, naming the first such step, before anything is saved."""
+  values = jax.device_get([m for _, m in pending])
+  for (done, _), m in zip(pending, values):
+    if not (np.isfinite(m['loss']) and np.isfinite(m['grad_norm'])):
+      raise NonFiniteError(
+          f'non-finite {"loss" if not np.isfinite(m["loss"]) else "gradient"} '
+          f'at step {done} (loss={m["loss"]}, grad_norm={m["grad_norm"]}); stopped at step '
+          f'{pending[-1][0]}, the last good checkpoint (step {last_saved}) is kept')
+  return values
 
 
 def _averaged_results(exp) -> dict:

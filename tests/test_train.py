@@ -1,5 +1,6 @@
 """The shared loop: exact resume after kill -9 or SIGTERM, and layout-independent results."""
 import json
+import re
 import os
 import signal
 import subprocess
@@ -250,3 +251,56 @@ def test_perplexity_is_exp_of_the_mean_nll_over_real_target_tokens():
   assert len(arrays['src']) % 8 and mask.sum() < mask.size  # partial batch, padding.
   assert exp.task.perplexity(params, 'validation') == pytest.approx(
       np.exp(nll[mask].mean()), rel=1e-4)
+
+
+def test_prefetch_makes_batches_ahead_in_order_and_passes_errors_on():
+  import threading  # pylint: disable=g-import-not-at-top
+  from research.data import pipeline  # pylint: disable=g-import-not-at-top
+  made, threads = [], {}
+
+  def make(step):
+    made.append(step)
+    threads[step] = threading.current_thread().name
+    if step == 6:
+      raise ValueError('bad step 6')
+    return {'x': np.full(2, step)}
+
+  with pipeline.Prefetch(make, lambda host: host['x'] * 10, 0, 8) as batches:
+    assert threads[0] == threading.current_thread().name  # the first, on the caller's thread.
+    host, placed = batches.get(0)
+    deadline = time.time() + 10
+    while len(made) < 4 and time.time() < deadline:  # steps 1 and 2 queued, 3 being made.
+      time.sleep(0.01)
+    assert made[:4] == [0, 1, 2, 3] and threads[1] == 'prefetch'
+    assert placed.tolist() == [0, 0] and host['x'].tolist() == [0, 0]
+    assert [batches.get(s)[1][0] for s in range(1, 6)] == [10, 20, 30, 40, 50]
+    with pytest.raises(ValueError, match='bad step 6'):
+      batches.get(6)
+
+
+def test_metrics_are_fetched_only_at_logs_evaluations_and_checkpoints(tmp_path, monkeypatch):
+  fetched = []
+  real = train._fetch  # pylint: disable=protected-access
+  monkeypatch.setattr(train, '_fetch', lambda pending, saved: (
+      fetched.append([d for d, _ in pending]), real(pending, saved))[1])
+  config = config_lib.load_config_file(str(ROOT / 'configs/dates.py'), 'tiny')
+  config.train.update(steps=12, log_every=5)
+  config.eval.every, config.checkpoint.every = 12, 6
+  train.train_and_evaluate(config, str(tmp_path))
+  assert fetched == [[1, 2, 3, 4, 5], [6], [7, 8, 9, 10], [11, 12]]
+  losses = [r['step'] for r in metrics.read(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
+  assert losses == [5, 10, 12]
+
+
+def test_a_non_finite_loss_between_fetches_is_named_and_never_saved(tmp_path):
+  config = config_lib.load_config_file(str(ROOT / 'configs/dates.py'), 'tiny')
+  config.optimizer.update(learning_rate=1e35, warmup_steps=0, schedule='constant',
+                          grad_clip_norm=0.0)
+  config.train.update(steps=40, log_every=4)
+  config.eval.every, config.checkpoint.every = 40, 4
+  with pytest.raises(train.NonFiniteError, match=r'at step (\d+) .*stopped at step (\d+)') as e:
+    train.train_and_evaluate(config, str(tmp_path))
+  bad, stopped = map(int, re.search(r'at step (\d+) .*stopped at step (\d+)', str(e.value)).groups())
+  assert bad <= stopped < bad + 4 and stopped % 4 == 0
+  saved = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
+  assert all(s < bad for s in saved) and f'checkpoint (step {max(saved, default=0)})' in str(e.value)

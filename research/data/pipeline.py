@@ -6,6 +6,8 @@ exactly the batches an uninterrupted run would, with no iterator state to save.
 """
 import concurrent.futures
 import functools
+import queue
+import threading
 
 import jax
 import numpy as np
@@ -47,6 +49,66 @@ class EpochAhead:
     if 2 * index >= self._per_epoch and (epoch + 1) * self._per_epoch < self._total:
       self._start(epoch + 1)
     return self._futures[epoch].result(), index
+
+
+class Prefetch:
+  """The batches of steps [start, stop), made (make(step): this process's host
+  rows) and placed on the devices (place(host)) `depth` steps ahead of use on a
+  background thread, so the host prepares while the devices compute. The first
+  is made at once, on the caller's thread: whatever a task loads on first use
+  loads there. get(step) returns (host rows, device batch) in step order;
+  errors of make or place reach the caller there."""
+
+  def __init__(self, make, place, start: int, stop: int, depth: int = 2):
+    self._items = queue.Queue(depth)
+    self._stop = threading.Event()
+    self._next = start
+    first = make(start) if start < stop else None
+    self._first = (first, place(first)) if first is not None else None
+    self._thread = threading.Thread(target=self._produce, args=(make, place, start + 1, stop),
+                                    daemon=True, name='prefetch')
+    self._thread.start()
+
+  def _produce(self, make, place, start, stop):
+    try:
+      for step in range(start, stop):
+        host = make(step)
+        if not self._put((host, place(host))):
+          return
+    except BaseException as e:  # pylint: disable=broad-except
+      self._put(e)
+
+  def _put(self, item) -> bool:
+    """Queues item, waiting for room; False once closed."""
+    while not self._stop.is_set():
+      try:
+        self._items.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
+
+  def get(self, step: int):
+    if step != self._next:
+      raise ValueError(f'Prefetch.get({step}): the next batch is step {self._next}')
+    self._next += 1
+    if self._first is not None:
+      first, self._first = self._first, None
+      return first
+    item = self._items.get()
+    if isinstance(item, BaseException):
+      raise item
+    return item
+
+  def close(self):
+    self._stop.set()
+    self._thread.join(timeout=5)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
 
 
 def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
