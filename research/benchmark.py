@@ -181,8 +181,8 @@ def train_row(exp, state, step_fn, profile_dir: str = '', process_start: float |
   warmup, steps = config.bench.warmup_steps, config.bench.steps
   profile = config.bench.get('profile_steps', 0) if profile_dir else 0
   units, hosts = {}, []
-  with pipeline.Prefetch(task.train_batch, runtime.put_batch, 0,
-                         warmup + steps + profile) as batches:
+  with pipeline.Prefetch(task.train_batch, runtime.put_batch, 0, warmup + steps + profile,
+                         scope=task.scope) as batches:
     t_first, dispatched = time.perf_counter(), time.time()
     for i in range(warmup + steps):
       if i == 1:  # before a slow compile ends in a timeout, the log says which part was slow.

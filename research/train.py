@@ -90,7 +90,7 @@ def _loop(exp, writer, state, start_step, t_start, process_start, resume_command
   # only where the loop waits anyway.
   every_step = jax.process_count() == 1
   with distributed.StopRequest() as stop, pipeline.Prefetch(
-      task.train_batch, runtime.put_batch, start_step, total) as batches:
+      task.train_batch, runtime.put_batch, start_step, total, scope=task.scope) as batches:
     first_step_at = time.time()  # data loaded and the state placed: what comes is compute.
     for step in range(start_step, total):
       if profile and step == profile[0]:

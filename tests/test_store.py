@@ -4,6 +4,7 @@ import errno
 import gzip
 import json
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -150,7 +151,8 @@ def test_a_failed_preparation_leaves_nothing_and_a_rerun_finishes(tmp_path, monk
     store.open_or_prepare(spec, root, False)
   assert [p for p in os.listdir(root) if not p.endswith('.lock')] == []
   # What a preparation killed outright leaves (a temporary folder) is never opened.
-  os.makedirs(os.path.join(root, spec.folder() + '.tmp-999', 'tokenizer'))
+  stale = f'{spec.folder()}.tmp-{socket.gethostname()}-999999999'  # a process that is gone.
+  os.makedirs(os.path.join(root, stale, 'tokenizer'))
   monkeypatch.setattr(ByteVocab, 'encode_array', real)
   s = store.open_or_prepare(spec, root, False)
   assert (s.tokens.read(0, len(s)) == EOS).sum() == 3
@@ -203,3 +205,13 @@ def test_prepare_mode_then_predict_reads_only_the_workdir(tmp_path):
                 env={**cache, 'SEQLAB_CACHE': str(tmp_path / 'empty')})
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert len(proc.stdout.splitlines()) == 1
+
+
+def test_a_lone_surrogate_in_json_lines_is_an_error_or_replaced(tmp_path):
+  path = tmp_path / 'web.jsonl'
+  path.write_text('{"text": "ok"}\n{"text": "half an emoji \\ud83d here"}\n')
+  with pytest.raises(UserError, match=r'web.jsonl, line 2: text that is not valid Unicode'):
+    store.open_or_prepare(store.Spec(str(path), 'byte'), str(tmp_path / 's'), False)
+  s = store.open_or_prepare(store.Spec(str(path), 'byte', encoding_errors='replace'),
+                            str(tmp_path / 's'), False)
+  assert s.vocab.decode(s.tokens.read(3, len(s))) == 'half an emoji ? here'

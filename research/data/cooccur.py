@@ -37,38 +37,37 @@ def count(blocks, vocab_size: int, window: int = 15, symmetric: bool = True,
   int32 [N], values float32 [N]): each (row, col) once, sorted by (row, col); with
   a symmetric window, the pairs row <= col sorted and then their mirror images
   (row > col) in the same order."""
-  keys, values = count_keys(blocks, vocab_size, window, symmetric, block_tokens, threads,
-                            memory_mb, spill_dir)
-  parts = list(entries(keys, values, vocab_size, symmetric))
+  chunks = count_keys(blocks, vocab_size, window, symmetric, block_tokens, threads,
+                      memory_mb, spill_dir)
+  parts = list(entries(chunks, vocab_size, symmetric))
   return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 
-def entries(keys, values, vocab_size: int, symmetric: bool, chunk: int = 1 << 22):
-  """count's (rows, cols, values) a chunk at a time, from the sorted unique pair keys:
-  with a symmetric window, every pair, then the mirror images of those off the
-  diagonal (a word beside itself counts from both sides)."""
-  for start in range(0, len(keys), chunk):
-    k = np.asarray(keys[start:start + chunk])
-    rows, cols = (k // vocab_size).astype(np.int32), (k % vocab_size).astype(np.int32)
-    v = np.asarray(values[start:start + chunk]).astype(np.float32)
+def entries(chunks, vocab_size: int, symmetric: bool):
+  """count's (rows, cols, values) a chunk at a time, from chunks() (count_keys): with
+  a symmetric window, every pair, then (a second pass) the mirror images of those
+  off the diagonal (a word beside itself counts from both sides)."""
+  yield np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32)
+  for keys, values in chunks():
+    rows, cols = (keys // vocab_size).astype(np.int32), (keys % vocab_size).astype(np.int32)
+    values = values.astype(np.float32)
     if symmetric:
-      v[rows == cols] *= 2
-    yield rows, cols, v
+      values[rows == cols] *= 2
+    yield rows, cols, values
   if symmetric:
-    for start in range(0, len(keys), chunk):
-      k = np.asarray(keys[start:start + chunk])
-      rows, cols = (k // vocab_size).astype(np.int32), (k % vocab_size).astype(np.int32)
+    for keys, values in chunks():
+      rows, cols = (keys // vocab_size).astype(np.int32), (keys % vocab_size).astype(np.int32)
       off = rows != cols
-      yield cols[off], rows[off], np.asarray(values[start:start + chunk]).astype(np.float32)[off]
-  if not len(keys):
-    yield np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32)
+      yield cols[off], rows[off], values.astype(np.float32)[off]
 
 
 def count_keys(blocks, vocab_size: int, window: int = 15, symmetric: bool = True,
                block_tokens: int = BLOCK_TOKENS, threads: int = 2, memory_mb: int = 0,
                spill_dir: str = ''):
-  """The counts as sorted unique int64 pair keys (row * vocab_size + col) and their
-  float64 values."""
+  """chunks() -> the counts as sorted unique int64 pair keys (row * vocab_size +
+  col) with their float64 values, a key range at a time (callable again: the
+  mirror pass reads them twice). Past memory_mb, the ranges are merged from the
+  spilled runs as they are read, so no more than a range is held."""
   stack, runs = [], []  # sorted (keys, values) parts, each under half the one before.
   limit = memory_mb * (1 << 20)
 
@@ -97,8 +96,10 @@ def count_keys(blocks, vocab_size: int, window: int = 15, symmetric: bool = True
   if runs:
     if stack:
       runs.append(_spill(_collapse(stack), spill_dir, len(runs)))
-    return _merge_runs(runs)
-  return _collapse(stack)
+    return lambda: _merge_runs(runs)
+  keys, values = _collapse(stack)
+  return lambda: ((keys[i:i + MERGE_KEYS], values[i:i + MERGE_KEYS])
+                  for i in range(0, len(keys), MERGE_KEYS))
 
 
 def _collapse(stack):
@@ -121,20 +122,18 @@ def _spill(part, folder: str, index: int):
 
 
 def _merge_runs(runs):
-  """The sorted runs' union, values added, a key range at a time: each range
-  takes at most MERGE_KEYS keys of each run into memory."""
+  """The sorted runs' union, values added, yielded a key range at a time: each
+  range takes at most MERGE_KEYS keys of each run into memory."""
   bounds = np.unique(np.concatenate([np.asarray(k[::MERGE_KEYS]) for k, _ in runs]))
   bounds = np.append(bounds[1:], np.iinfo(np.int64).max)
-  keys, values, start = [], [], [0] * len(runs)
+  start = [0] * len(runs)
   for bound in bounds:
     part = (np.zeros(0, np.int64), np.zeros(0))
     for i, (k, v) in enumerate(runs):
       stop = int(np.searchsorted(k, bound))
       part = _merge(*part, np.asarray(k[start[i]:stop]), np.asarray(v[start[i]:stop]))
       start[i] = stop
-    keys.append(part[0])
-    values.append(part[1])
-  return np.concatenate(keys), np.concatenate(values)
+    yield part
 
 
 def _block(tokens, sentence, lo, hi, window, vocab_size, symmetric):
@@ -203,20 +202,20 @@ class CooccurSpec:
     del progress
     started = time.time()
     c = self.words
-    keys, values = count_keys((c.block(b) for b in range(c.num_blocks)), c.vocab_size,
-                              self.window, self.symmetric, memory_mb=self.memory_mb,
-                              spill_dir=os.path.join(tmp, 'spill'))
+    chunks = count_keys((c.block(b) for b in range(c.num_blocks)), c.vocab_size, self.window,
+                        self.symmetric, memory_mb=self.memory_mb,
+                        spill_dir=os.path.join(tmp, 'spill'))
     outs = [open(os.path.join(tmp, f'{n}.bin'), 'wb') for n in ('rows', 'cols', 'values')]
     n = 0
     try:
-      for part in entries(keys, values, c.vocab_size, self.symmetric):
+      for part in entries(chunks, c.vocab_size, self.symmetric):
         for out, array in zip(outs, part):
           out.write(array.tobytes())
         n += len(part[0])
     finally:
       for out in outs:
         out.close()
-    del keys, values
+    del chunks
     shutil.rmtree(os.path.join(tmp, 'spill'), ignore_errors=True)
     seconds = time.time() - started
     return {'kind': 'cooccur', 'entries': n,

@@ -5,6 +5,7 @@ seeded permutation of the training set per epoch. A resumed run therefore sees
 exactly the batches an uninterrupted run would, with no iterator state to save.
 """
 import concurrent.futures
+import contextlib
 import functools
 import queue
 import threading
@@ -54,27 +55,31 @@ class EpochAhead:
 class Prefetch:
   """The batches of steps [start, stop), made (make(step): this process's host
   rows) and placed on the devices (place(host)) `depth` steps ahead of use on a
-  background thread, so the host prepares while the devices compute. The first
+  background thread, inside scope() (the task's), so the host prepares while the
+  devices compute. The first
   is made at once, on the caller's thread: whatever a task loads on first use
   loads there. get(step) returns (host rows, device batch) in step order;
   errors of make or place reach the caller there."""
 
-  def __init__(self, make, place, start: int, stop: int, depth: int = 2):
+  def __init__(self, make, place, start: int, stop: int, depth: int = 2,
+               scope=contextlib.nullcontext):
     self._items = queue.Queue(depth)
     self._stop = threading.Event()
     self._next = start
     first = make(start) if start < stop else None
     self._first = (first, place(first)) if first is not None else None
-    self._thread = threading.Thread(target=self._produce, args=(make, place, start + 1, stop),
+    self._thread = threading.Thread(target=self._produce,
+                                    args=(make, place, start + 1, stop, scope),
                                     daemon=True, name='prefetch')
     self._thread.start()
 
-  def _produce(self, make, place, start, stop):
+  def _produce(self, make, place, start, stop, scope):
     try:
-      for step in range(start, stop):
-        host = make(step)
-        if not self._put((host, place(host))):
-          return
+      with scope():  # the task's (regression's float64), which is per thread.
+        for step in range(start, stop):
+          host = make(step)
+          if not self._put((host, place(host))):
+            return
     except BaseException as e:  # pylint: disable=broad-except
       self._put(e)
 

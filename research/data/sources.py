@@ -36,6 +36,12 @@ def files(path: str, suffixes=TEXT_SUFFIXES) -> list[str]:
   return found
 
 
+def tree_fingerprint(folder: str) -> str:
+  """fingerprint of every file under `folder`."""
+  return fingerprint(sorted(os.path.join(d, n) for d, _, names in os.walk(folder)
+                            for n in names))
+
+
 def fingerprint(paths: list[str]) -> str:
   """Names, sizes and modification times of the files: a source that changed, or
   another copy, gets another fingerprint (and so another prepared store)."""
@@ -64,10 +70,11 @@ class Reader:
 
   @property
   def bytes_read(self) -> int:
+    raw, done = self._raw, self._done_bytes  # the reading thread may move on meanwhile.
     try:
-      return self._done_bytes + (self._raw.tell() if self._raw is not None else 0)
-    except (OSError, ValueError):  # closed between the check and the call.
-      return self._done_bytes
+      return done + (raw.tell() if raw is not None else 0)
+    except (OSError, ValueError):  # closed meanwhile.
+      return done
 
   def chunks(self):
     for path in self.paths:
@@ -122,6 +129,14 @@ class Reader:
         raise UserError(f'{path}, line {number}: no text field {self.text_field!r} '
                         f'(data.text_field); the line holds '
                         f'{sorted(record) if isinstance(record, dict) else type(record).__name__}')
+      try:
+        text.encode('utf-8')
+      except UnicodeEncodeError:  # a lone surrogate escape, e.g. "\ud83d".
+        if self.errors == 'strict':
+          raise UserError(f'{path}, line {number}: text that is not valid Unicode (a lone '
+                          'surrogate escape); data.encoding_errors=replace reads it as '
+                          'U+FFFD') from None
+        text = text.encode('utf-8', 'replace').decode('utf-8')
       yield text, True
 
 

@@ -11,8 +11,8 @@ cache adds the offsets of each document and a ledger of what is complete):
   tokenizer/     the tokenizer (research.data.vocab.save), trained here for
                  char, word and SentencePiece
   meta.json      written last: the format, the tokenizer's settings and
-                 fingerprint, the source's fingerprint, counts, and each file's
-                 size, modification time and a digest of sampled blocks
+                 fingerprint, the source's fingerprint, counts, and every other
+                 file's size, modification time and a digest of sampled blocks
 
 It lives under the store root (data.store_dir, else $SEQLAB_CACHE/stores, else
 ~/.cache/seqlab/stores) in a folder named by the source's fingerprint (its
@@ -38,6 +38,7 @@ import os
 import queue
 import re
 import shutil
+import socket
 import threading
 import time
 
@@ -200,34 +201,42 @@ def open_or_prepare(spec, store_root: str, progress: bool = True):
   path = os.path.join(store_root, spec.folder())
   try:
     return spec.open(path)
-  except Damaged as e:
+  except (Damaged, OSError) as e:  # OSError: another process is replacing it.
     if os.path.exists(path):
       logging.warning('prepared store %s is unusable (%s); preparing it again', path, e)
   with preparing(path):  # one process at a time; the others then find it done.
     try:
       return spec.open(path)
-    except Damaged:
+    except (Damaged, OSError):
       pass
     prepare(spec, path, progress)
-  return spec.open(path)
+    try:
+      return spec.open(path)
+    except (Damaged, OSError) as e:
+      raise UserError(f'the store just prepared at {path} fails its check ({e}): its '
+                      'filesystem changes files on rename or is written by another process; '
+                      'set data.store_dir to a local folder') from None
 
 
 def prepare(spec, path: str, progress: bool = True) -> dict:
   """Builds spec's store at `path` through a temporary folder; returns its meta,
-  with the size, modification time and sampled digest of each .bin file."""
+  with the size, modification time and sampled digest of each of its files."""
   parent = os.path.dirname(path) or '.'
   os.makedirs(parent, exist_ok=True)
-  for stale in os.listdir(parent):  # what killed preparations left.
-    if stale.startswith(os.path.basename(path) + '.tmp-'):
+  host = socket.gethostname()
+  for stale in os.listdir(parent):  # what killed preparations on this host left.
+    prefix = f'{os.path.basename(path)}.tmp-{host}-'
+    if stale.startswith(prefix) and not _alive(stale[len(prefix):]):
       shutil.rmtree(os.path.join(parent, stale), ignore_errors=True)
-  tmp = f'{path}.tmp-{os.getpid()}'
+  tmp = f'{path}.tmp-{host}-{os.getpid()}'
   started = time.time()
   try:
     os.makedirs(tmp)
     meta = {'format': FORMAT, **spec.build(tmp, progress),
             'prepared_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
             'seconds': round(time.time() - started, 2)}
-    names = sorted(n for n in os.listdir(tmp) if n.endswith('.bin'))
+    names = sorted(os.path.relpath(os.path.join(d, n), tmp)
+                   for d, _, files in os.walk(tmp) for n in files)
     meta['files'] = {n: [os.path.getsize(os.path.join(tmp, n)),
                          os.stat(os.path.join(tmp, n)).st_mtime_ns] for n in names}
     meta['digest'] = {n: _digest(os.path.join(tmp, n)) for n in names}
@@ -238,8 +247,8 @@ def prepare(spec, path: str, progress: bool = True) -> dict:
   except OSError as e:
     shutil.rmtree(tmp, ignore_errors=True)
     what = 'the disk is full' if e.errno == 28 else str(e)
-    raise UserError(f'preparing {spec.path} into {path} failed: {what}; nothing was kept, '
-                    'so the same command prepares it again once that is fixed') from None
+    raise UserError(f'preparing the store {path} failed: {what}; nothing was kept, so the '
+                    'same command prepares it again once that is fixed') from None
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
@@ -387,20 +396,23 @@ def ahead(iterable, depth: int = 2):
   stop = threading.Event()
   end = object()
 
+  def put(item) -> bool:
+    while not stop.is_set():
+      try:
+        items.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
+
   def produce():
     try:
       for item in iterable:
-        while not stop.is_set():
-          try:
-            items.put(item, timeout=0.1)
-            break
-          except queue.Full:
-            continue
-        if stop.is_set():
+        if not put(item):
           return
-      items.put(end)
+      put(end)
     except BaseException as e:  # pylint: disable=broad-except
-      items.put(e)
+      put(e)
 
   thread = threading.Thread(target=produce, daemon=True)
   thread.start()
@@ -471,6 +483,17 @@ def check(path: str) -> dict:
       raise Damaged(f'{name} was written after it was prepared (copy a store with its '
                     'modification times: rsync -a, cp -p)')
   return meta
+
+
+def _alive(pid: str) -> bool:
+  """Whether the process `pid` of this host still runs (a folder it writes is not stale)."""
+  try:
+    os.kill(int(pid), 0)
+  except (ValueError, ProcessLookupError):
+    return False
+  except PermissionError:
+    return True
+  return True
 
 
 def _digest(path: str, blocks: int = 64, size: int = 4096) -> str:

@@ -451,8 +451,9 @@ def _spec(d) -> words_lib.WordSpec:
     def lines():
       reviews = imdb.load(d.path, ('train', 'unsup'), d.encoding_errors, d.get('data_dir', ''))
       return (' '.join(imdb.tokenize(t)) for r in reviews.values() for t in r.texts)
-    paths = sorted(os.path.join(local, f) for f in os.listdir(local)) if local else []
-    fingerprint = sources.fingerprint(paths) if paths else 'download'
+    if local and not os.path.isdir(local):
+      raise UserError(f'imdb: {local!r} is not a directory')
+    fingerprint = sources.tree_fingerprint(local) if local else 'download'
     return words_lib.lines_spec('imdb', fingerprint + d.encoding_errors, lines, d.max_sentence)
   if d.name != 'text':
     raise UserError(f'unknown data.name {d.name!r} for word2vec; use text, text8 or imdb')

@@ -89,6 +89,8 @@ class PopcornTask(Task):
       if folder and jax.process_index() == 0:
         _save_fitted(self.fitted, folder)
     self.dim, self.describe = self.fitted['dim'], self.fitted['describe']
+    if 'init_rows' in self.fitted:  # model.init_from_vectors: the embeddings' first rows.
+      self.init_vectors = (self.fitted['init_rows'], self.fitted['init_table'])
     self.num_train = self.fitted['num_train']
     self.featurize, self.window_views = self._featurizer(self.fitted)
 
@@ -164,8 +166,9 @@ class PopcornTask(Task):
                           f'dimensions, model.model_dim is {m.model_dim}')
         known = {w: i for i, w in enumerate(wv.words)}
         rows = np.array([known.get(w, -1) for w in words])
-        self.init_vectors = (rows, wv.vectors)
         logging.info('embeddings: %d of %d from word vectors', int((rows >= 0).sum()), len(rows))
+        # Kept with the featurizer: a rerun before the first checkpoint starts from them too.
+        out.update(init_rows=rows, init_table=wv.vectors[np.maximum(rows, 0)])
       return {**out, 'words': words, 'dim': len(words),
               'describe': f'{len(words)} tokens, length {d.max_length}'}
     wv = self.word_vectors()
@@ -279,8 +282,7 @@ class PopcornTask(Task):
     if self.init_vectors is not None:
       rows, vectors = self.init_vectors
       # Rows of words with a vector start from it; the rest keep their random init.
-      table = jnp.where(jnp.asarray(rows >= 0)[:, None],
-                        jnp.asarray(vectors[np.maximum(rows, 0)], jnp.float32),
+      table = jnp.where(jnp.asarray(rows >= 0)[:, None], jnp.asarray(vectors, jnp.float32),
                         params['embed']['embedding'])
       params = dict(params, embed={'embedding': table})
     return params

@@ -124,12 +124,13 @@ class TranslationTask(Task):
     """The evaluation splits and the training pairs, loaded (their store prepared
     where none is yet) on first use."""
     if self._data is None:
-      self._data = self._load()
+      data = self._load()
       mine = [vocab_lib.fingerprint(v) for v in (self.src_vocab, self.tgt_vocab)]
-      if mine != [vocab_lib.fingerprint(v) for v in self._data.vocabs]:
+      if mine != [vocab_lib.fingerprint(v) for v in data.vocabs]:
         raise UserError(f'the data\'s vocabularies differ from the ones this run trained '
                         f'with ({self.workdir}/tokenizer_*): the corpus or data.tokenizer '
                         'changed; use the run\'s data, or a new workdir')
+      self._data = data
     return self._data
 
   def _load(self) -> 'TranslationData':
