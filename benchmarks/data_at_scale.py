@@ -90,7 +90,8 @@ def store_meta(cache: pathlib.Path, corpus: pathlib.Path, tokenizer: str) -> dic
 
 def lm(out, env, made, results):
   cache = pathlib.Path(env['SEQLAB_CACHE'])
-  for name, corpus in made.items():
+  for name in ('lm100m', 'lm1b'):
+    corpus = made[name]
     base = ['--config=configs/lm.py:char', f'--config.data.path={corpus}']
     prep = timed(out, f'{name}-prepare', base + ['--mode=prepare'], env)
     meta = store_meta(cache, corpus, 'char')

@@ -309,11 +309,15 @@ def _tokenizer(spec: Spec, paths, tmp: str, bar) -> vocab_lib.Vocab:
   if spec.tokenizer == 'char':  # the corpus's own alphabet, in one vectorized pass.
     seen = np.zeros(128, bool)
     for text, _ in ahead(reader.chunks()):
-      points = (np.frombuffer(text.encode('ascii'), np.uint8) if text.isascii()
-                else np.frombuffer(text.encode('utf-32-le'), np.uint32))
+      if text.isascii():  # the bytes not seen yet: one C pass deletes the others.
+        points = np.frombuffer(text.encode('ascii').translate(
+            None, np.flatnonzero(seen[:128]).astype(np.uint8).tobytes()), np.uint8)
+      else:
+        points = np.frombuffer(text.encode('utf-32-le'), np.uint32)
       if len(points) and points.max() >= len(seen):
         seen = np.concatenate([seen, np.zeros(int(points.max()) + 1 - len(seen), bool)])
-      seen[np.unique(points) if len(points) < 1 << 16 else _present(points, len(seen))] = True
+      if len(points):
+        seen[np.unique(points) if len(points) < 1 << 16 else _present(points, len(seen))] = True
       bar.update(reader.bytes_read)
     bar.next_pass(reader.total_bytes)
     return vocab_lib.CharVocab([chr(c) for c in np.flatnonzero(seen)], fallback=' ')
