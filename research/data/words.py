@@ -96,14 +96,16 @@ class WordSpec:
                        f'sentences, {total / seconds / 1e6:.1f} M words/s'}
 
 
-def _groups(segments, size: int = 4096):
-  """Segments in lists of `size`: one hand-over between threads a list, not a line."""
-  group = []
+def _groups(segments, words: int = 1 << 20):
+  """Segments in lists of about `words` words: one hand-over between threads a
+  list, not a line, and a bounded one whatever the lines' lengths."""
+  group, size = [], 0
   for segment in segments:
     group.append(segment)
-    if len(group) == size:
+    size += len(segment[0]) + 1
+    if size >= words:
       yield group
-      group = []
+      group, size = [], 0
   if group:
     yield group
 
