@@ -73,18 +73,19 @@ def count_keys(blocks, vocab_size: int, window: int = 15, symmetric: bool = True
 
   def add(part):
     stack.append(part)
+    if limit and sum(k.nbytes + v.nbytes for k, v in stack) > limit // 2:
+      # Each list its own run, unmerged: a merge would hold its inputs and output at once.
+      runs.extend(_spill(p, spill_dir, len(runs) + i) for i, p in enumerate(stack))
+      stack.clear()
     while len(stack) > 1 and 2 * len(stack[-1][0]) > len(stack[-2][0]):
       stack.append(_merge(*stack.pop(-2), *stack.pop()))
-    if limit and sum(k.nbytes + v.nbytes for k, v in stack) > limit:
-      runs.append(_spill(_collapse(stack), spill_dir, len(runs)))
-      stack.clear()
 
-  previous = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+  previous = (np.zeros(0, np.int32), np.zeros(0, np.int32))
   with concurrent.futures.ThreadPoolExecutor(threads) as pool:
     for ids, sentence in blocks:
       # The block, after the last `window` words of the one before (context only).
-      tokens = np.concatenate([previous[0][-window:], ids.astype(np.int64)])
-      sentences = np.concatenate([previous[1][-window:], sentence.astype(np.int64)])
+      tokens = np.concatenate([previous[0][-window:], ids])
+      sentences = np.concatenate([previous[1][-window:], sentence])
       first = len(tokens) - len(ids)
       los = list(range(first, len(tokens), block_tokens))
       part = lambda lo: _block(tokens, sentences, lo, min(lo + block_tokens, len(tokens)),
@@ -94,9 +95,9 @@ def count_keys(blocks, vocab_size: int, window: int = 15, symmetric: bool = True
           add(counted)
       previous = (tokens, sentences)
   if runs:
-    if stack:
-      runs.append(_spill(_collapse(stack), spill_dir, len(runs)))
-    return lambda: _merge_runs(runs)
+    runs.extend(_spill(p, spill_dir, len(runs) + i) for i, p in enumerate(stack))
+    stride = max(1 << 16, limit // 8 // (16 * len(runs)))  # a range holds ~limit / 8.
+    return lambda: _merge_runs(runs, stride)
   keys, values = _collapse(stack)
   return lambda: ((keys[i:i + MERGE_KEYS], values[i:i + MERGE_KEYS])
                   for i in range(0, len(keys), MERGE_KEYS))
@@ -121,10 +122,10 @@ def _spill(part, folder: str, index: int):
   return tuple(out)
 
 
-def _merge_runs(runs):
+def _merge_runs(runs, stride: int = MERGE_KEYS):
   """The sorted runs' union, values added, yielded a key range at a time: each
-  range takes at most MERGE_KEYS keys of each run into memory."""
-  bounds = np.unique(np.concatenate([np.asarray(k[::MERGE_KEYS]) for k, _ in runs]))
+  range takes at most `stride` keys of each run into memory."""
+  bounds = np.unique(np.concatenate([np.asarray(k[::stride]) for k, _ in runs]))
   bounds = np.append(bounds[1:], np.iinfo(np.int64).max)
   start = [0] * len(runs)
   for bound in bounds:
@@ -144,7 +145,7 @@ def _block(tokens, sentence, lo, hi, window, vocab_size, symmetric):
     # Pairs (context at p - d, center at p): each unordered pair once per distance.
     p = np.arange(max(lo, d), hi)
     p = p[sentence[p] == sentence[p - d]]
-    left, right = tokens[p - d], tokens[p]
+    left, right = tokens[p - d].astype(np.int64), tokens[p].astype(np.int64)
     if symmetric:
       left, right = np.minimum(left, right), np.maximum(left, right)
     keys.append((left * vocab_size + right) << bits | d)  # (left word, right word) as glove.c.

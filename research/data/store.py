@@ -281,7 +281,7 @@ def _build(spec: Spec, tmp: str, progress: bool) -> dict:
       if ends:
         ids = np.concatenate([ids, eos])
         in_document = False
-      out.write(ids.tobytes())
+      out.write(np.ascontiguousarray(ids).data)
       tokens, chars = tokens + len(ids), chars + len(text)
       bar.update(reader.bytes_read)
   documents.append((tokens, chars))

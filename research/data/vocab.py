@@ -91,7 +91,7 @@ class CharVocab(Vocab):
     self.stoi = {c: i for i, c in enumerate(self.itos)}
     self.fallback = fallback
     self.unknown_id = self.stoi.get(fallback, UNK) if fallback else UNK
-    self._table = None
+    self._table = self._ascii = None
 
   @classmethod
   def from_texts(cls, texts, fallback: str = ''):
@@ -107,11 +107,17 @@ class CharVocab(Vocab):
     return sum(c not in self.stoi for c in text)
 
   def encode_array(self, text: str) -> np.ndarray:
-    """Vectorized: a table from code points to ids, read in one gather."""
+    """Vectorized: a table from code points to ids, read in one gather (ASCII text
+    into at most 256 ids: one bytes.translate)."""
     if self._table is None:
       codes = [ord(c) for c in self.itos[len(SPECIALS):]]
       self._table = np.full(max(codes, default=0) + 1, self.unknown_id, id_dtype(len(self)))
       self._table[codes] = np.arange(len(SPECIALS), len(self))
+      ascii_ids = np.full(256, self.unknown_id, np.int64)
+      ascii_ids[:min(len(self._table), 128)] = self._table[:128]
+      self._ascii = ascii_ids.astype(np.uint8).tobytes() if len(self) <= 256 else None
+    if text.isascii() and self._ascii is not None:
+      return np.frombuffer(text.encode('ascii').translate(self._ascii), np.uint8)
     if text.isascii():  # one byte a character: no 4-byte copy.
       points = np.frombuffer(text.encode('ascii'), np.uint8)
     else:

@@ -177,7 +177,6 @@ class Words:
       self.counts[:len(base[1])] += np.asarray(base[1], np.int64)
     self.num_blocks = max(1, -(-self.raw_words // BLOCK))
     self.sentences = len(store.pieces) - 1
-    self._blocks = {}
 
   @property
   def vocab_size(self) -> int:
@@ -186,11 +185,6 @@ class Words:
   def block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
     """(ids int32, sentence ids int32) of the in-vocabulary words among raw words
     [b * BLOCK, (b + 1) * BLOCK)."""
-    if b not in self._blocks:
-      self._blocks = {**dict(list(self._blocks.items())[-1:]), b: self._read(b)}  # the last 2.
-    return self._blocks[b]
-
-  def _read(self, b: int):
     lo, hi = b * BLOCK, min((b + 1) * BLOCK, self.raw_words)
     ids = self.remap[self.store.tokens.read(lo, hi)]
     pieces = self.store.pieces
