@@ -36,7 +36,7 @@ def test_counts_match_a_direct_loop_across_blocks_and_sentences(symmetric, piece
                                      symmetric=symmetric, block_tokens=64, memory_mb=memory_mb,
                                      spill_dir=str(tmp_path))
   if memory_mb:
-    assert len(list(tmp_path.glob('run*_keys.npy'))) >= pieces
+    assert len(list(tmp_path.glob('run*_keys.bin'))) >= pieces
   x = np.zeros((7, 7))
   x[rows, cols] = values
   np.testing.assert_allclose(x, _direct(tokens, starts, 7, 4, symmetric), rtol=1e-6)

@@ -73,12 +73,12 @@ def count_keys(blocks, vocab_size: int, window: int = 15, symmetric: bool = True
 
   def add(part):
     stack.append(part)
-    if limit and sum(k.nbytes + v.nbytes for k, v in stack) > limit // 2:
-      # Each list its own run, unmerged: a merge would hold its inputs and output at once.
-      runs.extend(_spill(p, spill_dir, len(runs) + i) for i, p in enumerate(stack))
-      stack.clear()
     while len(stack) > 1 and 2 * len(stack[-1][0]) > len(stack[-2][0]):
       stack.append(_merge(*stack.pop(-2), *stack.pop()))
+    # Half the limit: merging the lists into one run holds its inputs and output at once.
+    if limit and sum(k.nbytes + v.nbytes for k, v in stack) > limit // 2:
+      runs.append(_spill(_collapse(stack), spill_dir, len(runs)))
+      stack.clear()
 
   previous = (np.zeros(0, np.int32), np.zeros(0, np.int32))
   with concurrent.futures.ThreadPoolExecutor(threads) as pool:
@@ -95,8 +95,9 @@ def count_keys(blocks, vocab_size: int, window: int = 15, symmetric: bool = True
           add(counted)
       previous = (tokens, sentences)
   if runs:
-    runs.extend(_spill(p, spill_dir, len(runs) + i) for i, p in enumerate(stack))
-    stride = max(1 << 16, limit // 8 // (16 * len(runs)))  # a range holds ~limit / 8.
+    if stack:
+      runs.append(_spill(_collapse(stack), spill_dir, len(runs)))
+    stride = max(1 << 16, limit // 4 // (16 * len(runs)))  # a range holds ~limit / 4.
     return lambda: _merge_runs(runs, stride)
   keys, values = _collapse(stack)
   return lambda: ((keys[i:i + MERGE_KEYS], values[i:i + MERGE_KEYS])
@@ -110,31 +111,44 @@ def _collapse(stack):
 
 
 def _spill(part, folder: str, index: int):
-  """Writes a sorted run to `folder`; returns it memory-mapped."""
+  """Writes a sorted run to `folder`; returns (its keys file, its values file, length)."""
   if not folder:
     raise ValueError('count(memory_mb=...) needs a spill_dir for its runs')
   os.makedirs(folder, exist_ok=True)
-  out = []
-  for name, array in zip(('keys', 'values'), part):
-    path = os.path.join(folder, f'run{index}_{name}.npy')
-    np.save(path, array)
-    out.append(np.load(path, mmap_mode='r'))
-  return tuple(out)
+  paths = [os.path.join(folder, f'run{index}_{name}.bin') for name in ('keys', 'values')]
+  for path, array in zip(paths, part):
+    array.tofile(path)
+  return paths[0], paths[1], len(part[0])
+
+
+def _read(path: str, dtype, start: int, count: int) -> np.ndarray:
+  """Elements [start, start + count) of a raw array file, read (not mapped: the
+  pages of a mapped run would count as the process's memory)."""
+  itemsize = np.dtype(dtype).itemsize
+  return np.fromfile(path, dtype, count, offset=start * itemsize)
 
 
 def _merge_runs(runs, stride: int = MERGE_KEYS):
-  """The sorted runs' union, values added, yielded a key range at a time: each
-  range takes at most `stride` keys of each run into memory."""
-  bounds = np.unique(np.concatenate([np.asarray(k[::stride]) for k, _ in runs]))
+  """The sorted runs' union, values added, yielded a key range at a time. The
+  ranges end at every run's every stride-th key, so a range takes at most
+  `stride` keys of each run, read when it is reached."""
+  samples = [_read(k, np.int64, i, 1) for k, _, n in runs for i in range(0, n, stride)]
+  bounds = np.unique(np.concatenate(samples)) if samples else np.zeros(0, np.int64)
   bounds = np.append(bounds[1:], np.iinfo(np.int64).max)
   start = [0] * len(runs)
   for bound in bounds:
-    part = (np.zeros(0, np.int64), np.zeros(0))
-    for i, (k, v) in enumerate(runs):
+    keys, values = [], []
+    for i, (k_path, v_path, n) in enumerate(runs):
+      k = _read(k_path, np.int64, start[i], min(stride, n - start[i]))
       stop = int(np.searchsorted(k, bound))
-      part = _merge(*part, np.asarray(k[start[i]:stop]), np.asarray(v[start[i]:stop]))
-      start[i] = stop
-    yield part
+      keys.append(k[:stop])
+      values.append(_read(v_path, np.float64, start[i], stop))
+      start[i] += stop
+    keys, values = np.concatenate(keys), np.concatenate(values)
+    order = np.argsort(keys, kind='stable')
+    keys, values = keys[order], values[order]
+    first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, int)
+    yield keys[first], (np.add.reduceat(values, first) if len(keys) else values)
 
 
 def _block(tokens, sentence, lo, hi, window, vocab_size, symmetric):
