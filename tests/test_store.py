@@ -215,3 +215,16 @@ def test_a_lone_surrogate_in_json_lines_is_an_error_or_replaced(tmp_path):
   s = store.open_or_prepare(store.Spec(str(path), 'byte', encoding_errors='replace'),
                             str(tmp_path / 's'), False)
   assert s.vocab.decode(s.tokens.read(3, len(s))) == 'half an emoji ? here'
+
+
+@pytest.mark.parametrize('text', ['the cat sat\non the mat\n' * 40, 'ascii then \x02 control'])
+def test_the_one_pass_for_ascii_writes_what_two_passes_write(tmp_path, monkeypatch, text):
+  (tmp_path / 'a.txt').write_text(text)
+  (tmp_path / 'b.txt').write_text(text[::-1])
+  spec = store.Spec(str(tmp_path / '*.txt'))
+  one = store.prepare(spec, str(tmp_path / 'one'), False)
+  monkeypatch.setattr(store, '_ascii_chars', lambda *args: None)
+  two = store.prepare(spec, str(tmp_path / 'two'), False)
+  for name in ('tokens.bin', 'documents.bin', 'tokenizer/vocab.json'):
+    assert (tmp_path / 'one' / name).read_bytes() == (tmp_path / 'two' / name).read_bytes()
+  assert one['tokens'] == two['tokens'] == 2 * len(text) + 2

@@ -261,30 +261,25 @@ def prepare(spec, path: str, progress: bool = True) -> dict:
 
 def _build(spec: Spec, tmp: str, progress: bool) -> dict:
   paths = spec.files()
-  passes = 2 if spec.tokenizer in ('char', 'word') and not spec.base else 1
-  bar = Progress(f'preparing {spec.path}', passes * sum(os.path.getsize(p) for p in paths),
-                 progress)
-  vocab_lib.save(_tokenizer(spec, paths, tmp, bar), os.path.join(tmp, 'tokenizer'))
-  shutil.rmtree(os.path.join(tmp, 'spm'), ignore_errors=True)  # SentencePiece's trainer's.
-  vocab = vocab_lib.load(os.path.join(tmp, 'tokenizer'))
+  total = sum(os.path.getsize(p) for p in paths)
+  path = os.path.join(tmp, 'tokens.bin')
+  one_pass = spec.tokenizer == 'char' and not spec.base
+  bar = Progress(f'preparing {spec.path}', total, progress)
+  done = _ascii_chars(spec, paths, path, bar) if one_pass else None
+  if done is None:  # a tokenizer to learn first (or text that is not ASCII): two passes.
+    bar = Progress(f'preparing {spec.path}', (1 + (spec.tokenizer in ('char', 'word')
+                                                   and not spec.base)) * total, progress)
+    vocab_lib.save(_tokenizer(spec, paths, tmp, bar), os.path.join(tmp, 'tokenizer'))
+    shutil.rmtree(os.path.join(tmp, 'spm'), ignore_errors=True)  # SentencePiece's trainer's.
+    vocab = vocab_lib.load(os.path.join(tmp, 'tokenizer'))
+    reader = sources.Reader(paths, spec.text_field, spec.encoding_errors)
+    documents, tokens, chars = _write_tokens(
+        ahead(_carried(reader.chunks(), spec.tokenizer)), _encoder(spec.tokenizer, vocab),
+        vocab_lib.id_dtype(len(vocab)), path, lambda: bar.update(reader.bytes_read))
+  else:
+    vocab, documents, tokens, chars = done
+    vocab_lib.save(vocab, os.path.join(tmp, 'tokenizer'))
   dtype = vocab_lib.id_dtype(len(vocab))
-  reader = sources.Reader(paths, spec.text_field, spec.encoding_errors)
-  encode = _encoder(spec.tokenizer, vocab)
-  eos = np.array([vocab_lib.EOS], dtype)
-  documents, tokens, chars, in_document = [], 0, 0, False
-  with open(os.path.join(tmp, 'tokens.bin'), 'wb') as out:
-    for text, ends in ahead(_carried(reader.chunks(), spec.tokenizer)):
-      if not in_document:
-        documents.append((tokens, chars))
-        in_document = True
-      ids = encode(text).astype(dtype, copy=False)
-      if ends:
-        ids = np.concatenate([ids, eos])
-        in_document = False
-      out.write(np.ascontiguousarray(ids).data)
-      tokens, chars = tokens + len(ids), chars + len(text)
-      bar.update(reader.bytes_read)
-  documents.append((tokens, chars))
   if tokens <= len(documents) - 1:
     raise UserError(f'corpus {spec.path!r} is empty: no text in {", ".join(paths)}')
   np.asarray(documents, np.int64).tofile(os.path.join(tmp, 'documents.bin'))
@@ -298,6 +293,72 @@ def _build(spec: Spec, tmp: str, progress: bool) -> dict:
           'documents': len(documents) - 1, 'characters': chars,
           'summary': f'{tokens:,} tokens in {len(documents) - 1:,} documents ({spec.tokenizer}, '
                      f'vocabulary {len(vocab)}), {chars / seconds / 1e6:.1f} M characters/s'}
+
+
+def _write_tokens(chunks, encode, dtype, path: str, progress):
+  """Writes each (text, ends_document) chunk's ids to `path`, </s> after each
+  document; returns (documents: [(first token, first character)] and the totals
+  after them, tokens, characters)."""
+  eos = np.array([vocab_lib.EOS], dtype)
+  documents, tokens, chars, in_document = [], 0, 0, False
+  with open(path, 'wb') as out:
+    for text, ends in chunks:
+      if not in_document:
+        documents.append((tokens, chars))
+        in_document = True
+      ids = encode(text).astype(dtype, copy=False)
+      if ends:
+        ids = np.concatenate([ids, eos])
+        in_document = False
+      out.write(np.ascontiguousarray(ids).data)
+      tokens, chars = tokens + len(ids), chars + len(text)
+      progress()
+  documents.append((tokens, chars))
+  return documents, tokens, chars
+
+
+def _ascii_chars(spec: Spec, paths, path: str, bar):
+  """The character tokenizer on ASCII text in one pass over the source: each byte
+  is written as it is (</s> as its own id, 2) while the alphabet is
+  collected, then one pass over the written file (in the page cache) turns
+  bytes into ids. -> (vocab, documents, tokens, characters), or None once a
+  chunk is not ASCII (the caller then makes the usual two passes)."""
+  reader = sources.Reader(paths, spec.text_field, spec.encoding_errors)
+  seen = bytearray()
+
+  def raw_bytes():
+    nonlocal seen
+    for text, ends in ahead(reader.chunks()):
+      if not text.isascii():
+        raise _NotAscii
+      raw = text.encode('ascii')
+      if new := raw.translate(None, bytes(seen)):  # one C pass deletes what is known.
+        seen += bytes(sorted(set(new)))
+      yield raw, ends
+
+  identity = lambda raw: np.frombuffer(raw, np.uint8)
+  try:
+    documents, tokens, chars = _write_tokens(
+        ((raw, ends) for raw, ends in raw_bytes()), identity, np.uint8, path,
+        lambda: bar.update(reader.bytes_read))
+  except _NotAscii:
+    return None
+  if vocab_lib.EOS in seen:  # the text holds the byte that stands for </s>.
+    return None
+  vocab = vocab_lib.CharVocab([chr(b) for b in seen], fallback=' ')
+  table = bytearray(range(256))
+  for b in seen:
+    table[b] = vocab.stoi[chr(b)]
+  table[vocab_lib.EOS] = vocab_lib.EOS  # written by _write_tokens as the id itself.
+  with open(path, 'r+b') as f:
+    while chunk := f.read(1 << 26):
+      f.seek(-len(chunk), os.SEEK_CUR)
+      f.write(chunk.translate(bytes(table)))
+  return vocab, documents, tokens, chars
+
+
+class _NotAscii(Exception):
+  pass
 
 
 def _tokenizer(spec: Spec, paths, tmp: str, bar) -> vocab_lib.Vocab:
