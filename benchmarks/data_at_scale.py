@@ -25,7 +25,8 @@ import sys
 import time
 
 HERE = pathlib.Path(__file__).resolve().parents[1]
-TEXT8LIKE = 'wiki2019_text8like/text8like.gz'
+sys.path.insert(0, str(HERE))
+from research.data import TEXT8LIKE  # noqa: E402  (the corpus the configs default to)
 
 
 def timed(out: pathlib.Path, name: str, args, env, stdin=None) -> dict:

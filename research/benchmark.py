@@ -151,7 +151,7 @@ class Throughput:
     if self.peak is False:  # measured once, at the first log line (a CPU's matmul rate).
       self.peak = peak_flops(self.exp.runtime.mesh.local_devices[0],
                                        self.exp.compute_dtype,
-                                       self.exp.config.bench.get('matmul_size', 0), repeats=2,
+                                       self.exp.config.bench.matmul_size, repeats=2,
                                        chain=4)
     if self.peak and self.total_flops:
       out['train/mfu'] = self.total_flops / self.exp.runtime.num_devices / seconds / self.peak[0]
@@ -179,7 +179,7 @@ def train_row(exp, state, step_fn, profile_dir: str = '', process_start: float |
   are traced there (jax.profiler, with a Perfetto trace; kernel_times reads it)."""
   config, runtime, task = exp.config, exp.runtime, exp.task
   warmup, steps = config.bench.warmup_steps, config.bench.steps
-  profile = config.bench.get('profile_steps', 0) if profile_dir else 0
+  profile = config.bench.profile_steps if profile_dir else 0
   units, hosts = {}, []
   with pipeline.Prefetch(task.train_batch, runtime.put_batch, 0, warmup + steps + profile,
                          scope=task.scope) as batches:
@@ -227,7 +227,7 @@ def train_row(exp, state, step_fn, profile_dir: str = '', process_start: float |
   if None not in flops:
     achieved = sum(flops) / runtime.num_devices / seconds  # per device.
     row.update(step_gflops=sig(sum(flops) / steps / 1e9), achieved_gflops=sig(achieved / 1e9))
-    size = config.bench.get('matmul_size', 0)
+    size = config.bench.matmul_size
     measured = matmul_peak_flops(size, device, dtype=exp.compute_dtype) if size else None
     if measured:
       row.update(matmul_peak_gflops=sig(measured / 1e9), mfu_measured=sig(achieved / measured))

@@ -14,8 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from research.data.vocab import BOS, EOS, PAD
-
-NEG_INF = -1.0e9
+from research.layers import NEG_INF
 
 
 def greedy(start, step, params, src, max_len: int, never=()):

@@ -1,4 +1,6 @@
-"""Multi-host start-up: one small function decides whether and how to call
+"""Multi-host start-up: whether and how to call jax.distributed.initialize.
+
+One small function decides whether and how to call
 jax.distributed.initialize, then the workdir is checked to be shared.
 
 Launch one process per host (or per accelerator group) with the same command.

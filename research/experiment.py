@@ -1,4 +1,6 @@
-"""What every mode of launch.py shares: the train state, the train step, and the
+"""What every mode of launch.py shares: train state, train step, checkpoints.
+
+What every mode of launch.py shares: the train state, the train step, and the
 Experiment (the task, runtime, optimizer and state of one workdir).
 
 The train step is a pure function (state, batch) -> (state, metrics). Data
@@ -126,7 +128,7 @@ class Experiment:
     process's CPU and then placed with its shardings. Threefry draws the same bits on
     every backend; initializers that transform them (a truncated normal's erf) may
     round differently on another backend's math library."""
-    if self.config.train.get('init_on', 'device') != 'host':
+    if self.config.train.init_on != 'host':
       return self._fresh()
     try:
       cpu = jax.local_devices(backend='cpu')[0]
@@ -158,7 +160,7 @@ class Experiment:
 
   def restore(self, required: bool = False):
     """(state, step): the latest checkpoint of the workdir, else a fresh state."""
-    keep = max(self.config.checkpoint.keep, self.config.eval.get('average_last', 0))
+    keep = max(self.config.checkpoint.keep, self.config.eval.average_last)
     self.checkpointer = checkpoint.Checkpointer(os.path.join(self.workdir, 'checkpoints'), keep)
     state, step = self.checkpointer.restore_latest(self.abstract_state())
     if state is None:
@@ -202,7 +204,7 @@ class Experiment:
 
 
 def _check_microbatches(config, runtime, task) -> int:
-  k = config.train.get('microbatches', 1)
+  k = config.train.microbatches
   per_device = config.train.batch_size // runtime.data_size
   if k < 1 or (per_device and per_device % k):
     raise UserError(f'train.microbatches={k} must be >= 1 and divide the per-device batch '

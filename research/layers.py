@@ -17,6 +17,9 @@ import jax.numpy as jnp
 from research.errors import UserError
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+# A score that loses every softmax and every beam, yet stays finite: a fully masked
+# row gives a uniform softmax, not NaN, and sums of such scores do not overflow.
+NEG_INF = -1.0e9
 
 
 def resolve_dtype(name: str, key: str = 'model.dtype', platform: str | None = None):

@@ -7,6 +7,8 @@ import numpy as np
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
+from research.evaluation import classification  # noqa: E402
+
 
 def _plain(text: str) -> str:
   """Text as written: matplotlib would read $...$ as math."""
@@ -210,11 +212,10 @@ def regularization_path(alphas, coefs, names, path: str, cv_mse=None, chosen=Non
 
 def roc_curves(series: dict, path: str, title='ROC on the test reviews'):
   """One ROC curve per method: series {name: (labels, scores)}, AUC in the legend."""
-  from research.models.sentiment import roc_curve  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   fig, ax = plt.subplots(figsize=(5.5, 5))
   for name, (labels, scores) in series.items():
-    fpr, tpr = roc_curve(np.asarray(labels), np.asarray(scores))
+    fpr, tpr = classification.roc_curve(np.asarray(labels), np.asarray(scores))
     ax.plot(fpr, tpr, label=f'{_plain(name)} (AUC {np.trapezoid(tpr, fpr):.3f})')
   ax.plot([0, 1], [0, 1], color='0.7', linestyle=':')
   ax.set_xlabel('false positive rate')

@@ -1,4 +1,6 @@
-"""Paper reproduction: `launch.py --reproduce=NAME` runs configs/papers/NAME.py
+"""Paper reproduction: `launch.py --reproduce=NAME`.
+
+Paper reproduction: `launch.py --reproduce=NAME` runs configs/papers/NAME.py
 (one run, or its sweep) and writes report.md with seqlab's numbers beside the paper's.
 
 A paper config is an ordinary config file plus a PAPER dict:

@@ -1,4 +1,6 @@
-"""Sweeps: a config's get_sweep() returns a list of override dicts; each point
+"""Sweeps: one run per point of a config's grid, and their table.
+
+Sweeps: a config's get_sweep() returns a list of override dicts; each point
 runs as its own `launch.py` process in workdir/<point-name>/.
 
     from research import sweep

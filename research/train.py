@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 
 from research import benchmark as bench, config as config_lib, distributed
-from research import metrics as metrics_lib, plots, tasks, workdir as workdir_lib
+from research import metric_log, plots, tasks, workdir as workdir_lib
 from research.data import pipeline
 from research.errors import NonFiniteError, UserError
 from research.experiment import Experiment, TrainState, params_sha256, profile_range  # noqa: F401
@@ -36,10 +36,14 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
   process_start (time.time() at the process's start) times the whole process in
   results' time/start_to_trained_seconds; without it, this call is timed."""
   t_start = time.time()
-  tasks.validate(config)
+  task_class = tasks.validate(config)
   workdir_lib.prepare(workdir)
   distributed.check_shared_workdir(workdir)
   with workdir_lib.Lock(workdir):
+    for stage_config, stage_workdir in task_class.stages(config, workdir):
+      logging.info('stage: training %s in %s first', stage_config.get('name') or
+                   stage_config.task, stage_workdir)
+      train_and_evaluate(stage_config, stage_workdir, devices)
     exp = Experiment(config, workdir, devices)
     try:
       with exp.task.scope():
@@ -51,7 +55,7 @@ def train_and_evaluate(config, workdir: str, devices=None, resume_command: str =
 
 def _train(exp, t_start, process_start, resume_command):
   cfg, workdir = exp.config, exp.workdir
-  profile_range(cfg.train.get('profile_steps', ''), exp.total_steps)  # checked before any work.
+  profile_range(cfg.train.profile_steps, exp.total_steps)  # checked before any work.
   state, start_step = exp.restore()
   results_path = os.path.join(workdir, 'results.json')
   if start_step >= exp.total_steps and os.path.exists(results_path):
@@ -61,7 +65,7 @@ def _train(exp, t_start, process_start, resume_command):
   exp.checkpointer.set_aside_unreadable()
   workdir_lib.record_config(workdir, config_lib.to_dict(cfg), start_step)
   _write_json(os.path.join(workdir, 'config.json'), config_lib.to_dict(cfg))
-  writer = metrics_lib.MetricWriter(workdir, start_step)
+  writer = metric_log.MetricWriter(workdir, start_step)
   try:
     return _loop(exp, writer, state, start_step, t_start, process_start, resume_command)
   finally:
@@ -75,7 +79,7 @@ def _loop(exp, writer, state, start_step, t_start, process_start, resume_command
   big_vision do). The fetch checks them: a non-finite loss stops the run naming
   its step, at most train.log_every - 1 steps after it, before any save."""
   runtime, task, cfg, total, workdir = exp.runtime, exp.task, exp.config, exp.total_steps, exp.workdir
-  profile = profile_range(cfg.train.get('profile_steps', ''), total)
+  profile = profile_range(cfg.train.profile_steps, total)
   results_path = os.path.join(workdir, 'results.json')
   step_fn = exp.compile_train_step()
   logging.info('training %s on %d %s device(s) (%s, mesh %s, %s), steps %d -> %d, workdir %s',
@@ -177,7 +181,7 @@ def _loop(exp, writer, state, start_step, t_start, process_start, resume_command
   _write_json(results_path, results)
   task.write_artifacts(whole, workdir)  # collective: decodes on every process.
   if _is_main():
-    plots.metric_curves(metrics_lib.read(writer.path), os.path.join(workdir, 'plots', 'metrics.png'))
+    plots.metric_curves(metric_log.read(writer.path), os.path.join(workdir, 'plots', 'metrics.png'))
   logging.info('final: %s', _fmt_metrics(results))
   return results
 
@@ -198,7 +202,7 @@ def _fetch(pending, last_saved: int) -> list[dict]:
 def _averaged_results(exp) -> dict:
   """averaged/* metrics of the mean of the last eval.average_last checkpoints ({} when
   it is 0); the checkpointer is closed after reading them."""
-  averaged = exp.averaged(exp.config.eval.get('average_last', 0))
+  averaged = exp.averaged(exp.config.eval.average_last)
   exp.checkpointer.close()
   if averaged is None:
     return {}
@@ -312,14 +316,17 @@ def benchmark(config, workdir: str = '', devices=None, process_start: float | No
   """--mode=benchmark's JSON row: train steps timed after warm-up (compilation
   excluded, and timed apart), or with bench.what=decode, translating the test split.
   bench.profile_steps=N traces N more steps into workdir/tensorboard."""
-  tasks.validate(config)
-  what = config.bench.get('what', 'train')
+  task_class = tasks.validate(config)
+  what = config.bench.what
   if what not in ('train', 'decode'):
     raise UserError(f'unknown bench.what {what!r}; use train or decode')
+  if what == 'decode' and not task_class.decodes:
+    raise UserError(f'bench.what=decode times decoding, which task {config.task!r} does not '
+                    'do; use bench.what=train, or a translation config')
   exp = Experiment(config, workdir if what == 'decode' else '', devices)
   with exp.task.scope():
     if what == 'decode':
-      if config.bench.get('profile_steps', 0):
+      if config.bench.profile_steps:
         logging.warning('bench.profile_steps traces train steps; bench.what=decode ignores it')
       state, step = exp.fresh_state(), 0
       if workdir and os.path.isdir(os.path.join(workdir, 'checkpoints')):
@@ -332,7 +339,7 @@ def benchmark(config, workdir: str = '', devices=None, process_start: float | No
     init_seconds = time.perf_counter() - t0
     logging.info('initialized the state in %.1f s (compilation included)', init_seconds)
     profile_dir = os.path.join(workdir, 'tensorboard') if workdir else ''
-    if config.bench.get('profile_steps', 0) and not workdir:
+    if config.bench.profile_steps and not workdir:
       logging.warning('bench.profile_steps=%d: no --workdir to write the trace into; not traced',
                       config.bench.profile_steps)
     row = bench.train_row(exp, state, exp.compile_train_step(), profile_dir, process_start)

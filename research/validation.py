@@ -1,4 +1,6 @@
-"""Config checks at the boundary, before any work: each rule names a key, a test
+"""Config checks at the boundary, before any work.
+
+Config checks at the boundary, before any work: each rule names a key, a test
 and what would fit, and a failure is one UserError naming all three.
 
 Tasks list their rules in their `validate` classmethod (research/tasks/); the

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from research import distributed, metrics, train
+from research import distributed, metric_log, train
 from research.errors import UserError
 
 TINY = ['--config=configs/dates.py:tiny']
@@ -115,7 +115,7 @@ def test_every_task_family_matches_on_two_processes(tmp_path):
     assert code == 0, err[-3000:]
   for run in runs:
     multi_dir, single_dir = run['workdir'], run['workdir'].replace('/multi/', '/single/')
-    losses = [[r['train/loss'] for r in metrics.read(os.path.join(d, 'metrics.jsonl'))
+    losses = [[r['train/loss'] for r in metric_log.read(os.path.join(d, 'metrics.jsonl'))
                if 'train/loss' in r] for d in (multi_dir, single_dir)]
     assert len(losses[0]) == len(losses[1]) > 0, run['config']
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5, err_msg=run['config'])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from research import config as config_lib, metrics, train, word_vectors
+from research import config as config_lib, metric_log, train, word_vectors
 from research.errors import UserError
 from research.tasks import Rejected
 
@@ -57,7 +57,7 @@ def test_tiny_run_learns_evaluates_and_writes_vectors(data, tmp_path):
   for key in ('analogy/3cosadd', 'analogy/3cosmul', 'analogy/family/3cosadd',
               'similarity/ws353', 'params_sha256'):
     assert key in results
-  losses = [r['train/loss'] for r in metrics.read(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
+  losses = [r['train/loss'] for r in metric_log.read(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
   assert len(losses) > 4 and losses[-1] < losses[0] - 0.2  # it learns the co-occurrences.
   assert (tmp_path / 'plots' / 'word_pairs_pca.png').stat().st_size > 1000  # king/queen ...
   wv = word_vectors.load(str(tmp_path / 'vectors.bin'))
@@ -134,7 +134,7 @@ def test_glove_trains_evaluates_and_saves_w_plus_w_tilde(data, tmp_path):
   config.data.epochs = 6
   results = train.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
   assert results['analogy/answered'] == 2 and 'similarity/ws353' in results
-  losses = [r['train/loss'] for r in metrics.read(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
+  losses = [r['train/loss'] for r in metric_log.read(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
   assert losses[-1] < 0.5 * losses[0]
   glove = word_vectors.load(str(tmp_path / 'vectors.glove.txt'))
   w2v = word_vectors.load(str(tmp_path / 'vectors.bin'))

@@ -1,5 +1,6 @@
-"""The package's import structure: the data layer has no import cycle (imports made
-inside functions included), and the default run imports no TFDS."""
+"""The package's structure: no import cycle anywhere in research/ (imports made
+inside functions included), models import no task, plots import no model, every
+module says in its first line what it holds, and the default run imports no TFDS."""
 import ast
 import pathlib
 import subprocess
@@ -56,9 +57,31 @@ def test_the_cycle_finder_finds_a_cycle_through_a_function_level_import(tmp_path
   assert cycles(module_imports(pkg, 'pkg')) == []
 
 
-def test_the_data_layer_has_no_import_cycle():
-  graph = module_imports(ROOT / 'research' / 'data', 'research.data')
-  assert cycles(graph) == []
+def _graph():
+  return module_imports(ROOT / 'research', 'research')
+
+
+def test_the_package_has_no_import_cycle():
+  assert cycles(_graph()) == []
+
+
+def test_models_import_no_task_and_plots_no_model():
+  graph = _graph()
+  for name, imports in graph.items():
+    if name.startswith('research.models'):
+      assert not {m for m in imports if m.startswith('research.tasks')}, name
+    if name.startswith(('research.evaluation', 'research.losses')):
+      assert not {m for m in imports if m.startswith('research.tasks')}, name
+  assert not {m for m in graph['research.plots'] if m.startswith('research.models')}
+
+
+def test_every_module_opens_with_a_one_line_summary():
+  for path in sorted((ROOT / 'research').rglob('*.py')):
+    doc = ast.get_docstring(ast.parse(path.read_text()), clean=False)
+    assert doc, f'{path} has no docstring'
+    lines = doc.split('\n')
+    assert lines[0].rstrip().endswith(('.', ':')) and (len(lines) == 1 or not lines[1].strip()), (
+        f'{path}: the first line of its docstring is not a summary of its own: {lines[0]!r}')
 
 
 def test_the_default_run_imports_no_tfds():

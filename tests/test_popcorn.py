@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, launch
 from research.data import bag, imdb, imdb_tfds
 from research.errors import UserError
-from research.models import sentiment
+from research.evaluation import classification, clustering
 
 GOOD = ['great', 'wonderful', 'superb', 'loved', 'brilliant', 'moving']
 BAD = ['awful', 'boring', 'terrible', 'hated', 'dull', 'waste']
@@ -146,7 +146,7 @@ def test_kmeans_finds_separated_clusters_and_never_raises_the_inertia():
   rng = np.random.default_rng(0)
   centers = rng.standard_normal((5, 3)) * 10
   x = np.concatenate([c + rng.standard_normal((40, 3)) * 0.1 for c in centers])
-  _, assign, inertia = jax.jit(sentiment.kmeans, static_argnums=(1, 3))(
+  _, assign, inertia = jax.jit(clustering.kmeans, static_argnums=(1, 3))(
       x, 5, jax.random.PRNGKey(0), 10)
   assign = np.asarray(assign).reshape(5, 40)
   assert all(len(set(row)) == 1 for row in assign) and len({row[0] for row in assign}) == 5
@@ -158,7 +158,7 @@ def test_auc_and_f1_equal_scikit_learn():
   rng = np.random.default_rng(1)
   labels = rng.integers(0, 2, 300).astype(np.float32)
   scores = np.round(np.clip(labels * 0.3 + rng.uniform(size=300) * 0.7, 0, 1), 2)  # with ties.
-  m = sentiment.classification_metrics(labels, scores)
+  m = classification.classification_metrics(labels, scores)
   assert m['auc'] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
   assert m['f1'] == pytest.approx(f1_score(labels, scores > 0.5), abs=1e-12)
   assert m['accuracy'] == pytest.approx(np.mean((scores > 0.5) == labels))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from multihost_worker import configured
-from research import metrics, train
+from research import metric_log, train
 from research.experiment import Experiment
 
 FSDP = {'parallel.mode': 'fsdp', 'parallel.fsdp_min_size': 16}
@@ -89,7 +89,7 @@ def split_leaves(config) -> list[str]:
 
 
 def _losses(workdir):
-  return [r['train/loss'] for r in metrics.read(os.path.join(workdir, 'metrics.jsonl'))
+  return [r['train/loss'] for r in metric_log.read(os.path.join(workdir, 'metrics.jsonl'))
           if 'train/loss' in r]
 
 

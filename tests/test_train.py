@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, launch
-from research import benchmark, config as config_lib, metrics, optim, train
+from research import benchmark, config as config_lib, metric_log, optim, train
 
 RESUME_ARGS = ['--config=configs/dates.py:tiny', '--config.train.steps=400',
                '--config.checkpoint.every=25', '--config.eval.every=200',
@@ -56,7 +56,7 @@ def test_kill_9_then_rerun_gives_bit_identical_parameters(tmp_path, uninterrupte
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert f'restored checkpoint at step {max(killed_at)}' in proc.stderr
   assert json.loads((tmp_path / 'results.json').read_text())['params_sha256'] == uninterrupted_sha
-  steps = [r['step'] for r in metrics.read(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
+  steps = [r['step'] for r in metric_log.read(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
   assert steps == sorted(set(steps)), 'metrics.jsonl repeats steps after resume'
 
 
@@ -98,7 +98,7 @@ def _losses(tmp_path, name, devices, parallel='mesh', dropout=0.0):
   config.parallel.mode, config.model.dropout = parallel, dropout
   workdir = str(tmp_path / name)
   train.train_and_evaluate(config, workdir, devices=devices)
-  return np.array([r['train/loss'] for r in metrics.read(os.path.join(workdir, 'metrics.jsonl'))
+  return np.array([r['train/loss'] for r in metric_log.read(os.path.join(workdir, 'metrics.jsonl'))
                    if 'train/loss' in r])
 
 
@@ -288,7 +288,7 @@ def test_metrics_are_fetched_only_at_logs_evaluations_and_checkpoints(tmp_path, 
   config.eval.every, config.checkpoint.every = 12, 6
   train.train_and_evaluate(config, str(tmp_path))
   assert fetched == [[1, 2, 3, 4, 5], [6], [7, 8, 9, 10], [11, 12]]
-  losses = [r['step'] for r in metrics.read(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
+  losses = [r['step'] for r in metric_log.read(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
   assert losses == [5, 10, 12]
 
 

@@ -13,7 +13,7 @@ from conftest import ROOT, launch
 from research import config as config_lib
 from research.errors import UserError
 from research.models.transformer import TransformerModel, dropout, sinusoids, with_attention
-from research.tasks.translation import smoothed_cross_entropy
+from research.losses import smoothed_cross_entropy
 from test_translation_data import _multi30k_dir
 
 SRC = jnp.array([[5, 6, 7, 8, 0, 0], [9, 10, 11, 12, 13, 14]])

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 import research.data as research_data
-from research import bleu
+from research.evaluation import bleu
 from research.data import multi30k, tatoeba, tfds_pairs as pairs
 from research.data.vocab import EOS, UNK, SentencePieceVocab, WordVocab
 from research.errors import UserError

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from research import word_vectors as wvl
+from research.evaluation import word_vectors as wv_eval
 from research.errors import UserError
 
 # Words in frequency order; 'queen' = king - man + woman exactly, 'paris' = france + capital.
@@ -22,22 +23,22 @@ def test_analogies_count_oov_and_score_each_section(tmp_path):
   wv = wvl.WordVectors(WORDS, VECS)
   path = _write(tmp_path, 'q.txt', ': family\nMan Woman King Queen\nman woman king unknown\n'
                                    ': other\nking queen man woman\nman king rare queen\n')
-  sections = wvl.read_analogies(path)
+  sections = wv_eval.read_analogies(path)
   assert sections[0] == ('family', [('man', 'woman', 'king', 'queen'),
                                     ('man', 'woman', 'king', 'unknown')])
-  res = wvl.evaluate_analogies(wv, sections, restrict=8)
+  res = wv_eval.evaluate_analogies(wv, sections, restrict=8)
   assert res['oov'] == 1 and res['answered'] == 3
   assert res['sections']['family']['3cosadd'] == 1.0
   assert res['sections']['family']['3cosmul'] == 1.0
   assert res['sections']['other']['answered'] == 2
   # 'rare' is outside the 7 most frequent words: its question is skipped, not wrong.
-  assert wvl.evaluate_analogies(wv, sections, restrict=7)['answered'] == 2
+  assert wv_eval.evaluate_analogies(wv, sections, restrict=7)['answered'] == 2
 
 
 def test_analogy_never_answers_with_a_question_word():
   # b - a + c is closest to c itself here; excluded, the next word must win.
   wv = wvl.WordVectors(['a', 'b', 'c', 'd'], [[1, 0], [1, .01], [0, 1], [.1, 1]])
-  res = wvl.evaluate_analogies(wv, [('s', [('a', 'b', 'c', 'd')])])
+  res = wv_eval.evaluate_analogies(wv, [('s', [('a', 'b', 'c', 'd')])])
   assert res['3cosadd'] == 1.0 and res['3cosmul'] == 1.0
 
 
@@ -57,8 +58,8 @@ def test_chunked_analogy_scores_match_a_question_at_a_time(monkeypatch):
     for name, scores in (('3cosadd', add), ('3cosmul', mul)):
       scores[[a, b, c]] = -np.inf
       expect[name] += int(scores.argmax() == d)
-  monkeypatch.setattr(wvl, 'ANALOGY_CHUNK', 7)  # 60 questions: 9 chunks, the last one short.
-  res = wvl.evaluate_analogies(wv, [('s', questions)])
+  monkeypatch.setattr(wv_eval, 'ANALOGY_CHUNK', 7)  # 60 questions: 9 chunks, the last one short.
+  res = wv_eval.evaluate_analogies(wv, [('s', questions)])
   assert 0 < expect['3cosadd'] < 60 and 0 < expect['3cosmul'] < 60
   assert res['3cosadd'] == expect['3cosadd'] / 60
   assert res['3cosmul'] == expect['3cosmul'] / 60
@@ -76,12 +77,12 @@ def test_nearest_matches_gensim_most_similar_semantics():
 def test_similarity_spearman_handles_ties_and_oov(tmp_path):
   path = _write(tmp_path, 'ws.tsv', '# comment\n# more\nman\twoman\t5\nking\tqueen\t5\n'
                                     'man\tfrance\t1\nparis\tcapital\t8\nfoo\tbar\t3\n')
-  pairs = wvl.read_pairs(path)
-  res = wvl.evaluate_similarity(wvl.WordVectors(WORDS, VECS), pairs)
+  pairs = wv_eval.read_pairs(path)
+  res = wv_eval.evaluate_similarity(wvl.WordVectors(WORDS, VECS), pairs)
   assert res['pairs'] == 4 and res['oov'] == 1
   x, y = [5, 5, 1, 8, 2], [0.3, 0.1, 0.1, 0.9, 0.5]
   scipy_stats = pytest.importorskip('scipy.stats')
-  assert wvl.spearman(x, y) == pytest.approx(scipy_stats.spearmanr(x, y)[0])
+  assert wv_eval.spearman(x, y) == pytest.approx(scipy_stats.spearmanr(x, y)[0])
 
 
 @pytest.mark.parametrize('fmt', ['word2vec', 'word2vec_binary', 'glove'])
@@ -119,8 +120,8 @@ def test_gensim_reads_our_files(tmp_path):
 
 def test_bad_evaluation_files_are_clear_errors(tmp_path):
   with pytest.raises(UserError, match=r'q.txt:2: expected'):
-    wvl.read_analogies(_write(tmp_path, 'q.txt', ': s\na b c\n'))
+    wv_eval.read_analogies(_write(tmp_path, 'q.txt', ': s\na b c\n'))
   with pytest.raises(UserError, match=r'p.txt:1: expected'):
-    wvl.read_pairs(_write(tmp_path, 'p.txt', 'a\tb\tlots\n'))
+    wv_eval.read_pairs(_write(tmp_path, 'p.txt', 'a\tb\tlots\n'))
   with pytest.raises(UserError, match='no such evaluation file'):
-    wvl.read_pairs(str(tmp_path / 'missing.txt'))
+    wv_eval.read_pairs(str(tmp_path / 'missing.txt'))

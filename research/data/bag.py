@@ -1,4 +1,6 @@
-"""Sparse document features for linear classifiers: bags of n-grams, TF-IDF,
+"""Sparse document features for linear classifiers: bags of n-grams, TF-IDF.
+
+Sparse document features for linear classifiers: bags of n-grams, TF-IDF,
 averaged word vectors and bags of centroids, all in one padded sparse form.
 
 A feature matrix is `Sparse(index [N, L] int32, value [N, L] float32, dim)`:

@@ -1,4 +1,6 @@
-"""GloVe's co-occurrence counts: X[i, j] = sum over occurrences of word j within
+"""GloVe's co-occurrence counts, prepared once in bounded memory.
+
+GloVe's co-occurrence counts: X[i, j] = sum over occurrences of word j within
 `window` words of word i (either side, inside one sentence) of 1 / distance.
 
 Counting streams the corpus and sorts instead of hashing: each block of the

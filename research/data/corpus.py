@@ -1,4 +1,6 @@
-"""Plain-text corpora for word embeddings: their files, their words as a stream,
+"""Plain-text corpora for word embeddings: segments and sampling.
+
+Plain-text corpora for word embeddings: their files, their words as a stream,
 and word2vec's sampling distributions.
 
 A corpus is one or many `.txt` / `.gz` files (a path, a directory or a glob).

@@ -1,4 +1,6 @@
-"""The IMDB archive (aclImdb v1, the one TFDS's imdb_reviews downloads) as a TFDS
+"""The IMDB archive as a TFDS builder (imported only by runs that need it).
+
+The IMDB archive (aclImdb v1, the one TFDS's imdb_reviews downloads) as a TFDS
 builder with ids and ratings kept, prepared once as array_record and read without
 TensorFlow. research/data/imdb.py turns its records into Reviews."""
 import re

@@ -102,7 +102,7 @@ def specs(d, base: str = '') -> list[tuple[store_lib.Spec, float]]:
 
 def prepare(d, progress: bool = True) -> list[store_lib.Store]:
   """Every store the config names, prepared where none is yet."""
-  root = store_lib.root(d.get('store_dir', ''))
+  root = store_lib.root(d.store_dir)
   stores = []
   for i, (spec, _) in enumerate(specs(d)):
     if i:  # the later corpora encode with the first one's tokenizer.

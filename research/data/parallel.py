@@ -1,4 +1,6 @@
-"""Parallel text: splits of (source, target) strings, and the training pairs as a
+"""Parallel text: splits of (source, target) strings and the pairs store.
+
+Parallel text: splits of (source, target) strings, and the training pairs as a
 token store, prepared once and read by index at any corpus size.
 
 Where pairs come from (data.name):

@@ -1,4 +1,6 @@
-"""Prepared token stores: a text corpus tokenized once into flat arrays on disk,
+"""Prepared token stores: corpora tokenized once into flat arrays on disk.
+
+Prepared token stores: a text corpus tokenized once into flat arrays on disk,
 then read by index by every run and every process, at any corpus size.
 
 A store is a folder (nanoGPT's prepare.py writes one flat array of ids; levanter's

@@ -1,4 +1,6 @@
-"""Tables for regression: a numeric CSV read with checks, synthetic data that
+"""Tables for regression: numeric CSVs read with checks, and synthetic tables.
+
+Tables for regression: a numeric CSV read with checks, synthetic data that
 breaks one assumption at a time, and the NIST StRD reference datasets.
 
 Every problem is a UserError naming it: a missing target column, a

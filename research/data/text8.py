@@ -1,4 +1,6 @@
-"""text8 (Mahoney: the first 10^8 bytes of English Wikipedia, cleaned): where its
+"""text8: where its local file is, and how it is read.
+
+text8 (Mahoney: the first 10^8 bytes of English Wikipedia, cleaned): where its
 file is, and how it reads.
 
 Online text8.zip is downloaded from mattmahoney.net once; offline `text8`,

@@ -1,4 +1,6 @@
-"""What seqlab's TFDS builders of parallel text share: a local folder for
+"""What seqlab's TFDS builders of parallel text share.
+
+What seqlab's TFDS builders of parallel text share: a local folder for
 offline use, and {'source', 'target'} text features."""
 import tensorflow_datasets as tfds
 

@@ -1,4 +1,6 @@
-"""Parallel text from TFDS builders: seqlab's own (Multi30k, Tatoeba: a local copy
+"""Parallel text from TFDS builders: Multi30k, Tatoeba and WMT14.
+
+Parallel text from TFDS builders: seqlab's own (Multi30k, Tatoeba: a local copy
 or a download) and TFDS's wmt14_translate (a download), prepared once as
 array_record and read through TFDS data sources, without TensorFlow.
 

@@ -1,4 +1,6 @@
-"""Tokenizers: characters, UTF-8 bytes, words and SentencePiece pieces, one
+"""Tokenizers: characters, bytes, words and SentencePiece, one interface.
+
+Tokenizers: characters, UTF-8 bytes, words and SentencePiece pieces, one
 interface for every task.
 
 Every vocabulary reserves ids 0-3 for <pad>, <s>, </s> and <unk> (</s> also ends

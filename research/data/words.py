@@ -1,4 +1,6 @@
-"""Word-vector corpora of any size: whitespace words prepared once into a store of
+"""Word-vector corpora of any size, prepared once into word stores.
+
+Word-vector corpora of any size: whitespace words prepared once into a store of
 ids, then read a block at a time, in bounded memory (gensim's corpus_file and the
 Stanford GloVe tools stream their corpora too).
 

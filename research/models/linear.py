@@ -1,4 +1,6 @@
-"""The linear regression family as pure JAX functions (float64): OLS, ridge, lasso
+"""The linear regression family as pure JAX functions (float64).
+
+The linear regression family as pure JAX functions (float64): OLS, ridge, lasso
 and elastic net, plus polynomial features.
 
 Every fit takes row-masked data: `mask` is 1 for a real row and 0 for padding

@@ -32,11 +32,10 @@ import numpy as np
 
 from research import decode
 from research.data.vocab import PAD
-from research.layers import Embed, logical, model_dtypes
+from research.layers import NEG_INF, Embed, logical, model_dtypes
 from research.models import register
 from research.errors import UserError
 
-NEG_INF = -1.0e9
 CAUSAL = 'causal'  # attend's mask for causal self-attention over a whole sequence.
 
 

@@ -1,4 +1,6 @@
-"""word2vec (Mikolov et al. 2013): skip-gram and CBOW, negative sampling or
+"""word2vec (Mikolov et al. 2013): skip-gram and CBOW as pure functions.
+
+word2vec (Mikolov et al. 2013): skip-gram and CBOW, negative sampling or
 hierarchical softmax, as pure functions of (params, batch).
 
 Parameters: 'input' [V, D], the word vectors (the C tool's syn0); 'output'

@@ -1,5 +1,7 @@
-"""Word embeddings: word2vec on a plain-text corpus, evaluated on analogies and
-word similarity (research/word_vectors.py).
+"""Word embeddings: the word2vec and GloVe tasks.
+
+Word embeddings: word2vec on a plain-text corpus, evaluated on analogies and
+word similarity (research/evaluation/word_vectors.py).
 
 Training follows the word2vec C tool and gensim: each epoch subsamples frequent
 words afresh (its own seed), the kept stream is cut into segments of
@@ -35,10 +37,11 @@ from research.data import cooccur, imdb, pipeline, sources, text8, TEXT8LIKE
 from research.data import store as store_lib
 from research.data import words as words_lib
 from research.errors import UserError
+from research.evaluation import word_vectors as wv_eval
 from research.models import glove as _glove  # noqa: F401  (registers)
 from research.models.word2vec import Word2Vec, huffman_tree
 from research.parallel import to_host
-from research.tasks import Rejected, Task, register
+from research.tasks.base import Rejected, Task, register
 
 # The pictures of Mikolov et al. 2013b (Figure 2) and "The amazing power of word vectors".
 WORD_GROUPS = {
@@ -97,7 +100,7 @@ class WordVectorTask(Task):
     for name, filename in EVAL_FILES.items():
       path = os.path.join(directory, filename)
       if os.path.isfile(path):
-        read = word_vectors.read_analogies if name == 'analogy' else word_vectors.read_pairs
+        read = wv_eval.read_analogies if name == 'analogy' else wv_eval.read_pairs
         sets[name] = read(path)
     if not sets:
       raise UserError(f'data.eval_dir {directory!r} has none of: ' + ', '.join(EVAL_FILES.values()))
@@ -109,14 +112,14 @@ class WordVectorTask(Task):
     out = {}
     restrict = self.config.eval.analogy_restrict
     if 'analogy' in self.eval_sets:
-      res = word_vectors.evaluate_analogies(wv, self.eval_sets['analogy'], restrict)
+      res = wv_eval.evaluate_analogies(wv, self.eval_sets['analogy'], restrict)
       out.update({'analogy/3cosadd': res['3cosadd'], 'analogy/3cosmul': res['3cosmul'],
                   'analogy/answered': res['answered'], 'analogy/oov': res['oov']})
       for name, sec in res['sections'].items():
         out[f'analogy/{name}/3cosadd'] = sec['3cosadd']
     for name in ('ws353', 'simlex999'):
       if name in self.eval_sets:
-        res = word_vectors.evaluate_similarity(wv, self.eval_sets[name])
+        res = wv_eval.evaluate_similarity(wv, self.eval_sets[name])
         out[f'similarity/{name}'] = res['spearman']
         out[f'similarity/{name}_oov'] = res['oov']
     return out
@@ -431,7 +434,7 @@ def _load_corpus(d, base=None) -> words_lib.Words:
   holding text8[.zip|.gz], else downloaded), in pieces of data.max_sentence
   words as its TFDS builder cut it; 'imdb' IMDB's train and unlabeled reviews
   (research.data.imdb), one per line, cleaned as popcorn cleans them."""
-  store_dir = d.get('store_dir', '')
+  store_dir = d.store_dir
   return words_lib.open_words(_spec(d), store_dir, d.min_count, d.max_vocab, base)
 
 
@@ -439,7 +442,7 @@ def _cooccurrences(d, words) -> cooccur.Cooccurrences:
   """GloVe's counts for this corpus and vocabulary, from their store (counted where
   none is yet, in data.cooccur_memory_mb)."""
   spec = cooccur.CooccurSpec(words, d.window, d.symmetric, d.get('cooccur_memory_mb', 0))
-  return store_lib.open_or_prepare(spec, store_lib.root(d.get('store_dir', '')))
+  return store_lib.open_or_prepare(spec, store_lib.root(d.store_dir))
 
 
 def _spec(d) -> words_lib.WordSpec:

@@ -35,8 +35,8 @@ from research.data import vocab as vocab_lib
 from research.errors import UserError
 from research.models import language_model, transformer  # noqa: F401  (registers transformer_lm)
 from research.parallel import to_host
-from research.tasks import Task, register
-from research.tasks.translation import smoothed_cross_entropy
+from research.tasks.base import Task, register
+from research.losses import smoothed_cross_entropy
 
 TOKENIZERS = store_lib.TOKENIZERS
 SPLITS = lm_corpus.SPLITS

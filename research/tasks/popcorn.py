@@ -14,9 +14,10 @@ Logistic regression is trained by Adam on the mean log loss plus model.l2/2 |w|^
 (scikit-learn's LogisticRegression has C = 1 / (l2 N)).
 
 Word vectors come from data.vectors (a word2vec text or binary file), or else
-the run data.word2vec configures (a whole word2vec config) is trained on the
-train + unlabeled reviews in WORKDIR/word2vec (data.word2vec_dir, relative to
-the workdir: '../word2vec' shares one among a sweep's points; resumable like any
+from a stage (base.py's `stages`): the run data.word2vec configures (a whole
+word2vec config) on the train + unlabeled reviews, an ordinary run that the
+loop trains first in WORKDIR/word2vec (data.word2vec_dir, relative to the
+workdir: '../word2vec' shares one among a sweep's points; resumable like any
 run, so a finished one is reused).
 
 Splits: data.validation_size reviews of the labeled train set (seeded) are held
@@ -36,11 +37,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from research import layers, models, plots, validation, word_vectors
+from research import layers, losses, models, plots, validation, word_vectors
 from research.data import bag, imdb, pipeline
 from research.errors import UserError
+from research.evaluation import classification, clustering
 from research.models import sentiment, transformer
-from research.tasks import Task, register
+from research.tasks.base import Task, register
 
 FEATURES = ('bow', 'tfidf', 'avg_vectors', 'centroids', 'tokens')
 PAD, UNK = 0, 1
@@ -182,7 +184,7 @@ class PopcornTask(Task):
       return {**out, 'words': wv.words, 'vectors': wv.vectors, 'mean': mean, 'std': std,
               'dim': wv.vectors.shape[1], 'describe': f'{len(wv.words)} word vectors'}
     k = max(2, len(wv.words) // d.words_per_cluster)
-    _, cluster, inertia = jax.jit(sentiment.kmeans, static_argnums=(1, 3))(
+    _, cluster, inertia = jax.jit(clustering.kmeans, static_argnums=(1, 3))(
         wv.unit, k, jax.random.PRNGKey(self.config.seed), d.kmeans_iters)
     cluster = np.asarray(cluster)
     logging.info('k-means: %d clusters of %d words, inertia %.1f -> %.1f', k, len(wv.words),
@@ -196,7 +198,6 @@ class PopcornTask(Task):
 
   def _featurizer(self, fitted):
     """(docs -> arrays, docs -> window views or None) from the fitted representation."""
-    d = self.config.data
     features = fitted['features']
     first = lambda docs: docs is self._docs.get('train') and getattr(
         self, '_train_features', None) is not None  # the training reviews, made by _fit.
@@ -247,6 +248,15 @@ class PopcornTask(Task):
               'owner': np.array(owner, np.int32)}
     return encode, window_views if d.eval_stride > 0 else None
 
+  @classmethod
+  def stages(cls, config, workdir: str) -> list:
+    """With data.vectors empty, the word2vec run data.word2vec configures, in
+    WORKDIR/word2vec (data.word2vec_dir), until the featurizer is fitted."""
+    if config.data.vectors or not workdir or os.path.isfile(
+        os.path.join(workdir, FEATURIZER, 'featurizer.json')):
+      return []
+    return [(config.data.word2vec, _vectors_run(config, workdir))]
+
   def word_vectors(self) -> word_vectors.WordVectors:
     d = self.config.data
     if d.vectors:
@@ -255,13 +265,11 @@ class PopcornTask(Task):
       return word_vectors.load(d.vectors)
     if not self.workdir:
       raise UserError('data.vectors is empty and there is no workdir to train word2vec in')
-    # The package's entry point for a run; imported here, as research.train imports tasks.
-    from research import train  # pylint: disable=g-import-not-at-top
-    sub = os.path.normpath(os.path.join(self.workdir, d.word2vec_dir or 'word2vec'))
-    logging.info('training word2vec (dim %d) on the train + unlabeled reviews in %s',
-                 d.word2vec.model.dim, sub)
-    train.train_and_evaluate(d.word2vec, sub)
-    return word_vectors.load(os.path.join(sub, 'vectors.bin'))
+    path = os.path.join(_vectors_run(self.config, self.workdir), 'vectors.bin')
+    if not os.path.isfile(path):
+      raise UserError(f'no word vectors at {path}: train this config with launch.py, which '
+                      'runs its word2vec stage first, or give data.vectors')
+    return word_vectors.load(path)
 
   # --- the model ----------------------------------------------------------------------
 
@@ -296,9 +304,9 @@ class PopcornTask(Task):
 
   def loss(self, params, batch, rng):
     logits = self.logits(params, batch, rng)
-    losses = sentiment.binary_loss(logits, batch['label'])
+    per_example = losses.logistic_loss(logits, batch['label'])
     weight = jnp.asarray(batch['label'].shape[0], jnp.float32)
-    total = jnp.sum(losses)
+    total = jnp.sum(per_example)
     if self.linear:
       total = total + 0.5 * self.config.model.l2 * jnp.sum(params['w'] ** 2) * weight
     correct = jnp.sum((logits > 0) == (batch['label'] > 0.5))
@@ -354,7 +362,7 @@ class PopcornTask(Task):
     if np.any(labels < 0):  # a test set without labels (none recoverable): no metrics.
       return {}
     p = self._split_probabilities(params, split)
-    return sentiment.classification_metrics(labels, p)
+    return classification.classification_metrics(labels, p)
 
   def _split_probabilities(self, params, split):
     """A split's probabilities, kept for the same parameters: the final test
@@ -406,6 +414,11 @@ class PopcornTask(Task):
       paths.append(plots.roc_curves({self.config.name or self.config.data.features: (labels, p)},
                                     os.path.join(workdir, 'plots', 'roc.png')))
     return paths
+
+
+def _vectors_run(config, workdir: str) -> str:
+  """The workdir of the word2vec stage: data.word2vec_dir relative to the run's."""
+  return os.path.normpath(os.path.join(workdir, config.data.word2vec_dir or 'word2vec'))
 
 
 def _save_fitted(fitted: dict, folder: str):

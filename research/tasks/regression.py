@@ -1,6 +1,8 @@
-"""The regression family through the shared loop: OLS, polynomial, ridge, lasso
+"""The regression task: the linear family trained by the shared loop.
+
+The regression family through the shared loop: OLS, polynomial, ridge, lasso
 and elastic net (research/models/linear.py), with statsmodels-style inference
-and assumption diagnostics (research/regression_stats.py).
+and assumption diagnostics (research/evaluation/regression.py).
 
 A fit is one train step: `train_step` solves the whole problem (QR, an
 eigendecomposition, or coordinate descent to scikit-learn's tolerance) on the
@@ -17,11 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from research import plots, regression_stats as rstats, validation
+from research import plots, validation
 from research.data import pipeline, tabular
 from research.errors import UserError
+from research.evaluation import regression as rstats
 from research.models import linear
-from research.tasks import Rejected, Task, register
+from research.tasks.base import Rejected, Task, register
 
 ESTIMATORS = ('ols', 'ridge', 'lasso', 'elastic_net')
 
@@ -251,8 +254,8 @@ class RegressionTask(Task):
     data = self.train if split == 'train' else self.test
     if data is None:
       return {}
-    out = _metrics(jax.device_get(self._predict(params, data['x'])), data['y'], data['mask'],
-                   len(self.exps))
+    out = rstats.fit_metrics(jax.device_get(self._predict(params, data['x'])), data['y'],
+                             data['mask'], len(self.exps))
     if out['r2'] is None:
       logging.warning('%s: R^2 is undefined, the target being constant over its %d row(s); '
                       'reported as null', split, int(data['mask'].sum()))
@@ -415,18 +418,6 @@ def _padded(X, y, multiple):
   return {'x': np.concatenate([X, np.zeros((pad, X.shape[1]))]).astype(np.float64),
           'y': np.concatenate([y, np.zeros(pad)]).astype(np.float64),
           'mask': np.concatenate([np.ones(n), np.zeros(pad)])}
-
-
-def _metrics(pred, y, mask, num_coef):
-  keep = mask > 0
-  r = (y - pred)[keep]
-  yk = y[keep]
-  n = len(r)
-  mse = float(np.mean(r ** 2))
-  tss = float(np.sum((yk - yk.mean()) ** 2))
-  r2 = 1 - float(np.sum(r ** 2)) / tss if tss > 0 else None  # undefined for a constant target.
-  return {'mse': mse, 'rmse': float(np.sqrt(mse)), 'mae': float(np.mean(np.abs(r))), 'r2': r2,
-          'adj_r2': None if r2 is None else 1 - (1 - r2) * (n - 1) / max(n - num_coef - 1, 1)}
 
 
 def _monomial_name(e, names):

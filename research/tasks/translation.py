@@ -9,7 +9,6 @@ in workdir/tokenizer_source/ and workdir/tokenizer_target/, so predict reads
 nothing else.
 """
 import dataclasses
-import functools
 import os
 import tempfile
 
@@ -18,14 +17,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import bleu, models, plots, validation
+from research import losses, models, plots, validation
 from research.data import dates, parallel, pipeline, store as store_lib, synthetic
 from research.data import vocab as vocab_lib
 from research.data.vocab import BOS, PAD
 from research.errors import UserError
 from research.models import rnn_attention, rnn_seq2seq, transformer  # noqa: F401  (they register)
 from research.parallel import to_host
-from research.tasks import Task, register
+from research.evaluation import bleu
+from research.tasks.base import Task, register
 
 GENERATED = ('dates', 'random')
 CORPORA = ('multi30k', 'tatoeba', 'wmt14', 'parallel')
@@ -56,11 +56,12 @@ def prepare(d) -> list:
   train, _ = _sources(d)
   if isinstance(train, parallel.Split):
     return []
-  return [store_lib.open_or_prepare(train, store_lib.root(d.get('store_dir', ''))).path]
+  return [store_lib.open_or_prepare(train, store_lib.root(d.store_dir)).path]
 
 
 @register('translation')
 class TranslationTask(Task):
+  decodes = True
 
   @classmethod
   def validate(cls, config):
@@ -87,7 +88,7 @@ class TranslationTask(Task):
     d = config.data
     self.max_src, self.max_tgt = d.max_source_len, d.max_target_len
     self.batch_tokens = d.get('batch_tokens', 0)
-    self.row_multiple = runtime.data_size * config.train.get('microbatches', 1)
+    self.row_multiple = runtime.data_size * config.train.microbatches
     self._data = None
     folders = [os.path.join(workdir, f'tokenizer_{side}') if workdir else '' for side in SIDES]
     if all(f and os.path.isfile(os.path.join(f, 'vocab.json')) for f in folders):
@@ -147,7 +148,7 @@ class TranslationTask(Task):
         pairs = parallel.MemoryPairs(parallel.encode_all(vocabs[0], train.sources),
                                      parallel.encode_all(vocabs[1], train.targets))
     else:
-      stored = store_lib.open_or_prepare(train, store_lib.root(d.get('store_dir', '')))
+      stored = store_lib.open_or_prepare(train, store_lib.root(d.store_dir))
       vocabs, pairs = (stored.src_vocab, stored.tgt_vocab), stored.pairs
     arrays = {name: _encode(split, *vocabs, self.max_src, self.max_tgt)
               for name, split in splits.items()}
@@ -194,7 +195,7 @@ class TranslationTask(Task):
     t = (packed.shape[1] - self.max_src) // 2
     src, tgt_in, tgt = packed[:, :-2 * t], packed[:, -2 * t:-t], packed[:, -t:]
     logits, _ = self.model.forward(params, src, tgt_in)
-    nll, count, _ = jax.vmap(lambda l, y: sequence_loss(l[None], y[None]))(logits, tgt)
+    nll, count, _ = jax.vmap(lambda l, y: losses.sequence_loss(l[None], y[None]))(logits, tgt)
     return jnp.stack([nll, count], axis=1)
 
   def perplexity(self, params, split: str) -> float:
@@ -232,7 +233,7 @@ class TranslationTask(Task):
 
   def loss(self, params, batch, rng):
     logits, _ = self.model.forward(params, batch['src'], batch['tgt_in'], rng=rng, train=True)
-    return sequence_loss(logits, batch['tgt_out'], self.config.model.label_smoothing)
+    return losses.sequence_loss(logits, batch['tgt_out'], self.config.model.label_smoothing)
 
   def units(self, batch):
     return {'examples': len(batch['src']), 'tokens': int((batch['tgt_out'] != PAD).sum())}
@@ -345,51 +346,3 @@ def _encode(split, src_vocab, tgt_vocab, max_src: int, max_tgt: int) -> dict:
   tgt, t2 = tgt_vocab.encode_batch(split.targets, max_tgt, add_eos=True)
   length = np.maximum((src != PAD).sum(1), (tgt != PAD).sum(1))
   return {'src': src, 'tgt': tgt, 'length': length, 'truncated': t1 + t2}
-
-
-def sequence_loss(logits, targets, label_smoothing=0.0):
-  """Cross entropy summed over non-padding target tokens.
-
-  Returns (loss_sum, token_count, metric sums); the loop divides by the global
-  count, so any split of the batch over devices gives the same gradients.
-  """
-  mask = (targets != PAD).astype(jnp.float32)
-  nll, target_margin = smoothed_cross_entropy(logits, targets, label_smoothing)
-  correct = (target_margin >= 0).astype(jnp.float32)  # the target has the top logit.
-  return (nll * mask).sum(), mask.sum(), {'token_accuracy': (correct * mask).sum()}
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def smoothed_cross_entropy(logits, targets, label_smoothing):
-  """Per token: ((1 - eps) * -log p(target) + eps * mean_v -log p(v), target logit - max logit).
-
-  Why a hand-written gradient: the vocabulary-sized arrays dominate a
-  Transformer step on CPU, and autodiff of log_softmax + take_along_axis makes
-  several passes over them (a scatter, a broadcast, a transpose); here the
-  backward pass is one fused softmax - smoothed one-hot, and no argmax is needed.
-  """
-  return _cross_entropy_fwd(logits, targets, label_smoothing)[0]
-
-
-def _cross_entropy_fwd(logits, targets, eps):
-  x = logits.astype(jnp.float32)
-  top = x.max(-1)
-  shifted = x - top[..., None]
-  lse = jnp.log(jnp.exp(shifted).sum(-1))
-  target_shifted = jnp.take_along_axis(shifted, targets[..., None], axis=-1)[..., 0]
-  nll = lse - target_shifted
-  if eps:
-    nll = (1.0 - eps) * nll + eps * (lse - shifted.mean(-1))
-  return (nll, target_shifted), (logits, targets, top + lse)
-
-
-def _cross_entropy_bwd(eps, residuals, cotangents):
-  logits, targets, log_z = residuals
-  g = cotangents[0][..., None]  # the margin output only feeds a comparison.
-  probs = jnp.exp(logits.astype(jnp.float32) - log_z[..., None])
-  vocab = jax.lax.broadcasted_iota(targets.dtype, logits.shape, logits.ndim - 1)
-  target = (1.0 - eps) * (vocab == targets[..., None]) + eps / logits.shape[-1]
-  return (g * (probs - target)).astype(logits.dtype), None
-
-
-smoothed_cross_entropy.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)

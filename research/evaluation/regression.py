@@ -1,6 +1,9 @@
-"""Inference and assumption diagnostics for a least-squares fit, with
-statsmodels' definitions (OLS summary, jarque_bera, het_breuschpagan,
-linear_reset, variance_inflation_factor), so the numbers agree with it.
+"""Regression evaluation: error metrics, inference and assumption diagnostics.
+
+Regression evaluation: error metrics, and the inference and assumption
+diagnostics of a least-squares fit with statsmodels' definitions (OLS summary,
+jarque_bera, het_breuschpagan, linear_reset, variance_inflation_factor), so the
+numbers agree with it.
 
 The matrix work is JAX (research.models.linear); tail probabilities come from
 scipy.stats on the host, as statsmodels' do.
@@ -166,3 +169,17 @@ def summary_table(names, coef, inf: dict, diag: dict, n: int, title: str) -> str
             '=' * w, 'Assumptions:']
   lines += [f'  {k}: {v}' for k, v in verdicts(diag).items()]
   return '\n'.join(lines) + '\n'
+
+
+def fit_metrics(pred, y, mask, num_coef) -> dict:
+  """MSE, RMSE, MAE, R^2 and adjusted R^2 of predictions over the rows mask keeps
+  (R^2 is None for a constant target)."""
+  keep = mask > 0
+  r = (y - pred)[keep]
+  yk = y[keep]
+  n = len(r)
+  mse = float(np.mean(r ** 2))
+  tss = float(np.sum((yk - yk.mean()) ** 2))
+  r2 = 1 - float(np.sum(r ** 2)) / tss if tss > 0 else None  # undefined for a constant target.
+  return {'mse': mse, 'rmse': float(np.sqrt(mse)), 'mae': float(np.mean(np.abs(r))), 'r2': r2,
+          'adj_r2': None if r2 is None else 1 - (1 - r2) * (n - 1) / max(n - num_coef - 1, 1)}

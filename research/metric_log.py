@@ -1,4 +1,4 @@
-"""Metric sinks: metrics.jsonl, TensorBoard event files, the console.
+"""The metric log: metrics.jsonl, TensorBoard event files, the console.
 
 Only process 0 writes. On resume, lines logged after the restored step (by a
 run that died before its next checkpoint) are dropped, so the file reads as

@@ -1,0 +1,171 @@
+"""The task protocol between a dataset, a model and the one training loop.
+
+The task protocol: what ties a dataset and a model to the one training loop
+(research/train.py).
+
+A task subclasses `Task`, registers itself by name with `@register('name')`,
+and `config.task` picks it. The loop calls only the hooks below; every
+optional one has a default here, so the loop never asks what a task has.
+
+Required:
+  init(rng) -> params                     the parameters (their leaves may carry
+                                          logical axis names: research/parallel.py)
+  loss(params, batch, rng) -> (loss_sum, weight_sum, metric_sums)
+                                          summed over the batch; the loop divides by
+                                          the global weight (or, instead of loss:)
+  train_step(state, batch, schedule) -> (state, metrics)
+                                          a task's own update rule (word2vec's
+                                          sparse SGD, GloVe's AdaGrad, a closed-form fit)
+  train_batch(step) -> {name: numpy array}
+                                          this process's rows of global batch `step`,
+                                          a pure function of (seed, step); the rows come
+                                          from research.data.pipeline.process_slice
+  evaluate(params, split) -> {metric: float}
+
+Optional (the default in brackets):
+  validate(config) (a classmethod)         checks the config before any work, raising
+                                           UserError naming the key [nothing]
+  stages(config, workdir) -> [(config, workdir)] (a classmethod)
+                                           runs that must finish first, each an
+                                           ordinary run in its own workdir, which
+                                           the loop trains (or finds finished)
+                                           before it builds the task [none]
+  prepare(config) -> [path] (a classmethod)
+                                           --mode=prepare: tokenizes the data into
+                                           its stores (research/data/store.py) where
+                                           none is yet; returns their folders [nothing]
+  num_steps() -> int                       the run's length: tasks that count in epochs
+                                           derive it [config.train.steps]
+  scope() -> context manager               wraps everything the loop does with the task
+                                           (regression's float64) [no-op]
+  decodes                                  whether the task decodes sequences, so
+                                           that bench.what=decode times it [False]
+  eval_splits                              splits evaluated at the end, the first one
+                                           also periodically; '' for no metric prefix
+                                           [('validation', 'test')]
+  init_opt_state(params)                   the optimizer state of a task's own update
+                                           rule [None: the optax optimizer's]
+  predict(params, lines) -> [str]          --mode=predict, one output line per input
+                                           line, or Rejected(why) for a line it cannot
+                                           answer [an error: the task has no predict]
+  samples(params, split, n) -> [(input, output, reference)]
+                                           printed at each evaluation [none]
+  units(batch) -> {unit: count}            throughput units, e.g. tokens [examples]
+  final_results(params) -> dict            merged into results.json [nothing]
+  benchmark_fields(params, seconds, steps) -> dict
+                                           added to --mode=benchmark's row [nothing]
+  write_artifacts(params, workdir) -> [path]
+                                           plots and files at the end of a run [none]
+
+Every task is constructed as Task(config, runtime, workdir) and reads the
+config without writing it.
+
+Parameters: loss, train_step and evaluate get them as the step shards them
+(under fsdp or a model axis, a device holds only a slice of a leaf), so evaluate
+runs its model through runtime.jit_data_parallel, and reads a leaf on the host
+only through research.parallel.to_host. Every other hook (predict, samples,
+final_results, benchmark_fields, write_artifacts) gets them whole: the loop
+passes runtime.whole(params), every leaf replicated on every device.
+"""
+import contextlib
+
+import jax
+
+from research import models, validation
+from research.errors import UserError
+
+TASKS = {}
+
+
+class Rejected(str):
+  """predict's answer to an input line it cannot answer, saying why:
+  train.write_answers prints `error: line N: <why>` to stderr and an empty line to
+  stdout (which keeps one line per input line), and launch.py exits 2 once every
+  line is done."""
+
+
+def register(name: str):
+  """Class decorator: makes the task available as config.task=name."""
+  def add(cls):
+    TASKS[name] = cls
+    cls.name = name
+    return cls
+  return add
+
+
+class Task:
+  """The protocol between a task and the loop; see the module docstring."""
+  name = ''
+  eval_splits = ('validation', 'test')
+  full_batch = False  # whether train.batch_size=0 means the whole training set.
+  decodes = False  # whether --mode=benchmark --config.bench.what=decode can time it.
+
+  def __init__(self, config, runtime, workdir: str = ''):
+    self.config, self.runtime, self.workdir = config, runtime, workdir
+
+  # --- required --------------------------------------------------------------------
+
+  def init(self, rng):
+    raise NotImplementedError
+
+  def loss(self, params, batch, rng):
+    raise NotImplementedError(f'task {self.name!r} defines neither loss nor train_step')
+
+  def train_step(self, state, batch, schedule):
+    raise NotImplementedError
+
+  def train_batch(self, step: int) -> dict:
+    raise NotImplementedError
+
+  def evaluate(self, params, split: str) -> dict:
+    raise NotImplementedError
+
+  # --- optional --------------------------------------------------------------------
+
+  @property
+  def own_update(self) -> bool:
+    """Whether the task brings its own train_step instead of a loss."""
+    return type(self).train_step is not Task.train_step
+
+  @classmethod
+  def validate(cls, config):
+    validation.check(config, validation.COMMON)
+    if models.names(cls.name):  # before any data loads: a model this task registered.
+      models.get(config.model.get('name'), cls.name)
+    if not cls.full_batch:
+      validation.check(config, [('train.batch_size', validation.integer(1))])
+
+  @classmethod
+  def stages(cls, config, workdir: str) -> list:
+    return []
+
+  @classmethod
+  def prepare(cls, config) -> list:
+    return []
+
+  def num_steps(self) -> int:
+    return self.config.train.steps
+
+  def scope(self):
+    return contextlib.nullcontext()
+
+  def init_opt_state(self, params):
+    return None
+
+  def predict(self, params, lines: list[str]) -> list[str]:
+    raise UserError(f'task {self.name!r} has no --mode=predict')
+
+  def samples(self, params, split: str, n: int) -> list:
+    return []
+
+  def units(self, batch) -> dict:
+    return {'examples': len(jax.tree.leaves(batch)[0])}
+
+  def final_results(self, params) -> dict:
+    return {}
+
+  def benchmark_fields(self, params, seconds: float, steps: int) -> dict:
+    return {}
+
+  def write_artifacts(self, params, workdir: str) -> list:
+    return []
