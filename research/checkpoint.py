@@ -13,33 +13,17 @@ from absl import logging
 from research.errors import UserError
 
 
-def _release_waiting_commits():
-  """Cancels orbax's commit threads that wait for a step directory a failed save never
-  creates: they would wait out orbax's 300 s barrier timeout, and the interpreter
-  waits for them at exit. Single process only: on many hosts the key is shared."""
-  if jax.process_count() != 1:
-    return
-  try:
-    from orbax.checkpoint._src.futures import future as ocp_future  # pylint: disable=g-import-not-at-top
-    from orbax.checkpoint._src.futures import synchronization  # pylint: disable=g-import-not-at-top
-    failed = synchronization.OperationIdGenerator.get_current_operation_id()
-    for thread in threading.enumerate():
-      # Only the failed save's: commits of earlier steps may still be finishing.
-      if (isinstance(thread, ocp_future._SignalingThread) and thread.is_alive()  # pylint: disable=protected-access
-          and thread._operation_id == failed):  # pylint: disable=protected-access
-        thread.cancel()
-        ocp_future.set_signals(thread._receive_signals, operation_id=thread._operation_id)  # pylint: disable=protected-access
-  except Exception as e:  # pylint: disable=broad-except
-    logging.warning('could not release orbax\'s waiting commit threads: %s', e)
-
-
 class Checkpointer:
 
   def __init__(self, directory: str, keep: int):
     self.directory = os.path.abspath(directory)
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        # Step directories made before save() returns: a save that fails then leaves
+        # no commit thread waiting for a directory that never comes.
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True,
+            async_options=ocp.AsyncOptions(create_directories_asynchronously=False)),
         item_handlers=ocp.StandardCheckpointHandler())
     self.unreadable: list[int] = []
 
@@ -66,7 +50,6 @@ class Checkpointer:
       yield
     except OSError as e:
       self._closed = True  # the manager's threads are spent; close() must not wait on them.
-      _release_waiting_commits()
       kept = [s for s in self.steps() if step is None or s < step]
       raise UserError(
           f'could not save the checkpoint{f" of step {step}" if step is not None else ""} in '
