@@ -14,12 +14,13 @@ Sweep:     python launch.py --sweep --sweep_parallel=1
            (decoder size x seed; `tiny` sweeps two decoder sizes).
 """
 from research import sweep
-from research.config import add_precision_keys, base_config
+from research.config import add_precision_keys, add_translation_keys, base_config
 
 
 def get_config(preset: str = ''):
   c = base_config()
   c.task = 'translation'
+  add_translation_keys(c)
 
   c.data.name = 'dates'
   c.data.train_size = 50_000
@@ -52,8 +53,6 @@ def get_config(preset: str = ''):
   c.eval.every = 500
   c.eval.batch_size = 1_000
   c.eval.bleu = False          # exact match is the measure here.
-  c.eval.beam_size = 1         # 1 is greedy decoding.
-  c.eval.length_penalty = 0.6  # GNMT alpha, for beam search.
   c.checkpoint.every = 500
 
   c.bench.warmup_steps = 10

@@ -40,7 +40,7 @@ Data: the raw Multi30k files are read from data.path, else $SEQLAB_DATA/multi30k
       with neither, the TFDS builder downloads them.
 Every figure, with its date and commit: docs/benchmarks.md.
 """
-from research.config import add_precision_keys, base_config
+from research.config import add_precision_keys, add_translation_keys, base_config
 
 
 PRESETS = ('lstm', 'gru_context', 'bahdanau', 'luong_dot', 'luong_general', 'luong_concat',
@@ -50,22 +50,17 @@ PRESETS = ('lstm', 'gru_context', 'bahdanau', 'luong_dot', 'luong_general', 'luo
 def get_config(preset: str = 'bahdanau'):
   c = base_config()
   c.task = 'translation'
+  add_translation_keys(c)
 
   c.data.name = 'multi30k'      # multi30k | tatoeba | wmt14 | parallel (aligned files) | ...
   c.data.pair = 'de-en'
   c.data.path = ''              # '': $SEQLAB_DATA/multi30k, else download.
-  c.data.data_dir = ''          # where TFDS keeps prepared data ('' = its default).
-  c.data.encoding_errors = 'strict'  # aligned files: strict | replace.
   c.data.tokenizer = 'sentencepiece'
   c.data.vocab_size = 8000
-  c.data.spm_model_type = 'bpe'
-  c.data.tokenizer_sample = 1_000_000  # training pairs the vocabularies learn from.
   c.data.max_source_len = 64
   c.data.max_target_len = 64
-  c.data.validation_split = 'validation'  # data.name=parallel: the files' name, e.g. newstest2013.
   c.data.test_split = 'test2016'
   c.data.bucket_boundaries = (16, 24, 32, 48, 64)
-  c.data.batch_tokens = 0       # >0: batches of about this many padded tokens (per side).
 
   c.model.name = 'rnn_attention'
   c.model.attention = 'bahdanau'  # bahdanau | luong_dot | luong_general | luong_concat
@@ -97,9 +92,6 @@ def get_config(preset: str = 'bahdanau'):
   c.eval.every = 900
   c.eval.batch_size = 256
   c.eval.num_samples = 3
-  c.eval.bleu = True
-  c.eval.beam_size = 1
-  c.eval.length_penalty = 0.6
   c.eval.length_buckets = (7, 10, 13, 16)  # BLEU by source words: 1-7, ..., 17+.
   c.checkpoint.every = 300
 

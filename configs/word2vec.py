@@ -37,6 +37,7 @@ def get_config(preset: str = 'skipgram'):
   c.data.max_vocab = 0            # 0: no limit.
   c.data.max_sentence = 10000     # longer lines are cut (text8 is one line), as gensim does.
   c.data.encoding_errors = 'strict'  # strict | replace
+  c.data.data_dir = ''            # TFDS's data_dir when text8 or imdb downloads.
   c.data.sample = 1e-3            # subsampling of frequent words; 0 keeps every word.
   c.data.epochs = 5               # with train.steps = 0.
   c.data.update_from = ''         # a finished run's workdir: continue it on data.path (online).

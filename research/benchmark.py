@@ -267,8 +267,8 @@ def decode_row(exp, state, step: int) -> dict:
     'platform': jax.devices()[0].platform,
     'what': 'decode',
     'checkpoint_step': step,
-    'beam_size': config.eval.get('beam_size', 1),
-    'kv_cache': config.model.get('kv_cache', None),
+    'beam_size': config.eval.beam_size,
+    'kv_cache': config.model.get('kv_cache', None),  # only the Transformer caches keys.
     'steps': -(-len(src) // config.eval.batch_size),
     'seconds': round(seconds, 4),
     'examples_per_second': round(len(src) / seconds, 2),

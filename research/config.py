@@ -77,6 +77,25 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def add_translation_keys(c: ml_collections.ConfigDict):
+  """The keys the translation task reads beyond the shared schema, with their
+  defaults: every translation config starts from them (configs/dates.py,
+  configs/seq2seq.py, and through it configs/transformer.py)."""
+  c.data.data_dir = ''           # where TFDS keeps prepared data ('' = its default).
+  c.data.encoding_errors = 'strict'  # aligned files: strict | replace.
+  c.data.vocab_size = 8000       # sentencepiece: the vocabulary's size (char ignores it).
+  c.data.spm_model_type = 'bpe'  # sentencepiece: bpe | unigram.
+  c.data.tokenizer_sample = 1_000_000  # training pairs the vocabularies learn from.
+  c.data.shared_vocab = False    # one vocabulary for both sides.
+  c.data.validation_split = 'validation'  # data.name=parallel: the files' name, e.g. newstest2013.
+  c.data.test_split = 'test'
+  c.data.batch_tokens = 0        # >0: batches of about this many padded tokens (per side).
+  c.eval.bleu = True             # BLEU and chrF of the decoded split.
+  c.eval.beam_size = 1           # 1 is greedy decoding.
+  c.eval.length_penalty = 0.6    # GNMT alpha, for beam search.
+  c.eval.length_buckets = ()     # BLEU by source words, e.g. (7, 10): 1-7, 8-10, 11+.
+
+
 def add_precision_keys(model: ml_collections.ConfigDict):
   """The accelerator keys of a neural model: flax's compute and parameter dtypes,
   and rematerialization."""

@@ -107,6 +107,8 @@ class Experiment:
     self.config, self.workdir = config, workdir
     self.runtime = Runtime.from_config(config.parallel, devices)
     self.runtime.check_batch_size(config.train.batch_size)
+    # Optional: models without precision keys (word2vec, GloVe, regression) are float32
+    # or their own float64.
     self.compute_dtype = np.dtype(layers.resolve_dtype(config.model.get('dtype', 'float32'))).name
     self.task = tasks.build(config, self.runtime, workdir)
     self.total_steps = self.task.num_steps()

@@ -57,7 +57,7 @@ class Corpus:
 
 def mixture(d) -> list[tuple[str, float]]:
   """[(path, weight)] of data.mixture ('PATH:WEIGHT,...'), or [(data.path, 1)]."""
-  if not d.get('mixture', ''):
+  if not d.mixture:
     return [(d.path, 1.0)]
   out = []
   for part in filter(None, (p.strip() for p in d.mixture.split(','))):
@@ -76,7 +76,7 @@ def mixture(d) -> list[tuple[str, float]]:
 def source_paths(d) -> list[tuple[str, float]]:
   """[(the local source of each corpus, its weight)], each checked to exist."""
   if d.name == 'text8':
-    return [(text8.source_file(d.path, d.get('data_dir', '')), 1.0)]
+    return [(text8.source_file(d.path, d.data_dir), 1.0)]
   out = []
   for path, weight in mixture(d):
     found = data_lib.local_path(path, data_lib.TEXT8LIKE)
@@ -95,7 +95,7 @@ def specs(d, base: str = '') -> list[tuple[store_lib.Spec, float]]:
   out = []
   for i, (path, weight) in enumerate(source_paths(d)):
     out.append((store_lib.Spec(path, d.tokenizer, d.vocab_size,
-                               d.get('text_field', 'text'), d.get('encoding_errors', 'strict'),
+                               d.text_field, d.encoding_errors,
                                base if i else ''), weight))
   return out
 

@@ -122,8 +122,8 @@ def make_vocab(tokenizer: str, texts, vocab_size: int, model_type: str, folder: 
 def vocabularies(d, sources: list[str], targets: list[str], folder: str):
   """(source vocabulary, target vocabulary) learned from training texts; one joint
   vocabulary with data.shared_vocab (so embeddings can be shared)."""
-  model_type, size = d.get('spm_model_type', 'bpe'), d.get('vocab_size', 0)
-  if d.get('shared_vocab', False):
+  model_type, size = d.spm_model_type, d.vocab_size
+  if d.shared_vocab:
     joint = make_vocab(d.tokenizer, sources + targets, size, model_type,
                        os.path.join(folder, 'tokenizer_joint'))
     return joint, joint
@@ -232,10 +232,10 @@ class _Settings(dict):
 
 def spec_settings(d) -> tuple:
   """The data.* keys that shape a pairs store's contents."""
-  keys = {'tokenizer': d.tokenizer, 'vocab_size': d.get('vocab_size', 0),
-          'spm_model_type': d.get('spm_model_type', 'bpe'),
-          'shared_vocab': bool(d.get('shared_vocab', False)),
-          'tokenizer_sample': d.get('tokenizer_sample', 1_000_000)}
+  keys = {'tokenizer': d.tokenizer, 'vocab_size': d.vocab_size,
+          'spm_model_type': d.spm_model_type,
+          'shared_vocab': bool(d.shared_vocab),
+          'tokenizer_sample': d.tokenizer_sample}
   return tuple(sorted(keys.items()))
 
 
@@ -325,7 +325,7 @@ def local_spec(d) -> PairsSpec:
   kind, files = local_layout(d.path, d.pair, 'train') or (None, None)
   if kind is None:
     list(read_local(d.path, d.pair, 'train'))  # the error line naming what is missing.
-  errors = d.get('encoding_errors', 'strict')
+  errors = d.encoding_errors
   return PairsSpec(name=os.path.basename(os.path.normpath(d.path)) + f'_{d.pair}',
                    fingerprint=sources_lib.fingerprint(files),
                    read=lambda: read_local(d.path, d.pair, 'train', errors=errors),
@@ -335,7 +335,7 @@ def local_spec(d) -> PairsSpec:
 def read_split(d, split: str) -> Split:
   """A (small) evaluation split of a folder of aligned files, whole."""
   sources, targets = [], []
-  for s, t in read_local(d.path, d.pair, split, errors=d.get('encoding_errors', 'strict')):
+  for s, t in read_local(d.path, d.pair, split, errors=d.encoding_errors):
     sources += s
     targets += t
   return Split(sources, targets)

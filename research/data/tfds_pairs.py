@@ -80,7 +80,7 @@ def load_tfds(name: str, pair: str, local_dir: str = '', data_dir: str = ''):
 
 def spec(d):
   """(the training pairs' store spec, {split: Split} of the evaluation splits)."""
-  builder, keys = open_builder(d.name, d.pair, d.path, d.get('data_dir', ''))
+  builder, keys = open_builder(d.name, d.pair, d.path, d.data_dir)
   splits = {split: read_split(builder, keys, split) for split in builder.info.splits
             if split != 'train'}
   train = builder.info.splits['train']

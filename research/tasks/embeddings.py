@@ -186,7 +186,7 @@ class Word2VecTask(WordVectorTask):
   def __init__(self, config, runtime, workdir: str = ''):
     super().__init__(config, runtime, workdir)
     d, m = config.data, config.model
-    self.previous = _load_previous(d.get('update_from', ''), m.dim)
+    self.previous = _load_previous(d.update_from, m.dim)
     self.corpus = _load_corpus(d, self.previous and (self.previous['words'],
                                                      self.previous['counts']))
     c = self.corpus
@@ -277,7 +277,7 @@ class Word2VecTask(WordVectorTask):
                  for name, (ids, deltas) in updates.items()}
       # A row updated k times in the round moves by its summed update / k^power: plain
       # sums of a frequent word's many updates, all computed at the same point, diverge.
-      power = self.config.data.get('duplicate_power', 0.0)
+      power = self.config.data.duplicate_power
       if power:
         def scaled(name, ids, deltas):
           count = jnp.zeros(params[name].shape[0]).at[ids].add(1.0)
@@ -441,18 +441,18 @@ def _load_corpus(d, base=None) -> words_lib.Words:
 def _cooccurrences(d, words) -> cooccur.Cooccurrences:
   """GloVe's counts for this corpus and vocabulary, from their store (counted where
   none is yet, in data.cooccur_memory_mb)."""
-  spec = cooccur.CooccurSpec(words, d.window, d.symmetric, d.get('cooccur_memory_mb', 0))
+  spec = cooccur.CooccurSpec(words, d.window, d.symmetric, d.cooccur_memory_mb)
   return store_lib.open_or_prepare(spec, store_lib.root(d.store_dir))
 
 
 def _spec(d) -> words_lib.WordSpec:
   if d.name == 'text8':
-    return words_lib.file_spec(text8.source_file(d.path, d.get('data_dir', '')), d.max_sentence)
+    return words_lib.file_spec(text8.source_file(d.path, d.data_dir), d.max_sentence)
   if d.name == 'imdb':  # the labeled train and unlabeled reviews, cleaned as popcorn cleans them.
     local = data_lib.local_path(d.path, 'imdb')
 
     def lines():
-      reviews = imdb.load(d.path, ('train', 'unsup'), d.encoding_errors, d.get('data_dir', ''))
+      reviews = imdb.load(d.path, ('train', 'unsup'), d.encoding_errors, d.data_dir)
       return (' '.join(imdb.tokenize(t)) for r in reviews.values() for t in r.texts)
     if local and not os.path.isdir(local):
       raise UserError(f'imdb: {local!r} is not a directory')

@@ -108,7 +108,7 @@ class PopcornTask(Task):
     data.validation_size held out (seeded), and the test reviews; read once."""
     if self._reviews is None:
       d = self.config.data
-      reviews = imdb.load(d.path, ('train', 'test'), d.encoding_errors, d.get('data_dir', ''))
+      reviews = imdb.load(d.path, ('train', 'test'), d.encoding_errors, d.data_dir)
       for split, r in reviews.items():
         if r.skipped_empty:
           logging.warning('imdb %s: %d empty reviews skipped', split, r.skipped_empty)
@@ -279,7 +279,7 @@ class PopcornTask(Task):
     sizes = transformer.Sizes(model_dim=m.model_dim, ff_dim=m.ff_dim, num_heads=m.num_heads,
                               qk_dim=m.model_dim // m.num_heads, v_dim=m.model_dim // m.num_heads,
                               dropout=m.dropout, pre_ln=True, dtype=dtype,
-                              param_dtype=param_dtype, remat=m.get('remat', False))
+                              param_dtype=param_dtype, remat=m.remat)
     return self.classifier(self.dim, sizes, m.num_layers, m.freeze_embeddings)
 
   def init(self, rng):

@@ -42,7 +42,7 @@ def _sources(d):
                              d.max_target_len))
     return splits.pop('train'), splits
   if d.name == 'parallel':
-    names = (d.get('validation_split', 'validation'), d.test_split)
+    names = (d.validation_split, d.test_split)
     return parallel.local_spec(d), {n: parallel.read_split(d, n) for n in dict.fromkeys(names)}
   if d.name in CORPORA:
     from research.data import tfds_pairs  # pylint: disable=g-import-not-at-top  (TFDS: only here)
@@ -87,7 +87,7 @@ class TranslationTask(Task):
     super().__init__(config, runtime, workdir)
     d = config.data
     self.max_src, self.max_tgt = d.max_source_len, d.max_target_len
-    self.batch_tokens = d.get('batch_tokens', 0)
+    self.batch_tokens = d.batch_tokens
     self.row_multiple = runtime.data_size * config.train.microbatches
     self._data = None
     folders = [os.path.join(workdir, f'tokenizer_{side}') if workdir else '' for side in SIDES]
@@ -154,7 +154,7 @@ class TranslationTask(Task):
               for name, split in splits.items()}
     # Results report the evaluation splits as validation/* and test/* (e.g. multi30k's
     # test2016, newstest2014): aliases, not encoded again.
-    for alias, name in (('validation', d.get('validation_split', 'validation')),
+    for alias, name in (('validation', d.validation_split),
                         ('test', d.test_split)):
       if name in splits:
         splits[alias], arrays[alias] = splits[name], arrays[name]
@@ -264,7 +264,7 @@ class TranslationTask(Task):
            'perplexity': self.perplexity(params, split)}
     if self.config.eval.bleu:
       out.update(bleu.corpus_scores(hyps, data.targets))
-      edges = self.config.eval.get('length_buckets', ())
+      edges = self.config.eval.length_buckets
       if edges:
         out.update(bleu.by_source_length(hyps, data.targets, data.sources, edges))
     return out
