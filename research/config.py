@@ -63,6 +63,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 512
   c.eval.num_samples = 5         # sample predictions printed at each eval.
   c.eval.average_last = 0        # >0: also evaluate the mean of the last K checkpoints.
+  c.eval.evaluators = ()         # research/evaluators/ by name; (): the task's own list.
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 500

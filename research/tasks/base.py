@@ -1,7 +1,6 @@
 """The task protocol between a dataset, a model and the one training loop.
 
-The task protocol: what ties a dataset and a model to the one training loop
-(research/train.py).
+The loop is research/train.py.
 
 A task subclasses `Task`, registers itself by name with `@register('name')`,
 and `config.task` picks it. The loop calls only the hooks below; every
@@ -20,7 +19,14 @@ Required:
                                           this process's rows of global batch `step`,
                                           a pure function of (seed, step); the rows come
                                           from research.data.pipeline.process_slice
+
+Evaluation (research/evaluators/):
+  evaluators                               the evaluators an empty eval.evaluators
+                                           runs, each a module of research/evaluators/
+                                           that reads one hook of the task, e.g.
+                                           translation's decoded(params, split, cache)
   evaluate(params, split) -> {metric: float}
+                                           [the config's evaluators, in order]
 
 Optional (the default in brackets):
   validate(config) (a classmethod)         checks the config before any work, raising
@@ -71,7 +77,7 @@ import contextlib
 
 import jax
 
-from research import models, validation
+from research import evaluators as evaluators_lib, models, validation
 from research.errors import UserError
 
 TASKS = {}
@@ -99,6 +105,7 @@ class Task:
   eval_splits = ('validation', 'test')
   full_batch = False  # whether train.batch_size=0 means the whole training set.
   decodes = False  # whether --mode=benchmark --config.bench.what=decode can time it.
+  evaluators = ()  # research/evaluators/ modules an empty eval.evaluators runs.
 
   def __init__(self, config, runtime, workdir: str = ''):
     self.config, self.runtime, self.workdir = config, runtime, workdir
@@ -118,7 +125,9 @@ class Task:
     raise NotImplementedError
 
   def evaluate(self, params, split: str) -> dict:
-    raise NotImplementedError
+    if not hasattr(self, '_evaluators'):
+      self._evaluators = evaluators_lib.entries(self.config, type(self))
+    return evaluators_lib.run(self._evaluators, self, params, split)
 
   # --- optional --------------------------------------------------------------------
 
@@ -134,6 +143,7 @@ class Task:
       models.get(config.model.get('name'), cls.name)
     if not cls.full_batch:
       validation.check(config, [('train.batch_size', validation.integer(1))])
+    evaluators_lib.entries(config, cls)  # an unknown evaluator, or one the task cannot feed.
 
   @classmethod
   def stages(cls, config, workdir: str) -> list:

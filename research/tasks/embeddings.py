@@ -64,6 +64,7 @@ class WordVectorTask(Task):
   counted in epochs. Subclasses set self.corpus, self.eval_sets and
   self.steps_per_epoch and define vectors()."""
   eval_splits = ('',)  # results are analogy/*, similarity/*: no split prefix.
+  evaluators = ('analogy', 'similarity')
 
   @classmethod
   def validate(cls, config):
@@ -105,24 +106,6 @@ class WordVectorTask(Task):
     if not sets:
       raise UserError(f'data.eval_dir {directory!r} has none of: ' + ', '.join(EVAL_FILES.values()))
     return sets
-
-  def evaluate(self, params, split: str = ''):
-    del split
-    wv = self.vectors(params)
-    out = {}
-    restrict = self.config.eval.analogy_restrict
-    if 'analogy' in self.eval_sets:
-      res = wv_eval.evaluate_analogies(wv, self.eval_sets['analogy'], restrict)
-      out.update({'analogy/3cosadd': res['3cosadd'], 'analogy/3cosmul': res['3cosmul'],
-                  'analogy/answered': res['answered'], 'analogy/oov': res['oov']})
-      for name, sec in res['sections'].items():
-        out[f'analogy/{name}/3cosadd'] = sec['3cosadd']
-    for name in ('ws353', 'simlex999'):
-      if name in self.eval_sets:
-        res = wv_eval.evaluate_similarity(wv, self.eval_sets[name])
-        out[f'similarity/{name}'] = res['spearman']
-        out[f'similarity/{name}_oov'] = res['oov']
-    return out
 
   def samples(self, params, split: str, n: int):
     """A few analogies from the evaluation set, with the model's answers."""

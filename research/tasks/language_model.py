@@ -21,7 +21,6 @@ log-loss over the split's characters, for any tokenizer) and perplexity per
 token. eval.validation_tokens and eval.test_tokens bound the tokens scored from
 each split's start (0: all).
 """
-import math
 import os
 
 import jax
@@ -44,6 +43,7 @@ SPLITS = lm_corpus.SPLITS
 
 @register('language_model')
 class LanguageModelTask(Task):
+  evaluators = ('language_modeling',)
 
   @classmethod
   def validate(cls, config):
@@ -167,13 +167,6 @@ class LanguageModelTask(Task):
     # The characters the targets cover.
     chars = self.corpus.characters[split] * total[1] / len(data)
     return total[0], total[1], chars
-
-  def evaluate(self, params, split: str):
-    e = self.config.eval
-    limit = e.validation_tokens if split == 'validation' else e.get('test_tokens', 0)
-    nats, count, chars = self.log_loss(params, split, limit)
-    return {'bpc': float(nats / chars / math.log(2)), 'perplexity': float(math.exp(nats / count)),
-            'nll_per_token': float(nats / count), 'tokens': int(count)}
 
   # --- sampling ------------------------------------------------------------------------
 

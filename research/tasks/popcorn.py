@@ -40,7 +40,7 @@ from absl import logging
 from research import layers, losses, models, plots, validation, word_vectors
 from research.data import bag, imdb, pipeline
 from research.errors import UserError
-from research.evaluation import classification, clustering
+from research.evaluation import clustering
 from research.models import sentiment, transformer
 from research.tasks.base import Task, register
 
@@ -51,6 +51,7 @@ FEATURIZER = 'featurizer'  # the workdir's folder of the fitted representation.
 
 @register('popcorn')
 class PopcornTask(Task):
+  evaluators = ('classification',)
 
   @classmethod
   def validate(cls, config):
@@ -355,16 +356,12 @@ class PopcornTask(Task):
       out.append((np.asarray(p), np.asarray(logits, np.float64)))
     return tuple(np.concatenate(parts) for parts in zip(*out))
 
-  def evaluate(self, params, split: str):
-    if self.split(split) is None:
-      return {}
-    labels = self.split(split)['label']
-    if np.any(labels < 0):  # a test set without labels (none recoverable): no metrics.
-      return {}
-    p = self._split_probabilities(params, split)
-    return classification.classification_metrics(labels, p)
+  def labels_of(self, split: str):
+    """A split's labels (-1 where unknown), or None when the task has no such split."""
+    rows = self.split(split)
+    return None if rows is None else rows['label']
 
-  def _split_probabilities(self, params, split):
+  def probabilities_of(self, params, split):
     """A split's probabilities, kept for the same parameters: the final test
     evaluation and the artifacts (submission, ROC) share one pass."""
     leaf = jax.tree.leaves(params)[0]  # held, so its identity cannot be reused.
@@ -398,7 +395,7 @@ class PopcornTask(Task):
     return [f'{q:.4f} {"positive" if q > 0.5 else "negative"}' for q in p]
 
   def write_artifacts(self, params, workdir: str):
-    p = self._split_probabilities(params, 'test')  # collective: on every process.
+    p = self.probabilities_of(params, 'test')  # collective: on every process.
     if jax.process_index() != 0:
       return []
     labels = self.split('test')['label']

@@ -32,6 +32,7 @@ ESTIMATORS = ('ols', 'ridge', 'lasso', 'elastic_net')
 @register('regression')
 class RegressionTask(Task):
   eval_splits = ('train', 'test')
+  evaluators = ('fit',)
   full_batch = True
 
   @classmethod
@@ -250,16 +251,13 @@ class RegressionTask(Task):
 
   # --- evaluation ---------------------------------------------------------------------
 
-  def evaluate(self, params, split: str):
-    data = self.train if split == 'train' else self.test
-    if data is None:
-      return {}
-    out = rstats.fit_metrics(jax.device_get(self._predict(params, data['x'])), data['y'],
-                             data['mask'], len(self.exps))
-    if out['r2'] is None:
-      logging.warning('%s: R^2 is undefined, the target being constant over its %d row(s); '
-                      'reported as null', split, int(data['mask'].sum()))
-    return out
+  def split_rows(self, split: str):
+    """A split's padded rows ({x, y, mask}), or None: the training set, or the test set."""
+    return self.train if split == 'train' else self.test
+
+  def predict_rows(self, params, x):
+    """Predictions for rows of x, jit-compiled once."""
+    return self._predict(params, x)
 
   @property
   def _predict(self):

@@ -17,14 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import losses, models, plots, validation
+from research import evaluators as evaluators_lib, losses, models, plots, validation
 from research.data import dates, parallel, pipeline, store as store_lib, synthetic
 from research.data import vocab as vocab_lib
 from research.data.vocab import BOS, PAD
 from research.errors import UserError
 from research.models import rnn_attention, rnn_seq2seq, transformer  # noqa: F401  (they register)
 from research.parallel import to_host
-from research.evaluation import bleu
 from research.tasks.base import Task, register
 
 GENERATED = ('dates', 'random')
@@ -62,6 +61,7 @@ def prepare(d) -> list:
 @register('translation')
 class TranslationTask(Task):
   decodes = True
+  evaluators = ('decoding', 'perplexity', 'bleu')
 
   @classmethod
   def validate(cls, config):
@@ -250,24 +250,12 @@ class TranslationTask(Task):
       weights.append(w)
     return np.concatenate(tokens), np.concatenate(weights)
 
-  def evaluate(self, params, split: str):
-    arrays, data = self.data.arrays[split], self.data.splits[split]
-    tokens, _ = self.translate_ids(params, arrays['src'])
-    hyps = [self.tgt_vocab.decode(t) for t in tokens]
-    exact = np.mean([h == r for h, r in zip(hyps, data.targets)])
-    # Token accuracy over reference positions (incl. the end-of-sequence).
-    ref = arrays['tgt']
-    mask = ref != PAD
-    out = {'exact_match': float(exact),
-           'token_accuracy': float(((tokens == ref) & mask).sum() / mask.sum()),
-           'truncated': int(self.data.truncated[split]),
-           'perplexity': self.perplexity(params, split)}
-    if self.config.eval.bleu:
-      out.update(bleu.corpus_scores(hyps, data.targets))
-      edges = self.config.eval.length_buckets
-      if edges:
-        out.update(bleu.by_source_length(hyps, data.targets, data.sources, edges))
-    return out
+  def decoded(self, params, split: str, cache: dict):
+    """(token ids, detokenized hypotheses) of a split, decoded once an evaluation."""
+    def decode():
+      tokens, _ = self.translate_ids(params, self.data.arrays[split]['src'])
+      return tokens, [self.tgt_vocab.decode(t) for t in tokens]
+    return evaluators_lib.cached(cache, 'decoded', decode)
 
   def samples(self, params, split: str, n: int):
     data = self.data.splits[split]
