@@ -76,7 +76,6 @@ def get_config(preset: str = 'ols'):
   c.train.log_every = 1
   c.eval.every = 1
   c.checkpoint.every = 1
-  c.optimizer.grad_clip_norm = 0.0
 
   c.bench.n = 0                # > 0: replace the data by sklearn_linear.py's synthetic n x p.
   c.bench.p = 100

@@ -58,9 +58,7 @@ def get_config(preset: str = 'skipgram'):
   c.model.cbow_mean = True
   c.model.shared_negatives = 64   # noise words drawn once per segment, each weighted negative / this.
 
-  c.optimizer.name = 'sgd'        # word2vec's own sparse SGD; only the schedule is used.
-  c.optimizer.momentum = 0.0
-  c.optimizer.grad_clip_norm = 0.0
+  # word2vec's own sparse SGD reads only the learning-rate schedule's keys.
   c.optimizer.schedule = 'linear'
   c.optimizer.learning_rate = 0.025
   c.optimizer.final_lr_fraction = 0.0001 / 0.025  # the C tool's floor.

@@ -141,6 +141,8 @@ def _cases(d, t):
       Case('unknown_dtype', [TRANSFORMER, '--config.model.dtype=float16'], says='float16'),
       Case('bench_without_warmup', [DATES, '--mode=benchmark', '--config.bench.warmup_steps=0'],
            says='bench.warmup_steps'),
+      Case('optimizer_key_an_own_update_ignores', [W2V, '--config.optimizer.b1=0.5'],
+           says='reads optimizer.learning_rate, optimizer.schedule'),
       Case('decode_bench_of_a_task_that_does_not_decode',
            [LM, '--mode=benchmark', '--config.bench.what=decode'], says='does not do'),
       Case('mesh_of_three', [DATES, '--config.parallel.mesh_shape=data=3'], says='mesh_shape'),

@@ -51,6 +51,9 @@ Optional (the default in brackets):
                                            [('validation', 'test')]
   init_opt_state(params)                   the optimizer state of a task's own update
                                            rule [None: the optax optimizer's]
+  optimizer_keys                           the optimizer.* keys a task's own update
+                                           rule reads; a value of its own for any
+                                           other is an error [None: every key]
   predict(params, lines) -> [str]          --mode=predict, one output line per input
                                            line, or Rejected(why) for a line it cannot
                                            answer [an error: the task has no predict]
@@ -77,7 +80,7 @@ import contextlib
 
 import jax
 
-from research import evaluators as evaluators_lib, models, validation
+from research import config as config_lib, evaluators as evaluators_lib, models, validation
 from research.errors import UserError
 
 TASKS = {}
@@ -106,6 +109,9 @@ class Task:
   full_batch = False  # whether train.batch_size=0 means the whole training set.
   decodes = False  # whether --mode=benchmark --config.bench.what=decode can time it.
   evaluators = ()  # research/evaluators/ modules an empty eval.evaluators runs.
+  # The optimizer.* keys a task with its own update rule reads (None: all of them,
+  # for an optax step on a loss); any other key set to a value of its own is refused.
+  optimizer_keys = None
 
   def __init__(self, config, runtime, workdir: str = ''):
     self.config, self.runtime, self.workdir = config, runtime, workdir
@@ -144,6 +150,16 @@ class Task:
     if not cls.full_batch:
       validation.check(config, [('train.batch_size', validation.integer(1))])
     evaluators_lib.entries(config, cls)  # an unknown evaluator, or one the task cannot feed.
+    if cls.optimizer_keys is not None:
+      defaults = config_lib.base_config().optimizer
+      unread = sorted(k for k in defaults if k not in cls.optimizer_keys
+                      and config.optimizer.get(k) != defaults[k])
+      if unread:
+        reads = ', '.join(f'optimizer.{k}' for k in cls.optimizer_keys) or 'no optimizer.* key'
+        raise UserError(
+            f'task {cls.name!r} trains with its own update rule, which reads {reads}; it would '
+            'ignore ' + ', '.join(f'optimizer.{k}={config.optimizer[k]!r}' for k in unread)
+            + ': leave them at their defaults')
 
   @classmethod
   def stages(cls, config, workdir: str) -> list:

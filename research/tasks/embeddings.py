@@ -65,6 +65,7 @@ class WordVectorTask(Task):
   self.steps_per_epoch and define vectors()."""
   eval_splits = ('',)  # results are analogy/*, similarity/*: no split prefix.
   evaluators = ('analogy', 'similarity')
+  optimizer_keys = ('learning_rate', 'schedule', 'warmup_steps', 'final_lr_fraction')
 
   @classmethod
   def validate(cls, config):
@@ -165,6 +166,9 @@ class Word2VecTask(WordVectorTask):
     V = validation
     V.check(config, [('model.window', V.integer(1)), ('model.negative', V.integer(0)),
                      ('model.shared_negatives', V.integer(1)), ('data.sample', V.number(0.0))])
+
+  def init_opt_state(self, params):
+    return ()  # plain SGD on the rows a step touches: no optimizer state.
 
   def __init__(self, config, runtime, workdir: str = ''):
     super().__init__(config, runtime, workdir)

@@ -33,6 +33,7 @@ ESTIMATORS = ('ols', 'ridge', 'lasso', 'elastic_net')
 class RegressionTask(Task):
   eval_splits = ('train', 'test')
   evaluators = ('fit',)
+  optimizer_keys = ()  # a closed-form (or coordinate-descent) fit: no optimizer.
   full_batch = True
 
   @classmethod
