@@ -70,6 +70,10 @@ def define_flags():
   flags.DEFINE_integer('sweep_parallel', 1, 'Sweep points to run at once, as subprocesses.')
   flags.DEFINE_bool('sweep_commands', False,
                     'Print one launch command per sweep point (for a cluster scheduler).')
+  flags.DEFINE_string('sweep_point', None, 'Run point N of the sweep alone, in workdir/<point>/; '
+                      "'auto': N is a SLURM array task's SLURM_ARRAY_TASK_ID.")
+  flags.DEFINE_bool('sweep_collect', False, "Write sweep.csv, sweep.md and sweep.png from the "
+                    "points' workdirs, however they ran.")
   flags.DEFINE_string('reproduce', None, 'Run configs/papers/NAME.py and write report.md '
                       "with our numbers beside the paper's.")
   # Multi-host: detected from SLURM / Open MPI / TPU pod / Kubernetes, or given here.
@@ -153,6 +157,15 @@ def _orchestrate(workdir: str) -> None:
     for cmd in sweep.commands(launch_path, spec, workdir, points, extra):
       print(shlex.join(cmd), flush=True)
     return
+  if FLAGS.sweep_point is not None:
+    index = sweep.point_index(FLAGS.sweep_point, len(points))
+    code = sweep.run_point(launch_path, spec, workdir, points, index, extra)
+    if code:
+      sys.exit(code)
+    return
+  if FLAGS.sweep_collect:
+    sweep.collect(workdir, points)
+    return
   sweep.run(launch_path, spec, workdir, points, FLAGS.sweep_parallel, extra)
 
 
@@ -180,7 +193,8 @@ def main(argv):
   config.name = config_name(_config_arg(sys.argv))
   workdir = FLAGS.workdir or os.path.join('runs', config.name)
   try:
-    if FLAGS.sweep or FLAGS.sweep_commands or FLAGS.reproduce:
+    if (FLAGS.sweep or FLAGS.sweep_commands or FLAGS.reproduce or FLAGS.sweep_point is not None
+        or FLAGS.sweep_collect):
       if FLAGS.reproduce and not FLAGS.workdir:
         workdir = os.path.join('runs', 'papers', config.name)
       _orchestrate(workdir)

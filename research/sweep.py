@@ -84,14 +84,90 @@ def commands(launch_path, config_spec, workdir, points, extra_args=()) -> list[l
 # --- running -------------------------------------------------------------------------
 
 
-def run(launch_path: str, config_spec: str, workdir: str, points: list[dict], parallel: int = 1,
-        extra_args=(), log=print) -> list[dict]:
-  """Runs every point (`parallel` at a time) and writes the summary files."""
+def point_index(value: str, count: int, environ=None) -> int:
+  """--sweep_point's point: N itself, or with 'auto', a SLURM array task's
+  SLURM_ARRAY_TASK_ID (sbatch --array=0-<count - 1>)."""
+  environ = os.environ if environ is None else environ
+  if value == 'auto':
+    value = environ.get('SLURM_ARRAY_TASK_ID', '')
+    if not value:
+      raise UserError('--sweep_point=auto reads SLURM_ARRAY_TASK_ID, which is not set: run it '
+                      f'in a SLURM array task (sbatch --array=0-{count - 1}), or give N')
+  try:
+    index = int(value)
+  except ValueError:
+    raise UserError(f'--sweep_point={value!r}: give a point number 0..{count - 1}, or auto') from None
+  if not 0 <= index < count:
+    raise UserError(f'--sweep_point={index}: the sweep has {count} points, 0..{count - 1}')
+  return index
+
+
+def run_point(launch_path: str, config_spec: str, workdir: str, points: list[dict], index: int,
+              extra_args=(), log=print) -> int:
+  """Runs point `index` alone, as --sweep runs each point (its own process, logged in
+  workdir/<point>/log.txt, error.txt if it fails); returns its exit code. A finished
+  point is left as it is. --sweep_collect writes the table once all have run."""
+  _check_names(points)
+  name = point_name(points[index])
+  pdir = os.path.join(workdir, name)
+  if os.path.exists(os.path.join(pdir, 'results.json')):
+    log(f'sweep: point {index} ({name}) already finished')
+    return 0
+  os.makedirs(pdir, exist_ok=True)
+  cmd = command(launch_path, config_spec, pdir, points[index], extra_args)
+  with open(os.path.join(pdir, 'log.txt'), 'a') as logfile:
+    logfile.write(f'$ {shlex.join(cmd)}\n')
+    logfile.flush()
+    code = subprocess.run(cmd, stdout=logfile, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL).returncode
+  if code == 0 and os.path.exists(os.path.join(pdir, 'results.json')):
+    if os.path.exists(os.path.join(pdir, 'error.txt')):
+      os.remove(os.path.join(pdir, 'error.txt'))  # an earlier failure, now run through.
+    log(f'sweep: point {index} ({name}) done')
+    return 0
+  error = _last_error(os.path.join(pdir, 'log.txt'), code)
+  with open(os.path.join(pdir, 'error.txt'), 'w') as f:
+    f.write(error + '\n')
+  log(f'sweep: point {index} ({name}) failed: {error}')
+  return code or 1
+
+
+def collect(workdir: str, points: list[dict], log=print) -> list[dict]:
+  """sweep.csv, sweep.md and sweep.png from the points' workdirs, wherever they ran:
+  done (results.json), failed (error.txt) or not run."""
+  _check_names(points)
+  rows = []
+  for overrides in points:
+    name = point_name(overrides)
+    pdir = os.path.join(workdir, name)
+    row = {'point': name, 'overrides': overrides, 'status': 'not run'}
+    if os.path.exists(os.path.join(pdir, 'results.json')):
+      row['status'] = 'done'
+    elif os.path.exists(os.path.join(pdir, 'error.txt')):
+      row['status'] = 'failed'
+      with open(os.path.join(pdir, 'error.txt'), errors='replace') as f:
+        row['error'] = f.read().strip()
+    rows.append(row)
+  table = summarize(workdir, rows)
+  counts = {s: sum(r['status'] == s for r in rows) for s in ('done', 'failed', 'not run')}
+  log(f'sweep: {counts["done"]} done, {counts["failed"]} failed, {counts["not run"]} not run; '
+      f'wrote {os.path.join(workdir, "sweep.csv")}, sweep.md and sweep.png')
+  return table
+
+
+def _check_names(points):
   if not points:
     raise UserError('the sweep has no points')
   names = [point_name(p) for p in points]
   if len(set(names)) != len(names):
     raise UserError('two sweep points have the same overrides')
+
+
+def run(launch_path: str, config_spec: str, workdir: str, points: list[dict], parallel: int = 1,
+        extra_args=(), log=print) -> list[dict]:
+  """Runs every point (`parallel` at a time) and writes the summary files."""
+  _check_names(points)
+  names = [point_name(p) for p in points]
   os.makedirs(workdir, exist_ok=True)
   rows = {n: {'point': n, 'overrides': p, 'status': 'pending'} for n, p in builtins.zip(names, points)}
   todo = []

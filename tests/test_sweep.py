@@ -1,12 +1,14 @@
 """Sweeps and paper reproduction through launch.py."""
 import csv
 import json
+import os
 import sys
 
 import pytest
 
 from conftest import ROOT, launch
 from research import sweep
+from research.errors import UserError
 
 
 def test_product_zip_chain_and_names():
@@ -71,6 +73,42 @@ def test_sweep_runs_points_records_failures_and_resumes(tmp_path):
   rows2 = {r['point']: r for r in csv.DictReader(open(workdir / 'sweep.csv'))}
   assert rows2['model.decoder_dim=12']['params_sha256'] == \
       rows['model.decoder_dim=12']['params_sha256']
+
+
+def test_points_run_by_index_then_collected_give_the_table_of_one_sweep(tmp_path):
+  config = _config_file(tmp_path, (
+      'def get_sweep(preset=""):\n'
+      '  return [{"model.decoder_dim": 8}, {"train.batch_size": 6}]\n'))
+  whole, parts = tmp_path / 'whole', tmp_path / 'parts'
+  proc = launch(f'--config={config}', '--sweep', f'--workdir={whole}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+
+  proc = launch(f'--config={config}', '--sweep_point=0', f'--workdir={parts}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert not (parts / 'sweep.csv').exists()  # one point writes no table.
+  env = {**os.environ, 'SLURM_ARRAY_TASK_ID': '1'}  # as `sbatch --array=0-1` task 1.
+  proc = launch(f'--config={config}', '--sweep_point=auto', f'--workdir={parts}', env=env)
+  assert proc.returncode != 0 and 'point 1 (train.batch_size=6) failed' in proc.stdout
+  proc = launch(f'--config={config}', '--sweep_collect', f'--workdir={parts}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert 'sweep: 1 done, 1 failed, 0 not run' in proc.stdout
+
+  def table(workdir):
+    return [{k: v for k, v in row.items() if k != 'wall_seconds' and not k.startswith('time/')}
+            for row in csv.DictReader(open(workdir / 'sweep.csv'))]  # all but the timings.
+  assert table(parts) == table(whole)
+  assert (parts / 'sweep.md').exists() and (parts / 'sweep.png').exists()
+
+
+def test_a_point_number_comes_from_the_flag_or_a_slurm_array_task():
+  assert sweep.point_index('2', 3) == 2
+  assert sweep.point_index('auto', 3, {'SLURM_ARRAY_TASK_ID': '1'}) == 1
+  with pytest.raises(UserError, match='SLURM_ARRAY_TASK_ID, which is not set'):
+    sweep.point_index('auto', 3, {})
+  with pytest.raises(UserError, match='has 3 points, 0..2'):
+    sweep.point_index('3', 3)
+  with pytest.raises(UserError, match='give a point number'):
+    sweep.point_index('first', 3)
 
 
 def test_sweep_commands_print_one_line_per_point(tmp_path):
