@@ -62,9 +62,11 @@ def define_flags():
   config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Experiment config file[:preset].',
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'Run directory (default: runs/<config>[-<preset>]).')
-  flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'benchmark', 'prepare'],
+  flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict', 'benchmark', 'prepare',
+                                     'export'],
                     'What to do (prepare: tokenize the data into its stores, once).')
   flags.DEFINE_string('input', None, 'predict: read lines from this file instead of stdin.')
+  flags.DEFINE_string('export_dir', None, 'export: the Hugging Face checkpoint folder to write.')
   flags.DEFINE_bool('sweep', False, "Run every point of the config's get_sweep() in "
                     'workdir/<point>/, then write sweep.csv, sweep.md and sweep.png.')
   flags.DEFINE_integer('sweep_parallel', 1, 'Sweep points to run at once, as subprocesses.')
@@ -221,6 +223,8 @@ def main(argv):
       print(json.dumps(train.benchmark(config, workdir, process_start=STARTED)), flush=True)
     elif FLAGS.mode == 'prepare':
       print(json.dumps(train.prepare(config)), flush=True)
+    elif FLAGS.mode == 'export':
+      print(json.dumps(train.export(config, workdir, FLAGS.export_dir or '')), flush=True)
   except NonFiniteError as e:
     _fail(str(e), code=1)
   except UserError as e:

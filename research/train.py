@@ -304,6 +304,25 @@ def prepare(config) -> dict:
   return {'config': config.name, 'stores': stores, 'seconds': round(time.time() - started, 2)}
 
 
+def export(config, workdir: str, export_dir: str, devices=None) -> list:
+  """--mode=export: the latest checkpoint as a Hugging Face checkpoint in export_dir (a
+  run of train.steps=0: its initial parameters); returns the paths written."""
+  task_class = tasks.validate(config)
+  if not export_dir:
+    raise UserError('--mode=export writes into --export_dir; give one')
+  if task_class.export is tasks.Task.export:  # refused before any data or checkpoint is read.
+    raise UserError(tasks.base.export_refusal(task_class))
+  exp = Experiment(config, workdir, devices)
+  with exp.task.scope():
+    if config.train.steps:
+      _require_run(workdir)
+    state, step = exp.restore(required=bool(config.train.steps))
+    exp.checkpointer.close()
+    paths = exp.task.export(jax.device_get(exp.runtime.whole(state.params)), export_dir)
+  logging.info('exported step %d of %s to %s', step, workdir, export_dir)
+  return paths
+
+
 def _require_run(workdir: str):
   """eval and predict read a trained workdir; they never make one."""
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):

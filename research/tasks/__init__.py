@@ -3,6 +3,7 @@
 Tasks by name: `config.task` picks one of the registered tasks, each a subclass
 of research/tasks/base.py's `Task` in a module of this package."""
 from research.errors import UserError
+from research.tasks import base  # noqa: F401
 from research.tasks.base import TASKS, Rejected, Task, register  # noqa: F401  (the protocol)
 
 def validate(config) -> type:

@@ -65,6 +65,8 @@ Optional (the default in brackets):
                                            added to --mode=benchmark's row [nothing]
   write_artifacts(params, workdir) -> [path]
                                            plots and files at the end of a run [none]
+  export(params, out_dir) -> [path]        --mode=export: a Hugging Face checkpoint
+                                           [an error naming the tasks that export]
 
 Every task is constructed as Task(config, runtime, workdir) and reads the
 config without writing it.
@@ -112,6 +114,7 @@ class Task:
   # The optimizer.* keys a task with its own update rule reads (None: all of them,
   # for an optax step on a loss); any other key set to a value of its own is refused.
   optimizer_keys = None
+  export_hint = ''  # what the task writes instead of an export, for its error line.
 
   def __init__(self, config, runtime, workdir: str = ''):
     self.config, self.runtime, self.workdir = config, runtime, workdir
@@ -195,3 +198,14 @@ class Task:
 
   def write_artifacts(self, params, workdir: str) -> list:
     return []
+
+  def export(self, params, out_dir: str) -> list:
+    raise UserError(export_refusal(type(self)))
+
+
+def export_refusal(cls) -> str:
+  """The error line of --mode=export for a task with no Hugging Face counterpart."""
+  exporters = sorted(name for name, c in TASKS.items() if c.export is not Task.export)
+  return (f'task {cls.name!r} has no Hugging Face counterpart to export to; --mode=export '
+          f'serves {", ".join(exporters) or "no task"}'
+          + (f'. {cls.export_hint}' if cls.export_hint else ''))

@@ -65,6 +65,8 @@ class WordVectorTask(Task):
   self.steps_per_epoch and define vectors()."""
   eval_splits = ('',)  # results are analogy/*, similarity/*: no split prefix.
   evaluators = ('analogy', 'similarity')
+  export_hint = ('Its vectors are in the workdir already, in the word2vec formats gensim reads '
+                 '(vectors.txt, vectors.bin: KeyedVectors.load_word2vec_format)')
   optimizer_keys = ('learning_rate', 'schedule', 'warmup_steps', 'final_lr_fraction')
 
   @classmethod

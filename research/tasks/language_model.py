@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from research import models, validation
+from research import huggingface, models, validation
 from research.data import lm_corpus, store as store_lib
 from research.data import vocab as vocab_lib
 from research.errors import UserError
@@ -167,6 +167,19 @@ class LanguageModelTask(Task):
     # The characters the targets cover.
     chars = self.corpus.characters[split] * total[1] / len(data)
     return total[0], total[1], chars
+
+  # --- export ------------------------------------------------------------------------
+
+  def export(self, params, out_dir: str) -> list:
+    """A GPT-2 checkpoint that transformers loads (research/huggingface.py), and the
+    run's tokenizer in out_dir/seqlab_tokenizer/ (docs/language_model.md)."""
+    m = self.config.model
+    config = huggingface.gpt2_config(len(self.vocab), self.context, m.model_dim, m.num_layers,
+                                     m.num_heads, m.ff_dim, vocab_lib.EOS)
+    paths = huggingface.write(out_dir, config, huggingface.gpt2_tensors(params, m.num_layers))
+    folder = os.path.join(out_dir, 'seqlab_tokenizer')
+    vocab_lib.save(self.vocab, folder)
+    return paths + [folder]
 
   # --- sampling ------------------------------------------------------------------------
 
