@@ -24,6 +24,8 @@ def test_every_task_lists_evaluators_that_exist_and_fit_it():
   assert set(tasks.TASKS) >= {'translation', 'language_model', 'word2vec', 'glove', 'popcorn',
                               'regression'}
   for cls in tasks.TASKS.values():
+    if not cls.__module__.startswith('research.'):
+      continue  # a task a test defines (it brings its own evaluate).
     assert cls.evaluators and set(cls.evaluators) <= set(evaluators.available()), cls.name
     for name in cls.evaluators:
       assert hasattr(cls, evaluators._module(name).NEEDS), (cls.name, name)  # pylint: disable=protected-access

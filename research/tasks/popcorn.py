@@ -252,8 +252,12 @@ class PopcornTask(Task):
   @classmethod
   def stages(cls, config, workdir: str) -> list:
     """With data.vectors empty, the word2vec run data.word2vec configures, in
-    WORKDIR/word2vec (data.word2vec_dir), until the featurizer is fitted."""
-    if config.data.vectors or not workdir or os.path.isfile(
+    WORKDIR/word2vec (data.word2vec_dir), until the featurizer is fitted; only for
+    features made of word vectors, or embeddings that start from them."""
+    d = config.data
+    uses_vectors = d.features in ('avg_vectors', 'centroids') or (
+        d.features == 'tokens' and config.model.init_from_vectors)
+    if not uses_vectors or d.vectors or not workdir or os.path.isfile(
         os.path.join(workdir, FEATURIZER, 'featurizer.json')):
       return []
     return [(config.data.word2vec, _vectors_run(config, workdir))]
