@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import launch
-from research import config as config_lib, evaluators, tasks, train
+from research import config as config_lib, evaluators, tasks
 from research.errors import UserError
 
 DATES = 'configs/dates.py'
@@ -31,9 +31,8 @@ def test_every_task_lists_evaluators_that_exist_and_fit_it():
       assert hasattr(cls, evaluators._module(name).NEEDS), (cls.name, name)  # pylint: disable=protected-access
 
 
-def test_a_subset_and_a_split_restricted_entry_change_only_their_keys(tmp_path):
-  full = train.train_and_evaluate(config_lib.load_config_file(DATES, 'tiny'),
-                                  str(tmp_path / 'full'))
+def test_a_subset_and_a_split_restricted_entry_change_only_their_keys(tiny_run, tmp_path):
+  full = _results(tiny_run[0])  # the default list, shared with other tests.
   assert {'test/exact_match', 'test/token_accuracy', 'test/truncated',
           'test/perplexity'} <= _metrics(full)
   # From the command line: a name, and a dict with the splits it runs on.

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import shutil
 import sys
 
 import pytest
@@ -74,29 +75,25 @@ def test_sweep_runs_points_records_failures_and_resumes(tmp_path):
   assert rows2['model.decoder_dim=12']['params_sha256'] == \
       rows['model.decoder_dim=12']['params_sha256']
 
-
-def test_points_run_by_index_then_collected_give_the_table_of_one_sweep(tmp_path):
-  config = _config_file(tmp_path, (
-      'def get_sweep(preset=""):\n'
-      '  return [{"model.decoder_dim": 8}, {"train.batch_size": 6}]\n'))
-  whole, parts = tmp_path / 'whole', tmp_path / 'parts'
-  proc = launch(f'--config={config}', '--sweep', f'--workdir={whole}')
-  assert proc.returncode == 0, proc.stderr[-2000:]
-
+  # The same sweep as a scheduler runs it: points by index, in separate processes
+  # (one as a SLURM array task), the last one as if run on another machine; then
+  # collected into the table --sweep wrote.
+  parts = tmp_path / 'parts'
   proc = launch(f'--config={config}', '--sweep_point=0', f'--workdir={parts}')
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert not (parts / 'sweep.csv').exists()  # one point writes no table.
-  env = {**os.environ, 'SLURM_ARRAY_TASK_ID': '1'}  # as `sbatch --array=0-1` task 1.
+  env = {**os.environ, 'SLURM_ARRAY_TASK_ID': '1'}  # as `sbatch --array=0-2` task 1.
   proc = launch(f'--config={config}', '--sweep_point=auto', f'--workdir={parts}', env=env)
   assert proc.returncode != 0 and 'point 1 (train.batch_size=6) failed' in proc.stdout
+  shutil.copytree(workdir / 'model.decoder_dim=12', parts / 'model.decoder_dim=12')
   proc = launch(f'--config={config}', '--sweep_collect', f'--workdir={parts}')
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert 'sweep: 1 done, 1 failed, 0 not run' in proc.stdout
+  assert 'sweep: 2 done, 1 failed, 0 not run' in proc.stdout
 
-  def table(workdir):
+  def table(path):
     return [{k: v for k, v in row.items() if k != 'wall_seconds' and not k.startswith('time/')}
-            for row in csv.DictReader(open(workdir / 'sweep.csv'))]  # all but the timings.
-  assert table(parts) == table(whole)
+            for row in csv.DictReader(open(path / 'sweep.csv'))]  # all but the timings.
+  assert table(parts) == table(workdir)
   assert (parts / 'sweep.md').exists() and (parts / 'sweep.png').exists()
 
 
