@@ -120,16 +120,26 @@ def run_point(launch_path: str, config_spec: str, workdir: str, points: list[dic
     logfile.flush()
     code = subprocess.run(cmd, stdout=logfile, stderr=subprocess.STDOUT,
                           stdin=subprocess.DEVNULL).returncode
-  if code == 0 and os.path.exists(os.path.join(pdir, 'results.json')):
-    if os.path.exists(os.path.join(pdir, 'error.txt')):
-      os.remove(os.path.join(pdir, 'error.txt'))  # an earlier failure, now run through.
+  error = _outcome(pdir, code)
+  if not error:
     log(f'sweep: point {index} ({name}) done')
     return 0
-  error = _last_error(os.path.join(pdir, 'log.txt'), code)
-  with open(os.path.join(pdir, 'error.txt'), 'w') as f:
-    f.write(error + '\n')
   log(f'sweep: point {index} ({name}) failed: {error}')
   return code or 1
+
+
+def _outcome(pdir: str, code: int) -> str:
+  """'' for a point that finished (an earlier error.txt goes), else its error, also
+  written to pdir/error.txt."""
+  error_path = os.path.join(pdir, 'error.txt')
+  if code == 0 and os.path.exists(os.path.join(pdir, 'results.json')):
+    if os.path.exists(error_path):
+      os.remove(error_path)  # an earlier failure, now run through.
+    return ''
+  error = _last_error(os.path.join(pdir, 'log.txt'), code)
+  with open(error_path, 'w') as f:
+    f.write(error + '\n')
+  return error
 
 
 def collect(workdir: str, points: list[dict], log=print) -> list[dict]:
@@ -200,14 +210,10 @@ def run(launch_path: str, config_spec: str, workdir: str, points: list[dict], pa
       logfile.close()
       del running[name]
       durations.append(time.time() - started)
-      pdir = os.path.join(workdir, name)
-      if proc.returncode == 0 and os.path.exists(os.path.join(pdir, 'results.json')):
-        rows[name]['status'] = 'done'
-      else:
-        rows[name]['status'] = 'failed'
-        rows[name]['error'] = _last_error(os.path.join(pdir, 'log.txt'), proc.returncode)
-        with open(os.path.join(pdir, 'error.txt'), 'w') as f:
-          f.write(rows[name]['error'] + '\n')
+      error = _outcome(os.path.join(workdir, name), proc.returncode)
+      rows[name]['status'] = 'failed' if error else 'done'
+      if error:
+        rows[name]['error'] = error
       log(_progress(rows, durations, len(running), parallel, t0, name))
 
   table = summarize(workdir, [rows[n] for n in names])
