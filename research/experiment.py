@@ -78,9 +78,11 @@ def train_step(state: TrainState, batch, *, loss_fn, tx, schedule, microbatches=
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def init_state(task, tx, seed: int) -> TrainState:
-  """The fresh state; its leaves may carry logical axis names (boxed)."""
-  params = task.init(jax.random.PRNGKey(seed))
+def init_state(task, tx, seed: int, params=None) -> TrainState:
+  """The fresh state, from `params` where given, else the task's init; its leaves
+  may carry logical axis names (boxed)."""
+  if params is None:
+    params = task.init(jax.random.PRNGKey(seed))
   # A task with its own update rule may keep its own optimizer state (GloVe's AdaGrad).
   opt_state = task.init_opt_state(params)
   if opt_state is None:
@@ -118,19 +120,22 @@ class Experiment:
     with self.task.scope():
       self.state_shardings = self.runtime.state_shardings(jax.eval_shape(boxed))
 
-    def fresh_state():  # named: profiles and XLA's dumps call it jit_fresh_state.
-      return nn.meta.unbox(boxed())
+    def fresh_state(params=None):  # named: profiles and XLA's dumps call it jit_fresh_state.
+      return nn.meta.unbox(init_state(self.task, self.tx, self.config.seed, params))
 
     self._init_fn = fresh_state
     self._fresh = jax.jit(fresh_state, out_shardings=self.state_shardings)
     self.checkpointer = None
 
   def fresh_state(self) -> TrainState:
-    """The initial state, made on the devices, or with train.init_on=host by this
-    process's CPU and then placed with its shardings. Threefry draws the same bits on
-    every backend; initializers that transform them (a truncated normal's erf) may
-    round differently on another backend's math library."""
-    if self.config.train.init_on != 'host':
+    """The initial state, made on the devices, or with train.init_on=host (or from the
+    task's pretrained parameters) by this process's CPU and then placed with its
+    shardings. Threefry draws the same bits on every backend; initializers that
+    transform them (a truncated normal's erf) may round differently on another
+    backend's math library."""
+    with self.task.scope():
+      pretrained = self.task.pretrained_params()
+    if self.config.train.init_on != 'host' and pretrained is None:
       return self._fresh()
     try:
       cpu = jax.local_devices(backend='cpu')[0]
@@ -138,7 +143,7 @@ class Experiment:
       raise UserError('train.init_on=host needs JAX\'s CPU backend, which this process '
                       f'lacks ({e}); add cpu to JAX_PLATFORMS, or use device') from None
     with jax.default_device(cpu):
-      host = jax.device_get(jax.jit(self._init_fn)())
+      host = jax.device_get(jax.jit(self._init_fn)(pretrained))
     return jax.tree.map(
         lambda x, s: jax.make_array_from_callback(x.shape, s, lambda index: x[index]),
         host, self.state_shardings)

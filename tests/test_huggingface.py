@@ -1,15 +1,20 @@
-"""Hugging Face checkpoints out, checked by transformers itself: a trained tiny LM's
-export loads as GPT2LMHeadModel, gives the same logits on the same tokens (float32,
-1e-4) and the same greedy continuation; tasks without a counterpart refuse."""
+"""Hugging Face checkpoints in and out, checked by transformers itself.
+
+Out: a trained tiny LM's export loads as GPT2LMHeadModel, gives the same logits on
+the same tokens (float32, 1e-4) and the same greedy continuation; tasks without a
+counterpart refuse. In: a random GPT-2 that transformers saved starts a run with
+the same logits and tokens, fine-tunes under fsdp in bfloat16 and resumes."""
 import json
 
 import jax
 import numpy as np
+import pytest
 import torch
 import transformers
 
 from conftest import launch
-from research import train
+from research import tasks, train
+from research.errors import UserError
 from research.data import vocab as vocab_lib
 from test_language_model import corpus, task_of, tiny  # noqa: F401  (a fixture and helpers)
 
@@ -65,3 +70,114 @@ def test_export_of_a_task_without_a_counterpart_is_one_error_line(tmp_path):
   assert lines[-1].startswith("error: task 'word2vec' has no Hugging Face counterpart")
   assert 'serves language_model' in lines[-1] and 'load_word2vec_format' in lines[-1]
   assert not (tmp_path / 'hf').exists()
+
+
+# --- in: a GPT-2 folder that transformers wrote -------------------------------------------
+
+GPT2_SHAPES = {'model.num_layers': 2, 'model.model_dim': 16, 'model.num_heads': 2,
+               'model.ff_dim': 32, 'model.norm_epsilon': 1e-5}
+
+
+@pytest.fixture(scope='module')
+def gpt2_folder(corpus, tmp_path_factory):  # noqa: F811
+  """A small random GPT-2 saved by transformers: config.json, model.safetensors, and a
+  byte-level BPE's vocab.json and merges.txt (trained on the test corpus)."""
+  import tokenizers  # pylint: disable=g-import-not-at-top
+  folder = tmp_path_factory.mktemp('gpt2')
+  bpe = tokenizers.ByteLevelBPETokenizer()
+  bpe.train_from_iterator([corpus.read_text()], vocab_size=300, min_frequency=2,
+                          special_tokens=['<|endoftext|>'], show_progress=False)
+  bpe.save_model(str(folder))
+  fast = transformers.GPT2TokenizerFast(str(folder / 'vocab.json'), str(folder / 'merges.txt'))
+  eos = fast.convert_tokens_to_ids('<|endoftext|>')
+  torch.manual_seed(0)
+  config = transformers.GPT2Config(vocab_size=len(fast), n_positions=32, n_embd=16, n_layer=2,
+                                   n_head=2, n_inner=32, bos_token_id=eos, eos_token_id=eos)
+  model = transformers.GPT2LMHeadModel(config)
+  with torch.no_grad():  # every weight drawn at a scale where a wrong mapping shows.
+    for p in model.parameters():
+      p.normal_(0.0, 0.3)
+  model.save_pretrained(str(folder))
+  return folder
+
+
+def gpt2_config(corpus, folder, **overrides):  # noqa: F811
+  return tiny(corpus, **{'data.tokenizer': 'huggingface', 'init.from_hf': str(folder),
+                         **GPT2_SHAPES, **overrides})
+
+
+def test_a_gpt2_import_gives_transformers_logits_tokens_and_tensors(corpus, gpt2_folder,  # noqa: F811
+                                                                    tmp_path):
+  from research.experiment import Experiment  # pylint: disable=g-import-not-at-top
+  config = gpt2_config(corpus, gpt2_folder)
+  exp = Experiment(config, str(tmp_path / 'run'))
+  params = jax.device_get(exp.runtime.whole(exp.fresh_state().params))
+
+  text = 'the cat sat on a mat while birds sang'
+  fast = transformers.GPT2TokenizerFast(str(gpt2_folder / 'vocab.json'),
+                                        str(gpt2_folder / 'merges.txt'))
+  ids = fast(text)['input_ids']
+  assert list(exp.task.vocab.encode(text)) == ids  # the same byte-level BPE.
+  assert exp.task.vocab.decode(ids + [exp.task.vocab.eos_id, 5]) == text
+  model = transformers.AutoModelForCausalLM.from_pretrained(gpt2_folder).eval()
+  tokens = np.array([ids[:16]], np.int32)  # data.context=16 of the checkpoint's 32 positions.
+  with torch.no_grad():
+    theirs = model(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
+  ours = np.asarray(exp.task.model.forward(params, tokens), np.float32)
+  np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+
+  # Out again: the export of the imported parameters holds the same tensors.
+  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+  exp.task.export(params, str(tmp_path / 'out'))
+  back, original = load_file(str(tmp_path / 'out/model.safetensors')), load_file(
+      str(gpt2_folder / 'model.safetensors'))
+  for name, value in back.items():
+    want = original[name]
+    want = want[:len(value)] if name.endswith('wpe.weight') else want
+    np.testing.assert_allclose(value, want, atol=1e-5, err_msg=name)
+
+
+def test_fine_tuning_a_gpt2_import_under_fsdp_in_bfloat16_resumes(corpus, gpt2_folder,  # noqa: F811
+                                                                  tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  moved = tmp_path / 'gpt2'
+  shutil.copytree(gpt2_folder, moved)
+  settings = {'parallel.mode': 'fsdp', 'parallel.fsdp_min_size': 16, 'model.dtype': 'bfloat16',
+              'train.steps': 2, 'eval.every': 2, 'checkpoint.every': 2}
+  config = gpt2_config(corpus, moved, **settings)
+  workdir = tmp_path / 'run'
+  first = train.train_and_evaluate(config, str(workdir))
+  assert np.isfinite(first['test/bpc'])
+  shutil.rmtree(moved)  # a resumed run reads its checkpoints, never the folder again.
+  settings['train.steps'] = 4
+  resumed = train.train_and_evaluate(gpt2_config(corpus, moved, **settings), str(workdir))
+  steps = [json.loads(line)['step'] for line in open(workdir / 'metrics.jsonl')]
+  assert max(steps) == 4 and resumed['params_sha256'] != first['params_sha256']
+
+
+def test_bad_gpt2_folders_are_one_error_line(corpus, gpt2_folder, tmp_path):  # noqa: F811
+  import shutil  # pylint: disable=g-import-not-at-top
+  llama = tmp_path / 'llama'
+  shutil.copytree(gpt2_folder, llama)
+  hf = json.loads((llama / 'config.json').read_text())
+  (llama / 'config.json').write_text(json.dumps({**hf, 'model_type': 'llama'}))
+  proc = launch('--config=configs/lm.py:tiny', f'--config.data.path={corpus}',
+                '--config.data.tokenizer=huggingface', f'--config.init.from_hf={llama}',
+                *[f'--config.{k}={v}' for k, v in GPT2_SHAPES.items()],
+                f'--workdir={tmp_path / "run"}')
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip().splitlines()[-1].startswith('error: ')
+  assert "model_type 'llama'" in proc.stderr.strip().splitlines()[-1]
+
+  from research.experiment import Experiment  # pylint: disable=g-import-not-at-top
+  wide = Experiment(gpt2_config(corpus, gpt2_folder, **{'model.model_dim': 32}),
+                    str(tmp_path / 'wide'))
+  with pytest.raises(UserError, match=r'transformer.wte.weight has shape \(\d+, 16\).*needs '
+                                      r'\(\d+, 32\)'):
+    wide.task.pretrained_params()
+  heads = Experiment(gpt2_config(corpus, gpt2_folder, **{'model.num_heads': 4}),
+                     str(tmp_path / 'heads'))
+  with pytest.raises(UserError, match='n_head=2; set --config.model.num_heads=2'):
+    heads.task.pretrained_params()
+  with pytest.raises(UserError, match='data.tokenizer=huggingface'):
+    tasks.validate(tiny(corpus, **{'init.from_hf': str(gpt2_folder)}))

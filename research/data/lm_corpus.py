@@ -89,36 +89,37 @@ def source_paths(d) -> list[tuple[str, float]]:
   return out
 
 
-def specs(d, base: str = '') -> list[tuple[store_lib.Spec, float]]:
-  """Each corpus's store spec with its weight; `base` (a tokenizer folder) is the
-  one the later corpora encode with."""
+def specs(d, tokenizer: str = '') -> list[tuple[store_lib.Spec, float]]:
+  """Each corpus's store spec with its weight; `tokenizer` is the folder of a given
+  tokenizer (data.tokenizer=huggingface) that every corpus encodes with."""
   out = []
-  for i, (path, weight) in enumerate(source_paths(d)):
+  for path, weight in source_paths(d):
     out.append((store_lib.Spec(path, d.tokenizer, d.vocab_size,
-                               d.text_field, d.encoding_errors,
-                               base if i else ''), weight))
+                               d.text_field, d.encoding_errors, tokenizer), weight))
   return out
 
 
-def prepare(d, progress: bool = True) -> list[store_lib.Store]:
-  """Every store the config names, prepared where none is yet."""
+def prepare(d, tokenizer: str = '', progress: bool = True) -> list[store_lib.Store]:
+  """Every store the config names, prepared where none is yet (`tokenizer`: as
+  specs')."""
   root = store_lib.root(d.store_dir)
   stores = []
-  for i, (spec, _) in enumerate(specs(d)):
+  for i, (spec, _) in enumerate(specs(d, tokenizer)):
     if i:  # the later corpora encode with the first one's tokenizer.
       spec = dataclasses.replace(spec, base=os.path.join(stores[0].path, 'tokenizer'))
     stores.append(store_lib.open_or_prepare(spec, root, progress))
   return stores
 
 
-def load(d, context: int) -> Corpus:
-  """The corpus of data.* (prepared first where needed), split and checked."""
+def load(d, context: int, tokenizer: str = '') -> Corpus:
+  """The corpus of data.* (prepared first where needed), split and checked
+  (`tokenizer`: as specs')."""
   if d.name == 'random':
     return _random(d, context)
   if d.name not in ('text', 'text8'):
     raise UserError(f'unknown data.name {d.name!r} for the language model; use text, text8 '
                     'or random')
-  stores = prepare(d)
+  stores = prepare(d, tokenizer)
   first = stores[0]
   n = len(first)
   cuts = {'train': (0, int(n * 0.9)), 'validation': (int(n * 0.9), int(n * 0.95)),

@@ -52,7 +52,7 @@ from research.data import vocab as vocab_lib
 from research.errors import UserError
 
 FORMAT = 1
-TOKENIZERS = ('char', 'byte', 'word', 'sentencepiece')
+TOKENIZERS = ('char', 'byte', 'word', 'sentencepiece', 'huggingface')
 SAMPLE_CHARS = 10_000_000  # SentencePiece learns from the corpus's first 10M characters.
 CACHE_ENV = 'SEQLAB_CACHE'
 
@@ -277,7 +277,8 @@ def _build(spec: Spec, tmp: str, progress: bool) -> dict:
     reader = sources.Reader(paths, spec.text_field, spec.encoding_errors)
     documents, tokens, chars = _write_tokens(
         ahead(_carried(reader.chunks(), spec.tokenizer)), _encoder(spec.tokenizer, vocab),
-        vocab_lib.id_dtype(len(vocab)), path, lambda: bar.update(reader.bytes_read))
+        vocab_lib.id_dtype(len(vocab)), path, lambda: bar.update(reader.bytes_read),
+        vocab.eos_id)
   else:
     vocab, documents, tokens, chars = done
     vocab_lib.save(vocab, os.path.join(tmp, 'tokenizer'))
@@ -297,11 +298,11 @@ def _build(spec: Spec, tmp: str, progress: bool) -> dict:
                      f'vocabulary {len(vocab)}), {chars / seconds / 1e6:.1f} M characters/s'}
 
 
-def _write_tokens(chunks, encode, dtype, path: str, progress):
-  """Writes each (text, ends_document) chunk's ids to `path`, </s> after each
-  document; returns (documents: [(first token, first character)] and the totals
-  after them, tokens, characters)."""
-  eos = np.array([vocab_lib.EOS], dtype)
+def _write_tokens(chunks, encode, dtype, path: str, progress, eos_id: int = vocab_lib.EOS):
+  """Writes each (text, ends_document) chunk's ids to `path`, eos_id (</s>) after
+  each document; returns (documents: [(first token, first character)] and the
+  totals after them, tokens, characters)."""
+  eos = np.array([eos_id], dtype)
   documents, tokens, chars, in_document = [], 0, 0, False
   with open(path, 'wb') as out:
     for text, ends in chunks:
@@ -366,6 +367,9 @@ class _NotAscii(Exception):
 def _tokenizer(spec: Spec, paths, tmp: str, bar) -> vocab_lib.Vocab:
   if spec.base:
     return vocab_lib.load(spec.base)
+  if spec.tokenizer == 'huggingface':
+    raise UserError('data.tokenizer=huggingface reads its tokenizer from data.tokenizer_path '
+                    '(or init.from_hf); give one')
   if spec.tokenizer == 'byte':
     return vocab_lib.ByteVocab()
   reader = sources.Reader(paths, spec.text_field, spec.encoding_errors)
@@ -420,18 +424,38 @@ def _encoder(tokenizer: str, vocab):
       pieces = vocab.sp.encode(_pieces(text, 1 << 16), num_threads=threads)
       return np.fromiter((i for p in pieces for i in p), np.int64)
     return encode
+  if tokenizer == 'huggingface':
+    def encode(text):
+      pieces = vocab.encode_many(_pieces(text, 1 << 16, tokenizer))
+      return np.fromiter((i for p in pieces for i in p), np.int64)
+    return encode
   return vocab.encode_array
 
 
-def _pieces(text: str, size: int) -> list[str]:
-  """`text` cut after whitespace into pieces of about `size` characters. SentencePiece
-  normalizes whitespace to one boundary, so the cuts change no token."""
+def _word_start(text: str, start: int, end: int) -> int:
+  """The last space in text[start:end] that begins a word, or -1: GPT-2's byte-level
+  pre-tokenizer always starts a pre-token there (' ?\\p{L}+' and the like), so a
+  cut before it changes no token."""
+  cut = text.rfind(' ', start, end - 1)
+  while cut > start and text[cut + 1].isspace():
+    cut = text.rfind(' ', start, cut)
+  return cut if cut > start else -1
+
+
+def _pieces(text: str, size: int, tokenizer: str = 'sentencepiece') -> list[str]:
+  """`text` cut into pieces of about `size` characters: after whitespace
+  (SentencePiece normalizes it to one boundary), or for a Hugging Face tokenizer
+  before a word's space; neither cut changes a token."""
   out, start = [], 0
   while start < len(text):
     end = start + size
     if end < len(text):
-      cut = text.rfind(' ', start, end)
-      end = cut + 1 if cut > start else end
+      if tokenizer == 'huggingface':
+        cut = _word_start(text, start, end)
+        end = cut if cut > start else end
+      else:
+        cut = text.rfind(' ', start, end)
+        end = cut + 1 if cut > start else end
     out.append(text[start:end])
     start = end
   return out
@@ -439,7 +463,8 @@ def _pieces(text: str, size: int) -> list[str]:
 
 def _carried(chunks, tokenizer: str):
   """Chunks cut at whitespace for the tokenizers that read words (a chunk's last,
-  maybe partial, word moves to the next); characters and bytes need no cut."""
+  maybe partial, word moves to the next; a Hugging Face tokenizer's chunks end
+  before a word's space); characters and bytes need no cut."""
   if tokenizer in ('char', 'byte'):
     yield from chunks
     return
@@ -450,8 +475,12 @@ def _carried(chunks, tokenizer: str):
       tail = ''
       yield text, True
       continue
-    cut = max(text.rfind(' '), text.rfind('\n'))
-    tail, text = (text[cut + 1:], text[:cut + 1]) if cut >= 0 else ('', text)
+    if tokenizer == 'huggingface':
+      cut = _word_start(text, 0, len(text))
+    else:
+      cut = max(text.rfind(' '), text.rfind('\n'))
+      cut = cut + 1 if cut >= 0 else -1
+    tail, text = (text[cut:], text[:cut]) if cut >= 0 else ('', text)
     if text:
       yield text, False
 

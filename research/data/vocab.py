@@ -1,10 +1,11 @@
-"""Tokenizers: characters, bytes, words and SentencePiece, one interface.
+"""Tokenizers: characters, bytes, words, SentencePiece and Hugging Face's, one interface.
 
-Tokenizers: characters, UTF-8 bytes, words and SentencePiece pieces, one
-interface for every task.
+Tokenizers: characters, UTF-8 bytes, words, SentencePiece pieces and a Hugging
+Face tokenizer (GPT-2's byte-level BPE), one interface for every task.
 
-Every vocabulary reserves ids 0-3 for <pad>, <s>, </s> and <unk> (</s> also ends
-a document of a language-model corpus), and offers encode(text) -> ids,
+Every vocabulary but Hugging Face's reserves ids 0-3 for <pad>, <s>, </s> and
+<unk>; `eos_id` is the one that ends a document of a language-model corpus (</s>,
+or GPT-2's <|endoftext|>). Each offers encode(text) -> ids,
 encode_array(text) -> a numpy array (vectorized where it can be: preparing a
 corpus), decode(ids) -> text (stopping at </s>), encode_batch, and
 never_emitted(). save(vocab, folder) and load(folder) carry one into a prepared
@@ -27,6 +28,7 @@ SPECIALS = ('<pad>', '<s>', '</s>', '<unk>')
 
 class Vocab:
   """The shared part: padding, truncation and batching."""
+  eos_id = EOS
 
   def __len__(self):
     raise NotImplementedError
@@ -69,11 +71,10 @@ class Vocab:
       ids[row, :len(seq)] = seq
     return ids, truncated
 
-  @staticmethod
-  def _until_eos(ids):
+  def _until_eos(self, ids):
     for i in ids:
       i = int(i)
-      if i == EOS:
+      if i == self.eos_id:
         return
       yield i
 
@@ -262,6 +263,61 @@ class SentencePieceVocab(Vocab):
     return [self.sp.id_to_piece(i) for i in self._until_eos(ids)]
 
 
+class HuggingFaceVocab(Vocab):
+  """A Hugging Face `tokenizers` tokenizer with its own ids: a tokenizer.json, or
+  GPT-2's vocab.json and merges.txt (byte-level BPE, as GPT2TokenizerFast builds
+  it). Its end-of-text token ends documents."""
+  END_TOKENS = ('<|endoftext|>', '</s>', '<eos>', '<|end_of_text|>')
+
+  def __init__(self, tokenizer, source: str = ''):
+    self.tokenizer, self.source = tokenizer, source
+    ends = [t for t in self.END_TOKENS if tokenizer.token_to_id(t) is not None]
+    if not ends:
+      raise UserError(f'the tokenizer {source} has none of {", ".join(self.END_TOKENS)}, '
+                      'the end-of-text token a language-model corpus ends documents with')
+    self.eos_id = tokenizer.token_to_id(ends[0])
+    self._unk = getattr(tokenizer.model, 'unk_token', None)
+
+  @classmethod
+  def from_folder(cls, folder: str) -> 'HuggingFaceVocab':
+    """A Hugging Face tokenizer folder: tokenizer.json, else vocab.json + merges.txt."""
+    import tokenizers  # pylint: disable=g-import-not-at-top
+    single, merges = os.path.join(folder, 'tokenizer.json'), os.path.join(folder, 'merges.txt')
+    if os.path.isfile(single):
+      return cls(tokenizers.Tokenizer.from_file(single), folder)
+    if not os.path.isfile(merges):
+      raise UserError(f'{folder} holds no Hugging Face tokenizer: expected tokenizer.json, or '
+                      'vocab.json and merges.txt (GPT-2\'s)')
+    bpe = tokenizers.models.BPE.from_file(os.path.join(folder, 'vocab.json'), merges)
+    tokenizer = tokenizers.Tokenizer(bpe)
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = tokenizers.decoders.ByteLevel()
+    return cls(tokenizer, folder)
+
+  def __len__(self):
+    return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+  def encode(self, text: str) -> list[int]:
+    return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+  def encode_many(self, texts) -> list[list[int]]:
+    """encode() of each text, on every core."""
+    return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+  def decode(self, ids) -> str:
+    return self.tokenizer.decode(list(self._until_eos(ids)), skip_special_tokens=False)
+
+  def pieces(self, text: str) -> list[str]:
+    return self.tokenizer.encode(text, add_special_tokens=False).tokens
+
+  def id_pieces(self, ids) -> list[str]:
+    return [self.tokenizer.id_to_token(i) for i in self._until_eos(ids)]
+
+  def unknown_count(self, text: str) -> int:
+    unk = self.tokenizer.token_to_id(self._unk) if self._unk else None
+    return 0 if unk is None else self.encode(text).count(unk)
+
+
 def save(vocab: Vocab, folder: str):
   """Writes the vocabulary into `folder` (vocab.json, and a SentencePiece model's file)."""
   os.makedirs(folder, exist_ok=True)
@@ -276,6 +332,10 @@ def save(vocab: Vocab, folder: str):
     with open(os.path.join(folder, 'spm.model.tmp'), 'wb') as f:  # the model as loaded.
       f.write(vocab.sp.serialized_model_proto())
     os.replace(os.path.join(folder, 'spm.model.tmp'), os.path.join(folder, 'spm.model'))
+  elif isinstance(vocab, HuggingFaceVocab):
+    spec = {'kind': 'huggingface', 'file': 'tokenizer.json'}
+    vocab.tokenizer.save(os.path.join(folder, 'tokenizer.json.tmp'))
+    os.replace(os.path.join(folder, 'tokenizer.json.tmp'), os.path.join(folder, 'tokenizer.json'))
   else:
     raise TypeError(f'cannot save a {type(vocab).__name__}')
   with open(os.path.join(folder, 'vocab.json.tmp'), 'w', encoding='utf-8') as f:
@@ -284,11 +344,16 @@ def save(vocab: Vocab, folder: str):
 
 
 def load(folder: str) -> Vocab:
-  """The vocabulary that save() wrote into `folder`."""
+  """The vocabulary that save() wrote into `folder`, or a Hugging Face tokenizer
+  folder's (its vocab.json maps tokens to ids, or it holds only tokenizer.json)."""
   path = os.path.join(folder, 'vocab.json')
   try:
+    if not os.path.isfile(path) and os.path.isfile(os.path.join(folder, 'tokenizer.json')):
+      return HuggingFaceVocab.from_folder(folder)
     with open(path, encoding='utf-8') as f:
       spec = json.load(f)
+    if 'kind' not in spec:  # GPT-2's vocab.json: {token: id}.
+      return HuggingFaceVocab.from_folder(folder)
     kind = spec['kind']
     if kind == 'char':
       return CharVocab(spec['chars'], spec.get('fallback', ''))
@@ -298,6 +363,8 @@ def load(folder: str) -> Vocab:
       return WordVocab(spec['words'])
     if kind == 'sentencepiece':
       return SentencePieceVocab(os.path.join(folder, spec['model']))
+    if kind == 'huggingface':
+      return HuggingFaceVocab.from_folder(folder)
   except (OSError, ValueError, KeyError, RuntimeError) as e:
     raise UserError(f'could not read the tokenizer in {folder}: {e}') from None
   raise UserError(f'{path}: unknown tokenizer kind {kind!r}')
@@ -308,6 +375,8 @@ def fingerprint(vocab: Vocab) -> str:
   h = hashlib.sha256(type(vocab).__name__.encode())
   if isinstance(vocab, SentencePieceVocab):
     h.update(vocab.sp.serialized_model_proto())
+  elif isinstance(vocab, HuggingFaceVocab):
+    h.update(vocab.tokenizer.to_str().encode('utf-8'))
   elif isinstance(vocab, (CharVocab, WordVocab)):
     h.update('\x00'.join(vocab.itos).encode('utf-8'))
     h.update(getattr(vocab, 'fallback', '').encode('utf-8'))

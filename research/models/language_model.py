@@ -198,7 +198,8 @@ class LanguageModel:
                               v_dim=d // h, dropout=cfg.dropout,
                               attention_dropout=cfg.attention_dropout, relu_dropout=0.0,
                               pre_ln=True, activation='gelu', dtype=dtype,
-                              param_dtype=param_dtype, remat=cfg.remat, attention_impl=attention)
+                              param_dtype=param_dtype, remat=cfg.remat, attention_impl=attention,
+                              norm_epsilon=cfg.norm_epsilon)
     return cls(TransformerLM(vocab_size, sizes, cfg.num_layers, context,
                              cfg.get('attention_block', 0)))
 

@@ -280,6 +280,7 @@ class Sizes:
   param_dtype: Any = jnp.float32  # the parameters' (model.param_dtype).
   remat: bool = False             # rematerialize each layer in the backward pass.
   attention_impl: str = 'xla'     # attention's kernel: xla | cudnn (check_attention).
+  norm_epsilon: float = 1e-6      # flax's default; GPT-2 and Marian use 1e-5.
 
   @property
   def dtypes(self) -> dict:
@@ -296,7 +297,8 @@ class Sizes:
 
   def norm(self, name):
     """Layer norm computing its statistics in float32 (flax does in any dtype)."""
-    return nn.LayerNorm(scale_init=logical(nn.initializers.ones_init(), 'embed'),
+    return nn.LayerNorm(epsilon=self.norm_epsilon,
+                        scale_init=logical(nn.initializers.ones_init(), 'embed'),
                         bias_init=logical(_ZEROS, 'embed'), name=name, **self.dtypes)
 
   def embed(self, vocab_size: int, name: str):

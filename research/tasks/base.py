@@ -49,6 +49,10 @@ Optional (the default in brackets):
   eval_splits                              splits evaluated at the end, the first one
                                            also periodically; '' for no metric prefix
                                            [('validation', 'test')]
+  pretrained_params() -> params | None     a fresh run's starting parameters instead
+                                           of init's, host arrays shaped as init's
+                                           unboxed leaves (the LM's init.from_hf); a
+                                           resumed run never calls it [None]
   init_opt_state(params)                   the optimizer state of a task's own update
                                            rule [None: the optax optimizer's]
   optimizer_keys                           the optimizer.* keys a task's own update
@@ -177,6 +181,9 @@ class Task:
 
   def scope(self):
     return contextlib.nullcontext()
+
+  def pretrained_params(self):
+    return None
 
   def init_opt_state(self, params):
     return None

@@ -8,8 +8,12 @@ eval only the validation and test tokens.
 
 Tokens (data.tokenizer): 'char' (the corpus's own characters, 27 for text8:
 a-z and space, after the 4 reserved ids), 'byte', 'word' (the data.vocab_size
-most frequent) or 'sentencepiece' (BPE, trained on the corpus's first 10M
-characters).
+most frequent), 'sentencepiece' (BPE, trained on the corpus's first 10M
+characters) or 'huggingface' (a Hugging Face tokenizer folder, GPT-2's among
+them: data.tokenizer_path, else init.from_hf's).
+
+init.from_hf starts a fresh run from a local GPT-2 checkpoint
+(research/huggingface.py); a resumed run reads only its own checkpoints.
 
 Batches are data.context + 1 tokens from random offsets of the training split,
 a pure function of (seed, step), read from the store by position. Evaluation
@@ -23,6 +27,7 @@ each split's start (0: all).
 """
 import os
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,6 +69,14 @@ class LanguageModelTask(Task):
     V.require(m.model_dim % m.num_heads == 0, f'model.model_dim={m.model_dim} is not divisible '
               f'by model.num_heads={m.num_heads}; pick heads that divide it')
     d = config.data
+    if config.init.from_hf and d.tokenizer != 'huggingface':
+      raise UserError(f'init.from_hf starts from a checkpoint that brings its own tokenizer; '
+                      f'set --config.data.tokenizer=huggingface (not {d.tokenizer!r})')
+    if d.tokenizer == 'huggingface':
+      folder = tokenizer_folder(config)
+      if not folder:
+        raise UserError('data.tokenizer=huggingface reads a Hugging Face tokenizer folder: '
+                        'set data.tokenizer_path (or init.from_hf)')
     lm_corpus.mixture(d)  # a bad weight: one error line before any work.
     if not 0 < d.eval_stride <= d.context and d.eval_stride != 0:
       raise UserError(f'data.eval_stride={d.eval_stride} must be in 1..data.context='
@@ -76,12 +89,22 @@ class LanguageModelTask(Task):
     self.stride = d.eval_stride or d.context
     self._corpus = None
     folder = os.path.join(workdir, 'tokenizer') if workdir else ''
-    if folder and os.path.isfile(os.path.join(folder, 'vocab.json')):
+    saved = folder and os.path.isfile(os.path.join(folder, 'vocab.json'))
+    # A Hugging Face tokenizer is read as it is (the run's own copy once it has one);
+    # the others come with the data.
+    self._given_tokenizer = tokenizer_folder(config)
+    if saved:
       self.vocab = vocab_lib.load(folder)  # the run's own: predict reads nothing else.
+      self._given_tokenizer = self._given_tokenizer and folder
+    elif self._given_tokenizer:
+      if not os.path.isdir(self._given_tokenizer):
+        raise UserError(f'{self._given_tokenizer}: no such folder (data.tokenizer_path or '
+                        'init.from_hf)')
+      self.vocab = vocab_lib.load(self._given_tokenizer)
     else:
       self.vocab = self.corpus.vocab
-      if folder and jax.process_index() == 0:
-        vocab_lib.save(self.vocab, folder)
+    if folder and not saved and jax.process_index() == 0:
+      vocab_lib.save(self.vocab, folder)
     self.model = models.get(config.model.name, 'language_model').from_config(
         config.model, len(self.vocab), self.context)
     self._scores = runtime.jit_data_parallel(
@@ -90,7 +113,9 @@ class LanguageModelTask(Task):
 
   @classmethod
   def prepare(cls, config) -> list:
-    return [s.path for s in lm_corpus.prepare(config.data)] if config.data.name != 'random' else []
+    if config.data.name == 'random':
+      return []
+    return [s.path for s in lm_corpus.prepare(config.data, tokenizer_folder(config))]
 
   # --- data -------------------------------------------------------------------------
 
@@ -98,7 +123,7 @@ class LanguageModelTask(Task):
   def corpus(self) -> lm_corpus.Corpus:
     """The token stores, opened (and prepared, where none is yet) on first use."""
     if self._corpus is None:
-      corpus = lm_corpus.load(self.config.data, self.context)
+      corpus = lm_corpus.load(self.config.data, self.context, self._given_tokenizer)
       mine = getattr(self, 'vocab', None)
       if mine is not None and vocab_lib.fingerprint(mine) != vocab_lib.fingerprint(corpus.vocab):
         raise UserError(f'the data\'s tokenizer ({corpus.stores[0].path if corpus.stores else "random"}) '
@@ -120,6 +145,15 @@ class LanguageModelTask(Task):
 
   def init(self, rng):
     return self.model.init(rng)
+
+  def pretrained_params(self):
+    """init.from_hf's GPT-2 checkpoint as this model's parameters, else None."""
+    if not self.config.init.from_hf:
+      return None
+    abstract = nn.meta.unbox(jax.eval_shape(self.init, jax.random.PRNGKey(0)))
+    params = huggingface.read_gpt2(self.config.init.from_hf, abstract, self.config.model)
+    logging.info('starting from the GPT-2 checkpoint %s', self.config.init.from_hf)
+    return params
 
   def loss(self, params, batch, rng):
     tokens = batch['tokens']
@@ -175,7 +209,7 @@ class LanguageModelTask(Task):
     run's tokenizer in out_dir/seqlab_tokenizer/ (docs/language_model.md)."""
     m = self.config.model
     config = huggingface.gpt2_config(len(self.vocab), self.context, m.model_dim, m.num_layers,
-                                     m.num_heads, m.ff_dim, vocab_lib.EOS)
+                                     m.num_heads, m.ff_dim, self.vocab.eos_id, m.norm_epsilon)
     paths = huggingface.write(out_dir, config, huggingface.gpt2_tensors(params, m.num_layers))
     folder = os.path.join(out_dir, 'seqlab_tokenizer')
     vocab_lib.save(self.vocab, folder)
@@ -198,7 +232,7 @@ class LanguageModelTask(Task):
         cut += 1
         seq = seq[-self.context:]
       if not len(seq):
-        seq = np.array([vocab_lib.EOS], np.int32)
+        seq = np.array([self.vocab.eos_id], np.int32)
       ids.append(seq)
       lengths.append(len(seq))
     if unknown:
@@ -237,3 +271,10 @@ class LanguageModelTask(Task):
 
   def final_results(self, params):
     return {'vocab_size': len(self.vocab), 'context': self.context}
+
+
+def tokenizer_folder(config) -> str:
+  """data.tokenizer=huggingface's folder: data.tokenizer_path, else init.from_hf's."""
+  if config.data.tokenizer != 'huggingface':
+    return ''
+  return config.data.tokenizer_path or config.init.from_hf
