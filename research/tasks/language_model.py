@@ -72,11 +72,6 @@ class LanguageModelTask(Task):
     if config.init.from_hf and d.tokenizer != 'huggingface':
       raise UserError(f'init.from_hf starts from a checkpoint that brings its own tokenizer; '
                       f'set --config.data.tokenizer=huggingface (not {d.tokenizer!r})')
-    if d.tokenizer == 'huggingface':
-      folder = tokenizer_folder(config)
-      if not folder:
-        raise UserError('data.tokenizer=huggingface reads a Hugging Face tokenizer folder: '
-                        'set data.tokenizer_path (or init.from_hf)')
     lm_corpus.mixture(d)  # a bad weight: one error line before any work.
     if not 0 < d.eval_stride <= d.context and d.eval_stride != 0:
       raise UserError(f'data.eval_stride={d.eval_stride} must be in 1..data.context='
@@ -96,7 +91,10 @@ class LanguageModelTask(Task):
     if saved:
       self.vocab = vocab_lib.load(folder)  # the run's own: predict reads nothing else.
       self._given_tokenizer = self._given_tokenizer and folder
-    elif self._given_tokenizer:
+    elif d.tokenizer == 'huggingface':
+      if not self._given_tokenizer:
+        raise UserError('data.tokenizer=huggingface reads a Hugging Face tokenizer folder: set '
+                        'init.from_hf (a GPT-2 checkpoint folder) or data.tokenizer_path')
       if not os.path.isdir(self._given_tokenizer):
         raise UserError(f'{self._given_tokenizer}: no such folder (data.tokenizer_path or '
                         'init.from_hf)')
