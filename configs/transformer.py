@@ -95,6 +95,7 @@ def get_config(preset: str = 'multi30k'):
   c.model.share_embeddings = 'all'  # none | output | all
   c.model.kv_cache = True         # incremental decoding; False reruns the prefix each step.
   c.model.attention_impl = 'xla'  # xla | cudnn (fused; an NVIDIA GPU in bfloat16) | auto.
+  c.model.norm_epsilon = 1e-6     # layer norms' epsilon (Marian's: 1e-5).
   add_precision_keys(c.model)
 
   warmup = 1000

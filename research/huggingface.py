@@ -1,4 +1,4 @@
-"""Hugging Face checkpoints in and out: the language model as GPT-2.
+"""Hugging Face checkpoints in and out: the LM as GPT-2, the Transformer as Marian.
 
 Out: `python launch.py --config=configs/lm.py:... --workdir=DIR --mode=export
 --export_dir=OUT` writes OUT/config.json (GPT2Config's keys, model_type gpt2,
@@ -19,6 +19,19 @@ The two models are the same function:
   sqrt(d) E, and the final layer norm's scale and bias are divided by sqrt(d),
   which keeps the tied output layer's logits LN(x) E^T the same;
 - the layer norms' epsilon is model.norm_epsilon (layer_norm_epsilon).
+
+The post-LN Transformer with sinusoidal positions and one vocabulary shared by
+the source, target and output embeddings is MarianMTModel (marian_tensors):
+- Marian lays its sinusoids out as [sin | cos] halves, seqlab interleaves them
+  (sin, cos, sin, ...); one permutation of the model dimension, applied to every
+  array that reads or writes the residual stream (embeddings, layer norms, the
+  attention and feed-forward kernels' model side), turns one layout into the
+  other and leaves the function unchanged (layer norm does not see the order);
+- seqlab's decoder starts from <s> (decoder_start_token_id 1), pads with id 0
+  and ends with </s> (2);
+- Marian's layer norms use epsilon 1e-5, fixed; a model trained with seqlab's
+  default 1e-6 exports with that small difference (model.norm_epsilon=1e-5
+  makes the two the same function).
 """
 import json
 import os
@@ -76,6 +89,164 @@ def write(out_dir: str, config: dict, tensors: dict) -> list[str]:
     json.dump(config, f, indent=2)
   # Tied: transformers rebuilds lm_head from wte, so only wte is stored.
   save_file(tensors, paths[1], metadata={'format': 'pt'})
+  return paths
+
+
+def marian_refusal(model) -> str:
+  """Why a translation model config has no MarianMTModel counterpart ('' if it has)."""
+  m = model
+  if m.name != 'transformer':
+    return (f'model.name={m.name!r} (a recurrent encoder-decoder) has no Hugging Face '
+            'counterpart; the Transformer (model.name=transformer) exports to MarianMTModel')
+  d = m.model_dim
+  reasons = [why for bad, why in [
+      (m.pre_ln, 'model.pre_ln=True (Marian is post-LN)'),
+      (m.positions != 'sinusoidal', f'model.positions={m.positions!r} (Marian\'s are sinusoidal)'),
+      (m.share_embeddings != 'all', f'model.share_embeddings={m.share_embeddings!r} (Marian\'s '
+       'export shares one vocabulary between source, target and output: all)'),
+      ((m.qk_dim or d // m.num_heads) != d // m.num_heads or (m.v_dim or d // m.num_heads)
+       != d // m.num_heads, 'model.qk_dim or model.v_dim other than model_dim / num_heads'),
+      (d % 2, f'an odd model.model_dim={d}')] if bad]
+  if reasons:
+    return ('this Transformer has no MarianMTModel counterpart: ' + '; '.join(reasons)
+            + '. Presets that export: multi30k, base, big, bench_gpu, table3')
+  return ''
+
+
+def residual_order(d: int) -> np.ndarray:
+  """Marian's model dimensions in seqlab's order: [sin | cos] from interleaved."""
+  return np.concatenate([np.arange(0, d, 2), np.arange(1, d, 2)])
+
+
+def marian_tensors(params, num_layers: int, num_decoder_layers: int) -> dict:
+  """{MarianMTModel state-dict name: float32 array} from the Transformer's
+  parameters (share_embeddings=all, post-LN, sinusoidal positions)."""
+  p = _plain(params)
+  table = p['tgt_embed']['embedding']
+  d = table.shape[1]
+  order = residual_order(d)
+
+  def linear(kernel, bias, into_residual=False):  # torch's Linear: weight [out, in].
+    k = kernel.reshape(-1, d) if into_residual else kernel.reshape(d, -1)
+    k = k[:, order] if into_residual else k[order]
+    b = bias.reshape(-1)[order] if into_residual else bias.reshape(-1)
+    return k.T, b
+
+  def attention(prefix, att, out):
+    for ours, theirs in (('query', 'q_proj'), ('key', 'k_proj'), ('value', 'v_proj')):
+      out[f'{prefix}.{theirs}.weight'], out[f'{prefix}.{theirs}.bias'] = linear(
+          att[ours]['kernel'], att[ours]['bias'])
+    out[f'{prefix}.out_proj.weight'], out[f'{prefix}.out_proj.bias'] = linear(
+        att['out']['kernel'], att['out']['bias'], into_residual=True)
+
+  def norm(prefix, ln, out):
+    out[prefix + '.weight'], out[prefix + '.bias'] = ln['scale'][order], ln['bias'][order]
+
+  def feed_forward(prefix, ff, out):
+    out[prefix + 'fc1.weight'], out[prefix + 'fc1.bias'] = linear(ff['inner']['kernel'],
+                                                                  ff['inner']['bias'])
+    out[prefix + 'fc2.weight'], out[prefix + 'fc2.bias'] = linear(
+        ff['outer']['kernel'], ff['outer']['bias'], into_residual=True)
+
+  out = {'model.shared.weight': table[:, order],
+         'final_logits_bias': np.zeros((1, table.shape[0]), np.float32)}
+  for i in range(num_layers):
+    layer, h = p[f'encoder_{i}'], f'model.encoder.layers.{i}.'
+    attention(h + 'self_attn', layer['self_attention'], out)
+    norm(h + 'self_attn_layer_norm', layer['norm1'], out)
+    feed_forward(h, layer['feed_forward'], out)
+    norm(h + 'final_layer_norm', layer['norm2'], out)
+  for i in range(num_decoder_layers):
+    layer, h = p[f'decoder_{i}'], f'model.decoder.layers.{i}.'
+    attention(h + 'self_attn', layer['self_attention'], out)
+    norm(h + 'self_attn_layer_norm', layer['norm1'], out)
+    attention(h + 'encoder_attn', layer['cross_attention'], out)
+    norm(h + 'encoder_attn_layer_norm', layer['norm2'], out)
+    feed_forward(h, layer['feed_forward'], out)
+    norm(h + 'final_layer_norm', layer['norm3'], out)
+  return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}
+
+
+def marian_config(vocab_size: int, model) -> dict:
+  """MarianConfig's keys for a Transformer config's model block (no dropout)."""
+  m = model
+  layers = m.num_decoder_layers or m.num_layers
+  return {'architectures': ['MarianMTModel'], 'model_type': 'marian',
+          'vocab_size': vocab_size, 'decoder_vocab_size': vocab_size, 'd_model': m.model_dim,
+          'encoder_layers': m.num_layers, 'decoder_layers': layers,
+          'encoder_attention_heads': m.num_heads, 'decoder_attention_heads': m.num_heads,
+          'encoder_ffn_dim': m.ff_dim, 'decoder_ffn_dim': m.ff_dim,
+          'activation_function': 'relu', 'max_position_embeddings': m.max_len,
+          'scale_embedding': True, 'share_encoder_decoder_embeddings': True,
+          'tie_word_embeddings': True, 'dropout': 0.0, 'attention_dropout': 0.0,
+          'activation_dropout': 0.0, 'pad_token_id': 0, 'bos_token_id': 1, 'eos_token_id': 2,
+          'decoder_start_token_id': 1, 'is_encoder_decoder': True,
+          'torch_dtype': 'float32'}
+
+
+def bytes_to_unicode() -> dict:
+  """GPT-2's byte-level alphabet: a printable character for each byte."""
+  keep = (list(range(ord('!'), ord('~') + 1)) + list(range(ord('¡'), ord('¬') + 1))
+          + list(range(ord('®'), ord('ÿ') + 1)))
+  chars, extra = {}, 0
+  for b in range(256):
+    if b in keep:
+      chars[b] = chr(b)
+    else:
+      chars[b] = chr(256 + extra)
+      extra += 1
+  return chars
+
+
+def write_lm_tokenizer(out_dir: str, vocab) -> list[str]:
+  """The files of a transformers tokenizer with the run's ids, where one exists: a
+  Hugging Face tokenizer's tokenizer.json; for bytes, GPT-2's byte-level BPE with
+  no merges (GPT2TokenizerFast), byte b as id 4 + b after <pad>, <s>, </s>, <unk>."""
+  from research.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
+  settings = {'eos_token': '</s>', 'bos_token': '<s>', 'unk_token': '<unk>',
+              'pad_token': '<pad>', 'add_prefix_space': False, 'model_max_length': 1 << 20}
+  if isinstance(vocab, vocab_lib.HuggingFaceVocab):
+    end = vocab.tokenizer.id_to_token(vocab.eos_id)
+    files = {'tokenizer.json': None,
+             'tokenizer_config.json': {'eos_token': end, 'bos_token': end, 'unk_token': end,
+                                       'model_max_length': 1 << 20}}
+    vocab.tokenizer.save(os.path.join(out_dir, 'tokenizer.json'))
+  elif isinstance(vocab, vocab_lib.ByteVocab):
+    table = {s: i for i, s in enumerate(vocab_lib.SPECIALS)}
+    table.update({c: len(vocab_lib.SPECIALS) + b for b, c in bytes_to_unicode().items()})
+    files = {'vocab.json': table, 'merges.txt': '#version: 0.2\n',
+             'tokenizer_config.json': {'tokenizer_class': 'GPT2Tokenizer', **settings}}
+  else:
+    return []
+  paths = []
+  for name, content in files.items():
+    paths.append(os.path.join(out_dir, name))
+    if content is None:
+      continue
+    with open(paths[-1], 'w', encoding='utf-8') as f:
+      if isinstance(content, str):
+        f.write(content)
+      else:
+        json.dump(content, f, ensure_ascii=False, indent=1)
+  return paths
+
+
+def write_marian_tokenizer(out_dir: str, vocab) -> list[str]:
+  """MarianTokenizer's files for a SentencePiece vocabulary whose ids are its
+  pieces' (source.spm and target.spm, the same model; vocab.json; its config)."""
+  proto = vocab.sp.serialized_model_proto()
+  paths = []
+  for name in ('source.spm', 'target.spm'):
+    paths.append(os.path.join(out_dir, name))
+    with open(paths[-1], 'wb') as f:
+      f.write(proto)
+  pieces = {vocab.sp.id_to_piece(i): i for i in range(len(vocab))}
+  settings = {'tokenizer_class': 'MarianTokenizer', 'pad_token': '<pad>', 'eos_token': '</s>',
+              'unk_token': '<unk>', 'model_max_length': 512}
+  for name, obj in (('vocab.json', pieces), ('tokenizer_config.json', settings)):
+    paths.append(os.path.join(out_dir, name))
+    with open(paths[-1], 'w', encoding='utf-8') as f:
+      json.dump(obj, f, ensure_ascii=False, indent=1)
   return paths
 
 

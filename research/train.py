@@ -304,14 +304,23 @@ def prepare(config) -> dict:
   return {'config': config.name, 'stores': stores, 'seconds': round(time.time() - started, 2)}
 
 
-def export(config, workdir: str, export_dir: str, devices=None) -> list:
+def export(config, workdir: str, export_dir: str, devices=None, overwrite: bool = False) -> list:
   """--mode=export: the latest checkpoint as a Hugging Face checkpoint in export_dir (a
-  run of train.steps=0: its initial parameters); returns the paths written."""
+  run of train.steps=0: its initial parameters); returns the paths written. A folder
+  that holds files is written into only with `overwrite`."""
   task_class = tasks.validate(config)
   if not export_dir:
     raise UserError('--mode=export writes into --export_dir; give one')
-  if task_class.export is tasks.Task.export:  # refused before any data or checkpoint is read.
-    raise UserError(tasks.base.export_refusal(task_class))
+  why = task_class.cannot_export(config)  # refused before any data or checkpoint is read.
+  if why:
+    raise UserError(why)
+  if os.path.isfile(export_dir):
+    raise UserError(f'--export_dir {export_dir} is a file; give a folder')
+  held = sorted(os.listdir(export_dir)) if os.path.isdir(export_dir) else []
+  if held and not overwrite:
+    raise UserError(f'--export_dir {export_dir} holds {len(held)} file(s) ({", ".join(held[:3])}'
+                    f'{", ..." if len(held) > 3 else ""}); give a new or empty folder, or '
+                    'add --export_overwrite to write over them')
   exp = Experiment(config, workdir, devices)
   with exp.task.scope():
     if config.train.steps:

@@ -3,7 +3,9 @@
 Out: a trained tiny LM's export loads as GPT2LMHeadModel, gives the same logits on
 the same tokens (float32, 1e-4) and the same greedy continuation; tasks without a
 counterpart refuse. In: a random GPT-2 that transformers saved starts a run with
-the same logits and tokens, fine-tunes under fsdp in bfloat16 and resumes."""
+the same logits and tokens, fine-tunes under fsdp in bfloat16 and resumes. Out
+again: a trained tiny post-LN Transformer loads as MarianMTModel with the same
+logits, greedy tokens and SentencePiece ids; pre-LN ones are refused."""
 import json
 
 import jax
@@ -12,7 +14,7 @@ import pytest
 import torch
 import transformers
 
-from conftest import launch
+from conftest import ROOT, launch
 from research import tasks, train
 from research.errors import UserError
 from research.data import vocab as vocab_lib
@@ -72,6 +74,17 @@ def test_export_of_a_task_without_a_counterpart_is_one_error_line(tmp_path):
   assert not (tmp_path / 'hf').exists()
 
 
+def test_the_byte_tokenizer_exports_as_a_transformers_tokenizer_with_its_ids(tmp_path):
+  from research import huggingface  # pylint: disable=g-import-not-at-top
+  vocab = vocab_lib.ByteVocab()
+  huggingface.write_lm_tokenizer(str(tmp_path), vocab)
+  tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path)
+  for text in ['the cat', 'héllo ☃ wörld\n  x', ' a  b ', '\x00\x7f']:
+    assert tokenizer(text)['input_ids'] == vocab.encode(text)
+    assert tokenizer.decode(vocab.encode(text)) == text
+  assert tokenizer.eos_token_id == vocab.eos_id == vocab_lib.EOS
+
+
 # --- in: a GPT-2 folder that transformers wrote -------------------------------------------
 
 GPT2_SHAPES = {'model.num_layers': 2, 'model.model_dim': 16, 'model.num_heads': 2,
@@ -129,6 +142,7 @@ def test_a_gpt2_import_gives_transformers_logits_tokens_and_tensors(corpus, gpt2
   # Out again: the export of the imported parameters holds the same tensors.
   from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
   exp.task.export(params, str(tmp_path / 'out'))
+  assert transformers.AutoTokenizer.from_pretrained(tmp_path / 'out')(text)['input_ids'] == ids
   back, original = load_file(str(tmp_path / 'out/model.safetensors')), load_file(
       str(gpt2_folder / 'model.safetensors'))
   for name, value in back.items():
@@ -181,3 +195,67 @@ def test_bad_gpt2_folders_are_one_error_line(corpus, gpt2_folder, tmp_path):  # 
     heads.task.pretrained_params()
   with pytest.raises(UserError, match='data.tokenizer=huggingface'):
     tasks.validate(tiny(corpus, **{'init.from_hf': str(gpt2_folder)}))
+
+
+# --- out: the Transformer as MarianMTModel -------------------------------------------------
+
+
+def test_a_transformer_export_loads_as_marian_with_the_same_logits_and_tokens(tmp_path):
+  from multihost_worker import configured  # pylint: disable=g-import-not-at-top
+  from research.experiment import Experiment  # pylint: disable=g-import-not-at-top
+  from test_translation_data import _multi30k_dir  # pylint: disable=g-import-not-at-top
+  config = configured(dict(config=str(ROOT / 'configs/transformer.py'), preset='tiny', overrides={
+      'data.path': _multi30k_dir(tmp_path / 'multi30k'), 'data.data_dir': str(tmp_path / 'tfds'),
+      'data.vocab_size': 300, 'model.norm_epsilon': 1e-5, 'train.steps': 6,
+      'eval.every': 1000, 'checkpoint.every': 6, 'eval.num_samples': 0}))
+  workdir, out = str(tmp_path / 'run'), tmp_path / 'hf'
+  train.train_and_evaluate(config, workdir)
+  written = train.export(config, workdir, str(out))
+  assert {p.split('/')[-1] for p in written} >= {'config.json', 'model.safetensors',
+                                                 'source.spm', 'vocab.json', 'seqlab_tokenizer'}
+  with pytest.raises(UserError, match='holds .* file.*--export_overwrite'):
+    train.export(config, workdir, str(out))
+  assert train.export(config, workdir, str(out), overwrite=True) == written
+
+  model = transformers.AutoModelForSeq2SeqLM.from_pretrained(out).eval()
+  assert type(model).__name__ == 'MarianMTModel'
+  tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+  exp = Experiment(config, workdir)
+  state, _ = exp.restore(required=True)
+  exp.checkpointer.close()
+  params, task = exp.runtime.whole(state.params), exp.task
+  texts = ['ein mann fährt fahrrad', 'zwei hunde']
+  src, truncated = task.src_vocab.encode_batch(texts, 24, add_eos=True)
+  assert not truncated
+  assert tokenizer(texts[0])['input_ids'] == list(src[0][src[0] > 0])  # the same pieces.
+  tgt_in, _ = task.tgt_vocab.encode_batch(['a man rides a bike', 'two dogs'], 20, add_eos=True)
+  tgt_in = np.concatenate([np.full((2, 1), vocab_lib.BOS, np.int32), tgt_in[:, :-1]], 1)
+  ours = np.asarray(task.model.forward(params, src, tgt_in)[0], np.float32)
+  with torch.no_grad():
+    theirs = model(input_ids=torch.tensor(src, dtype=torch.long),
+                   attention_mask=torch.tensor(src != vocab_lib.PAD),
+                   decoder_input_ids=torch.tensor(tgt_in, dtype=torch.long)).logits.numpy()
+  np.testing.assert_allclose(theirs, ours, atol=1e-4, rtol=1e-4)
+
+  # Greedy decoding: transformers' generate (which may emit <pad> or <s>; seqlab never does).
+  new = 6
+  mine = np.asarray(task.model.greedy_decode(params, src, new)[0])
+  with torch.no_grad():
+    generated = model.generate(input_ids=torch.tensor(src, dtype=torch.long),
+                               attention_mask=torch.tensor(src != vocab_lib.PAD), num_beams=1,
+                               do_sample=False, max_new_tokens=new,
+                               suppress_tokens=[vocab_lib.PAD, vocab_lib.BOS]).numpy()
+  for row, theirs_row in zip(mine, generated):
+    until = list(theirs_row[1:])  # after decoder_start_token_id, up to the first </s>.
+    until = until[:until.index(vocab_lib.EOS) + 1] if vocab_lib.EOS in until else until
+    assert list(row[:len(until)]) == until
+
+
+def test_transformers_that_marian_cannot_hold_are_refused_by_name(tmp_path):
+  proc = launch('--config=configs/transformer.py:bench', f'--workdir={tmp_path}', '--mode=export',
+                f'--export_dir={tmp_path / "hf"}')
+  assert proc.returncode == 2
+  line = proc.stderr.strip().splitlines()[-1]
+  assert line.startswith('error: this Transformer has no MarianMTModel counterpart')
+  assert 'model.pre_ln=True' in line and "model.positions='learned'" in line
+  assert not (tmp_path / 'hf').exists()

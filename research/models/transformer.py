@@ -579,7 +579,7 @@ class TransformerModel:
                   dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
                   relu_dropout=cfg.get('relu_dropout', 0.0), pre_ln=cfg.pre_ln,
                   dtype=dtype, param_dtype=param_dtype, remat=cfg.get('remat', False),
-                  attention_impl=attention)
+                  attention_impl=attention, norm_epsilon=cfg.norm_epsilon)
     module = Transformer(src_vocab_size, tgt_vocab_size, sizes, num_layers=cfg.num_layers,
                          num_decoder_layers=cfg.num_decoder_layers or cfg.num_layers,
                          positions=cfg.positions, max_len=cfg.max_len,

@@ -71,6 +71,11 @@ Optional (the default in brackets):
                                            plots and files at the end of a run [none]
   export(params, out_dir) -> [path]        --mode=export: a Hugging Face checkpoint
                                            [an error naming the tasks that export]
+  cannot_export(config) -> str (a classmethod)
+                                           why this config has no Hugging Face
+                                           counterpart, checked before any data is
+                                           read ['': export is defined; else the
+                                           error naming the tasks that export]
 
 Every task is constructed as Task(config, runtime, workdir) and reads the
 config without writing it.
@@ -208,6 +213,10 @@ class Task:
 
   def export(self, params, out_dir: str) -> list:
     raise UserError(export_refusal(type(self)))
+
+  @classmethod
+  def cannot_export(cls, config) -> str:
+    return export_refusal(cls) if cls.export is Task.export else ''
 
 
 def export_refusal(cls) -> str:

@@ -203,15 +203,16 @@ class LanguageModelTask(Task):
   # --- export ------------------------------------------------------------------------
 
   def export(self, params, out_dir: str) -> list:
-    """A GPT-2 checkpoint that transformers loads (research/huggingface.py), and the
-    run's tokenizer in out_dir/seqlab_tokenizer/ (docs/language_model.md)."""
+    """A GPT-2 checkpoint that transformers loads (research/huggingface.py), a
+    transformers tokenizer where one holds the run's ids, and the run's tokenizer in
+    out_dir/seqlab_tokenizer/ (docs/language_model.md)."""
     m = self.config.model
     config = huggingface.gpt2_config(len(self.vocab), self.context, m.model_dim, m.num_layers,
                                      m.num_heads, m.ff_dim, self.vocab.eos_id, m.norm_epsilon)
     paths = huggingface.write(out_dir, config, huggingface.gpt2_tensors(params, m.num_layers))
     folder = os.path.join(out_dir, 'seqlab_tokenizer')
     vocab_lib.save(self.vocab, folder)
-    return paths + [folder]
+    return paths + huggingface.write_lm_tokenizer(out_dir, self.vocab) + [folder]
 
   # --- sampling ------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import evaluators as evaluators_lib, losses, models, plots, validation
+from research import evaluators as evaluators_lib, huggingface, losses, models, plots, validation
 from research.data import dates, parallel, pipeline, store as store_lib, synthetic
 from research.data import vocab as vocab_lib
 from research.data.vocab import BOS, PAD
@@ -117,6 +117,29 @@ class TranslationTask(Task):
   @classmethod
   def prepare(cls, config) -> list:
     return prepare(config.data)
+
+  # --- export ------------------------------------------------------------------------
+
+  @classmethod
+  def cannot_export(cls, config) -> str:
+    return huggingface.marian_refusal(config.model)
+
+  def export(self, params, out_dir: str) -> list:
+    """A MarianMTModel checkpoint that transformers loads (research/huggingface.py),
+    with a MarianTokenizer's files for a SentencePiece vocabulary, and the run's
+    tokenizer in out_dir/seqlab_tokenizer/."""
+    m = self.config.model
+    if m.norm_epsilon != 1e-5:
+      logging.warning('model.norm_epsilon=%g; Marian\'s layer norms use 1e-5, so its outputs '
+                      'differ from this model\'s by that much', m.norm_epsilon)
+    paths = huggingface.write(
+        out_dir, huggingface.marian_config(len(self.tgt_vocab), m),
+        huggingface.marian_tensors(params, m.num_layers, m.num_decoder_layers or m.num_layers))
+    folder = os.path.join(out_dir, 'seqlab_tokenizer')
+    vocab_lib.save(self.tgt_vocab, folder)
+    if isinstance(self.tgt_vocab, vocab_lib.SentencePieceVocab):
+      paths += huggingface.write_marian_tokenizer(out_dir, self.tgt_vocab)
+    return paths + [folder]
 
   # --- data ---------------------------------------------------------------------------
 
