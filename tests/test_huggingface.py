@@ -4,7 +4,7 @@ Out: a trained tiny LM's export loads as GPT2LMHeadModel, gives the same logits 
 the same tokens (float32, 1e-4) and the same greedy continuation; tasks without a
 counterpart refuse. In: a random GPT-2 that transformers saved starts a run with
 the same logits and tokens, fine-tunes under fsdp in bfloat16 and resumes. Out
-again: a trained tiny post-LN Transformer loads as MarianMTModel with the same
+again: a tiny post-LN Transformer loads as MarianMTModel with the same
 logits, greedy tokens and SentencePiece ids; pre-LN ones are refused."""
 import json
 
@@ -22,26 +22,20 @@ from test_language_model import corpus, task_of, tiny  # noqa: F401  (a fixture 
 
 
 def test_an_lm_export_loads_in_transformers_with_the_same_logits(corpus, tmp_path):  # noqa: F811
-  config = tiny(corpus, **{'train.steps': 6})
+  # train.steps=0 exports the initial parameters; the import test below checks the
+  # same mapping with every array drawn at random.
+  config = tiny(corpus, **{'train.steps': 0})
   workdir, out = tmp_path / 'run', tmp_path / 'hf'
-  train.train_and_evaluate(config, str(workdir))
-  proc = launch('--config=configs/lm.py:tiny', f'--config.data.path={corpus}',
-                '--config.train.steps=6', f'--workdir={workdir}', '--mode=export',
-                f'--export_dir={out}')
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  written = json.loads(proc.stdout.strip().splitlines()[-1])
+  written = train.export(config, str(workdir), str(out))
   assert {p.split('/')[-1] for p in written} == {'config.json', 'model.safetensors',
                                                  'seqlab_tokenizer'}
 
   model = transformers.AutoModelForCausalLM.from_pretrained(out)
   assert type(model).__name__ == 'GPT2LMHeadModel'
   model.eval()
-  task = task_of(config)
   from research.experiment import Experiment  # pylint: disable=g-import-not-at-top
   exp = Experiment(config, str(workdir))
-  state, _ = exp.restore(required=True)
-  exp.checkpointer.close()
-  params = exp.runtime.whole(state.params)
+  task, params = exp.task, exp.runtime.whole(exp.fresh_state().params)
   vocab = vocab_lib.load(str(out / 'seqlab_tokenizer'))
   assert vocab_lib.fingerprint(vocab) == vocab_lib.fingerprint(task.vocab)
 
@@ -206,24 +200,26 @@ def test_a_transformer_export_loads_as_marian_with_the_same_logits_and_tokens(tm
   from test_translation_data import _multi30k_dir  # pylint: disable=g-import-not-at-top
   config = configured(dict(config=str(ROOT / 'configs/transformer.py'), preset='tiny', overrides={
       'data.path': _multi30k_dir(tmp_path / 'multi30k'), 'data.data_dir': str(tmp_path / 'tfds'),
-      'data.vocab_size': 300, 'model.norm_epsilon': 1e-5, 'train.steps': 6,
-      'eval.every': 1000, 'checkpoint.every': 6, 'eval.num_samples': 0}))
+      'data.vocab_size': 300, 'model.norm_epsilon': 1e-5, 'train.steps': 0}))
   workdir, out = str(tmp_path / 'run'), tmp_path / 'hf'
-  train.train_and_evaluate(config, workdir)
-  written = train.export(config, workdir, str(out))
+  out.mkdir()
+  (out / 'notes.txt').write_text('kept')
+  with pytest.raises(UserError, match='holds 1 file.*--export_overwrite'):
+    train.export(config, workdir, str(out))
+  exp = Experiment(config, workdir)
+  task = exp.task
+  # Every parameter moved off its init (layer norms' ones and zeros, zero biases), so
+  # that a wrong placement of any array shows.
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda x: np.asarray(x) + rng.normal(0, 0.2, x.shape).astype(np.float32),
+                        jax.device_get(exp.runtime.whole(exp.fresh_state().params)))
+  written = task.export(params, str(out))
   assert {p.split('/')[-1] for p in written} >= {'config.json', 'model.safetensors',
                                                  'source.spm', 'vocab.json', 'seqlab_tokenizer'}
-  with pytest.raises(UserError, match='holds .* file.*--export_overwrite'):
-    train.export(config, workdir, str(out))
-  assert train.export(config, workdir, str(out), overwrite=True) == written
 
   model = transformers.AutoModelForSeq2SeqLM.from_pretrained(out).eval()
   assert type(model).__name__ == 'MarianMTModel'
   tokenizer = transformers.AutoTokenizer.from_pretrained(out)
-  exp = Experiment(config, workdir)
-  state, _ = exp.restore(required=True)
-  exp.checkpointer.close()
-  params, task = exp.runtime.whole(state.params), exp.task
   texts = ['ein mann fährt fahrrad', 'zwei hunde']
   src, truncated = task.src_vocab.encode_batch(texts, 24, add_eos=True)
   assert not truncated
