@@ -32,10 +32,13 @@ def get_config(preset: str = ''):
   c.data.test_split = 'test'
 
   c.model.name = 'rnn_attention'
+  c.model.attention = 'bahdanau'  # bahdanau | luong_dot | luong_general | luong_concat
   c.model.embed_dim = 32
   c.model.encoder_dim = 64     # per direction.
   c.model.decoder_dim = 128
   c.model.attention_dim = 64
+  c.model.readout_dim = 0      # 0: no deep output layer before the softmax.
+  c.model.tie_embeddings = False
   c.model.dropout = 0.0
   c.model.label_smoothing = 0.0
   add_precision_keys(c.model)

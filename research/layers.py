@@ -34,7 +34,8 @@ def resolve_dtype(name: str, key: str = 'model.dtype', platform: str | None = No
 
 
 def model_dtypes(cfg):
-  """(compute dtype, parameter dtype) of config.model: flax's dtype and param_dtype."""
+  """(compute dtype, parameter dtype) of config.model: flax's dtype and param_dtype.
+  Optional keys: the models without add_precision_keys (word2vec, GloVe) are float32."""
   return (resolve_dtype(cfg.get('dtype', 'float32')),
           resolve_dtype(cfg.get('param_dtype', 'float32'), 'model.param_dtype'))
 

@@ -74,8 +74,7 @@ class Runtime:
 
   @classmethod
   def from_config(cls, parallel, devices=None):
-    return cls.create(parallel.mode, devices, parallel.get('mesh_shape', ''),
-                      parallel.get('fsdp_min_size', 1024))
+    return cls.create(parallel.mode, devices, parallel.mesh_shape, parallel.fsdp_min_size)
 
   @property
   def num_devices(self) -> int:

@@ -321,10 +321,10 @@ def export(config, workdir: str, export_dir: str, devices=None, overwrite: bool 
     raise UserError(f'--export_dir {export_dir} holds {len(held)} file(s) ({", ".join(held[:3])}'
                     f'{", ..." if len(held) > 3 else ""}); give a new or empty folder, or '
                     'add --export_overwrite to write over them')
+  if config.train.steps:  # before any data is read.
+    _require_run(workdir)
   exp = Experiment(config, workdir, devices)
   with exp.task.scope():
-    if config.train.steps:
-      _require_run(workdir)
     state, step = exp.restore(required=bool(config.train.steps))
     exp.checkpointer.close()
     paths = exp.task.export(jax.device_get(exp.runtime.whole(state.params)), export_dir)

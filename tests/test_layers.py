@@ -155,7 +155,7 @@ def test_luong_variants_shapes_masking_and_beam(attention):
   import ml_collections  # pylint: disable=g-import-not-at-top
   cfg = ml_collections.ConfigDict(dict(
       attention=attention, embed_dim=4, encoder_dim=3, decoder_dim=6, attention_dim=5,
-      readout_dim=0, dropout=0.0))
+      readout_dim=0, dropout=0.0, tie_embeddings=False))
   model = Seq2Seq.from_config(cfg, 11, 9)
   src = jnp.array([[5, 6, 7, PAD], [8, 9, PAD, PAD]], jnp.int32)
   tgt_in = jnp.array([[1, 4, 5], [1, 6, 7]], jnp.int32)
@@ -199,7 +199,7 @@ def test_models_without_attention(rnn):
   import ml_collections  # pylint: disable=g-import-not-at-top
   from research.models import rnn_seq2seq  # pylint: disable=g-import-not-at-top
   cfg = ml_collections.ConfigDict(dict(rnn=rnn, embed_dim=4, hidden_dim=6, num_layers=2,
-                                       reverse_source=True, dropout=0.0))
+                                       reverse_source=True, dropout=0.0, tie_embeddings=False))
   model = rnn_seq2seq.Seq2Seq.from_config(cfg, 11, 9)
   src = jnp.array([[5, 6, 7, PAD], [8, 9, PAD, PAD]], jnp.int32)
   tgt_in = jnp.array([[1, 4, 5], [1, 6, 7]], jnp.int32)
@@ -221,9 +221,9 @@ def test_models_without_attention(rnn):
 def test_tied_output_embeddings(name, extra):
   import ml_collections  # pylint: disable=g-import-not-at-top
   from research.models import get, rnn_attention, rnn_seq2seq  # noqa: F401  pylint: disable=g-import-not-at-top
-  cfg = ml_collections.ConfigDict(dict(
+  cfg = ml_collections.ConfigDict(dict(dict(
       embed_dim=4, hidden_dim=6, num_layers=1, reverse_source=False, encoder_dim=3,
-      decoder_dim=6, attention_dim=5, dropout=0.0, tie_embeddings=True, **extra))
+      decoder_dim=6, attention_dim=5, dropout=0.0, tie_embeddings=True, readout_dim=0), **extra))
   model = get(name, 'translation').from_config(cfg, 11, 9)
   src = jnp.array([[5, 6, 7, PAD], [8, 9, PAD, PAD]], jnp.int32)
   tgt_in = jnp.array([[1, 4, 5], [1, 6, 7]], jnp.int32)

@@ -28,7 +28,8 @@ def _model(vocab=(20, 20), **overrides):
   cfg = ml_collections.ConfigDict(dict(
       model_dim=16, num_heads=2, ff_dim=32, qk_dim=0, v_dim=0, dropout=0.1,
       attention_dropout=0.1, pre_ln=False, num_layers=2, num_decoder_layers=0,
-      positions='sinusoidal', max_len=12, share_embeddings='none', norm_epsilon=1e-6))
+      positions='sinusoidal', max_len=12, share_embeddings='none', norm_epsilon=1e-6,
+      relu_dropout=0.0, attention_impl='xla', remat=False, kv_cache=True))
   cfg.update(overrides)
   model = TransformerModel.from_config(cfg, *vocab)
   return model, model.init(jax.random.PRNGKey(0), SRC, TGT_IN)

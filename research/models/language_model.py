@@ -192,7 +192,7 @@ class LanguageModel:
     if d % h:
       raise UserError(f'model.model_dim={d} is not divisible by model.num_heads={h}')
     dtype, param_dtype = model_dtypes(cfg)
-    attention = transformer.check_attention(cfg.get('attention_impl', 'xla'), dtype,
+    attention = transformer.check_attention(cfg.attention_impl, dtype,
                                             cfg.attention_dropout, d // h)
     sizes = transformer.Sizes(model_dim=d, ff_dim=cfg.ff_dim, num_heads=h, qk_dim=d // h,
                               v_dim=d // h, dropout=cfg.dropout,
@@ -201,5 +201,5 @@ class LanguageModel:
                               param_dtype=param_dtype, remat=cfg.remat, attention_impl=attention,
                               norm_epsilon=cfg.norm_epsilon)
     return cls(TransformerLM(vocab_size, sizes, cfg.num_layers, context,
-                             cfg.get('attention_block', 0)))
+                             cfg.attention_block))
 

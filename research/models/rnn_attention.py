@@ -116,7 +116,7 @@ class Seq2Seq(EncoderDecoder):
 
   @classmethod
   def from_config(cls, cfg, src_vocab_size: int, tgt_vocab_size: int):
-    attention = cfg.get('attention', 'bahdanau')
+    attention = cfg.attention
     if attention not in ATTENTION:
       raise UserError(f'unknown model.attention {attention!r}; use {", ".join(ATTENTION)}')
     if attention == 'luong_dot' and 2 * cfg.encoder_dim != cfg.decoder_dim:
@@ -125,8 +125,8 @@ class Seq2Seq(EncoderDecoder):
     kwargs = dict(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
                   embed_dim=cfg.embed_dim, encoder_dim=cfg.encoder_dim,
                   decoder_dim=cfg.decoder_dim, attention_dim=cfg.attention_dim,
-                  readout_dim=cfg.get('readout_dim', 0), dropout=cfg.dropout,
-                  tie_embeddings=cfg.get('tie_embeddings', False))
+                  readout_dim=cfg.readout_dim, dropout=cfg.dropout,
+                  tie_embeddings=cfg.tie_embeddings)
     kwargs['dtype'], kwargs['param_dtype'] = layers.model_dtypes(cfg)
     if attention == 'bahdanau':
       return cls(RNNSearch(**kwargs))

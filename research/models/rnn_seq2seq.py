@@ -106,14 +106,14 @@ class Seq2Seq(EncoderDecoder):
 
   @classmethod
   def from_config(cls, cfg, src_vocab_size: int, tgt_vocab_size: int):
-    rnn = cfg.get('rnn', 'lstm')
+    rnn = cfg.rnn
     common = dict(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
                   embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, dropout=cfg.dropout,
-                  tie_embeddings=cfg.get('tie_embeddings', False))
+                  tie_embeddings=cfg.tie_embeddings)
     common['dtype'], common['param_dtype'] = layers.model_dtypes(cfg)
     if rnn == 'lstm':
-      return cls(SutskeverLSTM(num_layers=cfg.get('num_layers', 2),
-                               reverse_source=cfg.get('reverse_source', True), **common))
+      return cls(SutskeverLSTM(num_layers=cfg.num_layers,
+                               reverse_source=cfg.reverse_source, **common))
     if rnn == 'gru_context':
       return cls(ChoGRU(**common))
     raise UserError(f'unknown model.rnn {rnn!r}; use {", ".join(RNNS)}')

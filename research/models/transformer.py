@@ -573,15 +573,15 @@ class TransformerModel:
                       'set model.qk_dim and model.v_dim')
     dtype, param_dtype = model_dtypes(cfg)
     qk_dim, v_dim = cfg.qk_dim or d // h, cfg.v_dim or d // h
-    attention = check_attention(cfg.get('attention_impl', 'xla'), dtype, cfg.attention_dropout,
+    attention = check_attention(cfg.attention_impl, dtype, cfg.attention_dropout,
                                 qk_dim, v_dim=v_dim)
     sizes = Sizes(model_dim=d, ff_dim=cfg.ff_dim, num_heads=h, qk_dim=qk_dim, v_dim=v_dim,
                   dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
-                  relu_dropout=cfg.get('relu_dropout', 0.0), pre_ln=cfg.pre_ln,
-                  dtype=dtype, param_dtype=param_dtype, remat=cfg.get('remat', False),
+                  relu_dropout=cfg.relu_dropout, pre_ln=cfg.pre_ln,
+                  dtype=dtype, param_dtype=param_dtype, remat=cfg.remat,
                   attention_impl=attention, norm_epsilon=cfg.norm_epsilon)
     module = Transformer(src_vocab_size, tgt_vocab_size, sizes, num_layers=cfg.num_layers,
                          num_decoder_layers=cfg.num_decoder_layers or cfg.num_layers,
                          positions=cfg.positions, max_len=cfg.max_len,
                          share_embeddings=cfg.share_embeddings)
-    return cls(module, kv_cache=cfg.get('kv_cache', True))
+    return cls(module, kv_cache=cfg.kv_cache)

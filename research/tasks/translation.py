@@ -78,7 +78,7 @@ class TranslationTask(Task):
         ('data.batch_tokens', V.integer(0)), ('eval.length_penalty', V.number(0.0)),
         ('data.validation_size', V.integer(0)), ('data.test_size', V.integer(0))])
     m = config.model
-    if m.get('model_dim') and m.get('num_heads'):
+    if m.get('model_dim') and m.get('num_heads'):  # optional: the recurrent models have neither.
       V.require(m.get('qk_dim') and m.get('v_dim') or m.model_dim % m.num_heads == 0,
                 f'model.model_dim={m.model_dim} is not divisible by model.num_heads='
                 f'{m.num_heads}; pick heads that divide it, or set model.qk_dim and model.v_dim')
