@@ -82,6 +82,12 @@ def test_sweep_runs_points_records_failures_and_resumes(tmp_path):
   proc = launch(f'--config={config}', '--sweep_point=0', f'--workdir={parts}')
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert not (parts / 'sweep.csv').exists()  # one point writes no table.
+  # A point by index run again resumes from its checkpoint, as --sweep's points do.
+  first = parts / 'model.decoder_dim=8'
+  (first / 'results.json').unlink()
+  proc = launch(f'--config={config}', '--sweep_point=0', f'--workdir={parts}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert 'restored checkpoint at step 4' in (first / 'log.txt').read_text()
   env = {**os.environ, 'SLURM_ARRAY_TASK_ID': '1'}  # as `sbatch --array=0-2` task 1.
   proc = launch(f'--config={config}', '--sweep_point=auto', f'--workdir={parts}', env=env)
   assert proc.returncode != 0 and 'point 1 (train.batch_size=6) failed' in proc.stdout
