@@ -158,6 +158,7 @@ class Task:
   def validate(cls, config):
     validation.check(config, validation.COMMON)
     if models.names(cls.name):  # before any data loads: a model this task registered.
+      # Optional: a config without model.name gets models.get's error naming the choices.
       models.get(config.model.get('name'), cls.name)
     if not cls.full_batch:
       validation.check(config, [('train.batch_size', validation.integer(1))])
