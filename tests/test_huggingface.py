@@ -194,6 +194,7 @@ def test_bad_gpt2_folders_are_one_error_line(corpus, gpt2_folder, tmp_path):  # 
 # --- out: the Transformer as MarianMTModel -------------------------------------------------
 
 
+@pytest.mark.filterwarnings('ignore:Recommended. pip install sacremoses')  # MarianTokenizer's.
 def test_a_transformer_export_loads_as_marian_with_the_same_logits_and_tokens(tmp_path):
   from multihost_worker import configured  # pylint: disable=g-import-not-at-top
   from research.experiment import Experiment  # pylint: disable=g-import-not-at-top
