@@ -256,3 +256,29 @@ def test_transformers_that_marian_cannot_hold_are_refused_by_name(tmp_path):
   assert line.startswith('error: this Transformer has no MarianMTModel counterpart')
   assert 'model.pre_ln=True' in line and "model.positions='learned'" in line
   assert not (tmp_path / 'hf').exists()
+
+
+def test_a_corpus_cut_into_pieces_encodes_as_the_whole_text_does(gpt2_folder):
+  """Preparing a store cuts the text into chunks and pieces (before a word's space);
+  GPT-2's pre-tokenizer must see the same pre-tokens as in the whole text."""
+  from research.data import store  # pylint: disable=g-import-not-at-top
+  vocab = vocab_lib.load(str(gpt2_folder))
+  rng = np.random.default_rng(0)
+  words = ['the', 'cat', "it's", '1984', 'naïve', '☃', ',', '.', '--', '']
+  gaps = [' ', ' ', '  ', '   ', '\n', ' \n ', '\t', '\n\n']
+  for _ in range(20):
+    text = ''.join(rng.choice(words) + rng.choice(gaps) for _ in range(60))
+    whole = vocab.encode(text)
+    for size in (5, 11, 40):
+      pieces = store._pieces(text, size, 'huggingface')  # pylint: disable=protected-access
+      assert ''.join(pieces) == text and len(pieces) > 1
+      assert [i for p in vocab.encode_many(pieces) for i in p] == whole
+    chunks = [(text[i:i + 37], False) for i in range(0, len(text), 37)]
+    chunks[-1] = (chunks[-1][0], True)
+    carried = list(store._carried(iter(chunks), 'huggingface'))  # pylint: disable=protected-access
+    assert ''.join(c for c, _ in carried) == text
+    assert [i for c, _ in carried for i in vocab.encode(c)] == whole
+  unbroken = '漢字' * 50 + '\n\n' + '漢字' * 50  # no space before a word: never cut.
+  assert store._pieces(unbroken, 7, 'huggingface') == [unbroken]  # pylint: disable=protected-access
+  chunks = [(unbroken[:30], False), (unbroken[30:], True)]
+  assert list(store._carried(iter(chunks), 'huggingface')) == [(unbroken, True)]  # pylint: disable=protected-access

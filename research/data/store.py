@@ -433,13 +433,19 @@ def _encoder(tokenizer: str, vocab):
 
 
 def _word_start(text: str, start: int, end: int) -> int:
-  """The last space in text[start:end] that begins a word, or -1: GPT-2's byte-level
-  pre-tokenizer always starts a pre-token there (' ?\\p{L}+' and the like), so a
-  cut before it changes no token."""
+  """The last space in text[start:end] that begins a word, else the first after
+  `end`, else -1: GPT-2's byte-level pre-tokenizer always starts a pre-token there
+  (' ?\\p{L}+' and the like), so a cut before it changes no token; text without
+  one is never cut."""
   cut = text.rfind(' ', start, end - 1)
   while cut > start and text[cut + 1].isspace():
     cut = text.rfind(' ', start, cut)
-  return cut if cut > start else -1
+  if cut > start:
+    return cut
+  cut = text.find(' ', end)
+  while 0 <= cut < len(text) - 1 and text[cut + 1].isspace():
+    cut = text.find(' ', cut + 1)
+  return cut if 0 <= cut < len(text) - 1 else -1
 
 
 def _pieces(text: str, size: int, tokenizer: str = 'sentencepiece') -> list[str]:
@@ -452,7 +458,7 @@ def _pieces(text: str, size: int, tokenizer: str = 'sentencepiece') -> list[str]
     if end < len(text):
       if tokenizer == 'huggingface':
         cut = _word_start(text, start, end)
-        end = cut if cut > start else end
+        end = cut if cut > start else len(text)
       else:
         cut = text.rfind(' ', start, end)
         end = cut + 1 if cut > start else end
@@ -475,12 +481,12 @@ def _carried(chunks, tokenizer: str):
       tail = ''
       yield text, True
       continue
-    if tokenizer == 'huggingface':
+    if tokenizer == 'huggingface':  # no place to cut: all of it waits for the next chunk.
       cut = _word_start(text, 0, len(text))
+      tail, text = (text[cut:], text[:cut]) if cut > 0 else (text, '')
     else:
       cut = max(text.rfind(' '), text.rfind('\n'))
-      cut = cut + 1 if cut >= 0 else -1
-    tail, text = (text[cut:], text[:cut]) if cut >= 0 else ('', text)
+      tail, text = (text[cut + 1:], text[:cut + 1]) if cut >= 0 else ('', text)
     if text:
       yield text, False
 
