@@ -67,8 +67,8 @@ def define_flags():
                     'What to do (prepare: tokenize the data into its stores, once).')
   flags.DEFINE_string('input', None, 'predict: read lines from this file instead of stdin.')
   flags.DEFINE_string('export_dir', None, 'export: the Hugging Face checkpoint folder to write.')
-  flags.DEFINE_bool('export_overwrite', False, 'export: write into an --export_dir that holds '
-                    'files, over those of the same names.')
+  flags.DEFINE_bool('export_overwrite', False, 'export: replace an earlier export in '
+                    '--export_dir (its files go; any others stay).')
   flags.DEFINE_bool('sweep', False, "Run every point of the config's get_sweep() in "
                     'workdir/<point>/, then write sweep.csv, sweep.md and sweep.png.')
   flags.DEFINE_integer('sweep_parallel', 1, 'Sweep points to run at once, as subprocesses.')

@@ -231,9 +231,10 @@ def write_lm_tokenizer(out_dir: str, vocab) -> list[str]:
   return paths
 
 
-def write_marian_tokenizer(out_dir: str, vocab) -> list[str]:
+def write_marian_tokenizer(out_dir: str, vocab, max_len: int) -> list[str]:
   """MarianTokenizer's files for a SentencePiece vocabulary whose ids are its
-  pieces' (source.spm and target.spm, the same model; vocab.json; its config)."""
+  pieces' (source.spm and target.spm, the same model; vocab.json; its config).
+  seqlab's sources carry no </s>: tokenize them with add_special_tokens=False."""
   proto = vocab.sp.serialized_model_proto()
   paths = []
   for name in ('source.spm', 'target.spm'):
@@ -242,12 +243,19 @@ def write_marian_tokenizer(out_dir: str, vocab) -> list[str]:
       f.write(proto)
   pieces = {vocab.sp.id_to_piece(i): i for i in range(len(vocab))}
   settings = {'tokenizer_class': 'MarianTokenizer', 'pad_token': '<pad>', 'eos_token': '</s>',
-              'unk_token': '<unk>', 'model_max_length': 512}
+              'unk_token': '<unk>', 'model_max_length': max_len}
   for name, obj in (('vocab.json', pieces), ('tokenizer_config.json', settings)):
     paths.append(os.path.join(out_dir, name))
     with open(paths[-1], 'w', encoding='utf-8') as f:
       json.dump(obj, f, ensure_ascii=False, indent=1)
   return paths
+
+
+def marian_generation(max_len: int, beam_size: int) -> dict:
+  """generation_config.json: seqlab's decoding (from <s>, never <pad> or <s>, at most
+  max_len tokens, its beam width)."""
+  return {'decoder_start_token_id': 1, 'bos_token_id': 1, 'eos_token_id': 2, 'pad_token_id': 0,
+          'max_length': max_len + 1, 'num_beams': beam_size, 'suppress_tokens': [0, 1]}
 
 
 # GPT-2's GELU is the tanh approximation under either name.
@@ -267,9 +275,12 @@ def read_gpt2(folder: str, abstract, model) -> dict:
   shapes = {}
   for path, names in files.items():
     from safetensors import safe_open  # pylint: disable=g-import-not-at-top
-    with safe_open(path, framework='np') as f:
-      for name in names:
-        shapes[name] = tuple(f.get_slice(name).get_shape())
+    try:
+      with safe_open(path, framework='np') as f:
+        for name in names:
+          shapes[name] = tuple(f.get_slice(name).get_shape())
+    except Exception as e:  # pylint: disable=broad-except  (safetensors' own error types)
+      raise UserError(f'{path}: not a readable safetensors file ({e})') from None
   prefix = 'transformer.' if any(n.startswith('transformer.') for n in shapes) else ''
   p = abstract
   d = p['embed']['embedding'].shape[1]
@@ -310,9 +321,10 @@ def read_gpt2(folder: str, abstract, model) -> dict:
     raise UserError(f'{folder}/config.json: activation_function '
                     f'{hf.get("activation_function")!r}; seqlab\'s LM computes GELU\'s tanh '
                     f'approximation ({", ".join(GELU_TANH)})')
-  if not hf.get('tie_word_embeddings', True) or hf.get('scale_attn_by_inverse_layer_idx'):
-    raise UserError(f'{folder}/config.json: untied output embeddings or attention scaled by '
-                    "layer: not seqlab's language model")
+  if (not hf.get('tie_word_embeddings', True) or hf.get('scale_attn_by_inverse_layer_idx')
+      or not hf.get('scale_attn_weights', True)):
+    raise UserError(f'{folder}/config.json: untied output embeddings, or attention scores '
+                    "scaled otherwise than by 1/sqrt(head size): not seqlab's language model")
 
   t = {}
   for path, names in files.items():
@@ -375,11 +387,17 @@ def _weight_files(folder: str) -> dict:
                    os.path.join(folder, 'model.safetensors.index.json'))
   if os.path.isfile(single):
     from safetensors import safe_open  # pylint: disable=g-import-not-at-top
-    with safe_open(single, framework='np') as f:
-      return {single: list(f.keys())}
+    try:
+      with safe_open(single, framework='np') as f:
+        return {single: list(f.keys())}
+    except Exception as e:  # pylint: disable=broad-except  (safetensors' own error types)
+      raise UserError(f'{single}: not a readable safetensors file ({e})') from None
   if os.path.isfile(index):
-    with open(index, encoding='utf-8') as f:
-      weight_map = json.load(f)['weight_map']
+    try:
+      with open(index, encoding='utf-8') as f:
+        weight_map = dict(json.load(f)['weight_map'])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise UserError(f'{index}: no weight_map in it ({e!r})') from None
     files = {}
     for name, file in weight_map.items():
       files.setdefault(os.path.join(folder, file), []).append(name)

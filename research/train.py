@@ -6,6 +6,7 @@ then evaluates every split and writes results, plots and artifacts.
 """
 import json
 import os
+import shutil
 import time
 
 import jax
@@ -304,6 +305,13 @@ def prepare(config) -> dict:
   return {'config': config.name, 'stores': stores, 'seconds': round(time.time() - started, 2)}
 
 
+# What an export writes, removed first by --export_overwrite (other files stay).
+EXPORT_FILES = ('config.json', 'model.safetensors', 'model.safetensors.index.json',
+                'generation_config.json', 'tokenizer.json', 'tokenizer_config.json',
+                'special_tokens_map.json', 'vocab.json', 'merges.txt', 'source.spm',
+                'target.spm', 'seqlab_tokenizer')
+
+
 def export(config, workdir: str, export_dir: str, devices=None, overwrite: bool = False) -> list:
   """--mode=export: the latest checkpoint as a Hugging Face checkpoint in export_dir (a
   run of train.steps=0: its initial parameters); returns the paths written. A folder
@@ -316,18 +324,31 @@ def export(config, workdir: str, export_dir: str, devices=None, overwrite: bool 
     raise UserError(why)
   if os.path.isfile(export_dir):
     raise UserError(f'--export_dir {export_dir} is a file; give a folder')
+  inside = os.path.relpath(os.path.abspath(export_dir), os.path.abspath(workdir))
+  if not inside.startswith('..'):
+    raise UserError(f'--export_dir {export_dir} is inside the run\'s --workdir {workdir}; give '
+                    'a folder outside it')
   held = sorted(os.listdir(export_dir)) if os.path.isdir(export_dir) else []
   if held and not overwrite:
     raise UserError(f'--export_dir {export_dir} holds {len(held)} file(s) ({", ".join(held[:3])}'
                     f'{", ..." if len(held) > 3 else ""}); give a new or empty folder, or '
-                    'add --export_overwrite to write over them')
+                    'add --export_overwrite to replace an earlier export there')
   if config.train.steps:  # before any data is read.
     _require_run(workdir)
   exp = Experiment(config, workdir, devices)
   with exp.task.scope():
     state, step = exp.restore(required=bool(config.train.steps))
     exp.checkpointer.close()
-    paths = exp.task.export(jax.device_get(exp.runtime.whole(state.params)), export_dir)
+    params = jax.device_get(exp.runtime.whole(state.params))  # every process: a collective.
+    paths = []
+    if jax.process_index() == 0:
+      for name in EXPORT_FILES:  # an earlier export's files, which the new one may not write.
+        stale = os.path.join(export_dir, name)
+        if os.path.isdir(stale):
+          shutil.rmtree(stale)
+        elif os.path.exists(stale):
+          os.remove(stale)
+      paths = exp.task.export(params, export_dir)
   logging.info('exported step %d of %s to %s', step, workdir, export_dir)
   return paths
 

@@ -222,9 +222,10 @@ def test_a_transformer_export_loads_as_marian_with_the_same_logits_and_tokens(tm
   assert type(model).__name__ == 'MarianMTModel'
   tokenizer = transformers.AutoTokenizer.from_pretrained(out)
   texts = ['ein mann fährt fahrrad', 'zwei hunde']
-  src, truncated = task.src_vocab.encode_batch(texts, 24, add_eos=True)
+  src, truncated = task.src_vocab.encode_batch(texts, 24, add_eos=False)  # as seqlab trains.
   assert not truncated
-  assert tokenizer(texts[0])['input_ids'] == list(src[0][src[0] > 0])  # the same pieces.
+  # The same pieces (seqlab's sources carry no </s>, so no special tokens).
+  assert tokenizer(texts[0], add_special_tokens=False)['input_ids'] == list(src[0][src[0] > 0])
   tgt_in, _ = task.tgt_vocab.encode_batch(['a man rides a bike', 'two dogs'], 20, add_eos=True)
   tgt_in = np.concatenate([np.full((2, 1), vocab_lib.BOS, np.int32), tgt_in[:, :-1]], 1)
   ours = np.asarray(task.model.forward(params, src, tgt_in)[0], np.float32)
@@ -234,18 +235,24 @@ def test_a_transformer_export_loads_as_marian_with_the_same_logits_and_tokens(tm
                    decoder_input_ids=torch.tensor(tgt_in, dtype=torch.long)).logits.numpy()
   np.testing.assert_allclose(theirs, ours, atol=1e-4, rtol=1e-4)
 
-  # Greedy decoding: transformers' generate (which may emit <pad> or <s>; seqlab never does).
+  # Greedy decoding: transformers' generate, which the export's generation_config.json
+  # keeps from emitting <pad> or <s>, as seqlab's decoders are.
   new = 6
   mine = np.asarray(task.model.greedy_decode(params, src, new)[0])
   with torch.no_grad():
     generated = model.generate(input_ids=torch.tensor(src, dtype=torch.long),
                                attention_mask=torch.tensor(src != vocab_lib.PAD), num_beams=1,
-                               do_sample=False, max_new_tokens=new,
-                               suppress_tokens=[vocab_lib.PAD, vocab_lib.BOS]).numpy()
+                               do_sample=False, max_new_tokens=new).numpy()
   for row, theirs_row in zip(mine, generated):
     until = list(theirs_row[1:])  # after decoder_start_token_id, up to the first </s>.
     until = until[:until.index(vocab_lib.EOS) + 1] if vocab_lib.EOS in until else until
     assert list(row[:len(until)]) == until
+
+  # --export_overwrite replaces an earlier export's files, and only those.
+  (out / 'tokenizer.json').write_text('{}')  # e.g. an LM's, which a Marian export lacks.
+  train.export(config, workdir, str(out), overwrite=True)
+  assert (out / 'notes.txt').read_text() == 'kept' and not (out / 'tokenizer.json').exists()
+  assert transformers.AutoTokenizer.from_pretrained(out)(texts[0])['input_ids'][-1] == 2
 
 
 def test_transformers_that_marian_cannot_hold_are_refused_by_name(tmp_path):
@@ -278,7 +285,7 @@ def test_a_corpus_cut_into_pieces_encodes_as_the_whole_text_does(gpt2_folder):
     carried = list(store._carried(iter(chunks), 'huggingface'))  # pylint: disable=protected-access
     assert ''.join(c for c, _ in carried) == text
     assert [i for c, _ in carried for i in vocab.encode(c)] == whole
-  unbroken = '漢字' * 50 + '\n\n' + '漢字' * 50  # no space before a word: never cut.
+  unbroken = '漢字。' * 60  # no whitespace: no place where a pre-token surely starts.
   assert store._pieces(unbroken, 7, 'huggingface') == [unbroken]  # pylint: disable=protected-access
   chunks = [(unbroken[:30], False), (unbroken[30:], True)]
   assert list(store._carried(iter(chunks), 'huggingface')) == [(unbroken, True)]  # pylint: disable=protected-access

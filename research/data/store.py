@@ -432,26 +432,36 @@ def _encoder(tokenizer: str, vocab):
   return vocab.encode_array
 
 
+# Where GPT-2's byte-level pre-tokenizer always starts a pre-token: whitespace after
+# a non-space, or a space before a non-space. Its pattern looks behind nothing, so
+# the text from such a place splits as it does inside the whole text.
+_PRETOKEN_START = re.compile(r'(?<=\S)\s| (?=\S)')
+# A Hugging Face tokenizer's text with no such place is cut anyway past this many
+# characters (memory stays bounded; the tokens at that one cut may differ).
+UNBROKEN_CHARS = 1 << 22
+
+
 def _word_start(text: str, start: int, end: int) -> int:
-  """The last space in text[start:end] that begins a word, else the first after
-  `end`, else -1: GPT-2's byte-level pre-tokenizer always starts a pre-token there
-  (' ?\\p{L}+' and the like), so a cut before it changes no token; text without
-  one is never cut."""
-  cut = text.rfind(' ', start, end - 1)
-  while cut > start and text[cut + 1].isspace():
-    cut = text.rfind(' ', start, cut)
-  if cut > start:
-    return cut
-  cut = text.find(' ', end)
-  while 0 <= cut < len(text) - 1 and text[cut + 1].isspace():
-    cut = text.find(' ', cut + 1)
-  return cut if 0 <= cut < len(text) - 1 else -1
+  """The last place in text(start, end) where a pre-token starts, else the first
+  after `end`, else -1: a cut there changes no token of GPT-2's byte-level BPE."""
+  lo = max(start + 1, end - (1 << 12))
+  while True:
+    last = -1
+    for m in _PRETOKEN_START.finditer(text, lo, end):
+      last = m.start()
+    if last > start:
+      return last
+    if lo <= start + 1:
+      break
+    lo = max(start + 1, lo - (1 << 16))
+  m = _PRETOKEN_START.search(text, max(end, start + 1))
+  return m.start() if m else -1
 
 
 def _pieces(text: str, size: int, tokenizer: str = 'sentencepiece') -> list[str]:
   """`text` cut into pieces of about `size` characters: after whitespace
   (SentencePiece normalizes it to one boundary), or for a Hugging Face tokenizer
-  before a word's space; neither cut changes a token."""
+  where a pre-token starts (_word_start); neither cut changes a token."""
   out, start = [], 0
   while start < len(text):
     end = start + size
@@ -470,7 +480,7 @@ def _pieces(text: str, size: int, tokenizer: str = 'sentencepiece') -> list[str]
 def _carried(chunks, tokenizer: str):
   """Chunks cut at whitespace for the tokenizers that read words (a chunk's last,
   maybe partial, word moves to the next; a Hugging Face tokenizer's chunks end
-  before a word's space); characters and bytes need no cut."""
+  where a pre-token starts); characters and bytes need no cut."""
   if tokenizer in ('char', 'byte'):
     yield from chunks
     return
@@ -481,8 +491,12 @@ def _carried(chunks, tokenizer: str):
       tail = ''
       yield text, True
       continue
-    if tokenizer == 'huggingface':  # no place to cut: all of it waits for the next chunk.
+    if tokenizer == 'huggingface':  # no place to cut: it waits for the next chunk.
       cut = _word_start(text, 0, len(text))
+      if cut <= 0 and len(text) > UNBROKEN_CHARS:
+        logging.warning('%d characters without whitespace: cut there, where a token may '
+                        'differ from the whole text\'s', len(text))
+        cut = len(text)
       tail, text = (text[cut:], text[:cut]) if cut > 0 else (text, '')
     else:
       cut = max(text.rfind(' '), text.rfind('\n'))

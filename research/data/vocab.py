@@ -283,12 +283,17 @@ class HuggingFaceVocab(Vocab):
     """A Hugging Face tokenizer folder: tokenizer.json, else vocab.json + merges.txt."""
     import tokenizers  # pylint: disable=g-import-not-at-top
     single, merges = os.path.join(folder, 'tokenizer.json'), os.path.join(folder, 'merges.txt')
-    if os.path.isfile(single):
-      return cls(tokenizers.Tokenizer.from_file(single), folder)
-    if not os.path.isfile(merges):
-      raise UserError(f'{folder} holds no Hugging Face tokenizer: expected tokenizer.json, or '
-                      'vocab.json and merges.txt (GPT-2\'s)')
-    bpe = tokenizers.models.BPE.from_file(os.path.join(folder, 'vocab.json'), merges)
+    try:
+      if os.path.isfile(single):
+        return cls(tokenizers.Tokenizer.from_file(single), folder)
+      if not os.path.isfile(merges):
+        raise UserError(f'{folder} holds no Hugging Face tokenizer: expected tokenizer.json, '
+                        'or vocab.json and merges.txt (GPT-2\'s)')
+      bpe = tokenizers.models.BPE.from_file(os.path.join(folder, 'vocab.json'), merges)
+    except UserError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  (the Rust library's own type)
+      raise UserError(f'{folder}: its Hugging Face tokenizer could not be read ({e})') from None
     tokenizer = tokenizers.Tokenizer(bpe)
     tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = tokenizers.decoders.ByteLevel()
@@ -352,7 +357,7 @@ def load(folder: str) -> Vocab:
       return HuggingFaceVocab.from_folder(folder)
     with open(path, encoding='utf-8') as f:
       spec = json.load(f)
-    if 'kind' not in spec:  # GPT-2's vocab.json: {token: id}.
+    if not isinstance(spec.get('kind'), str):  # GPT-2's vocab.json: {token: id}.
       return HuggingFaceVocab.from_folder(folder)
     kind = spec['kind']
     if kind == 'char':

@@ -90,7 +90,7 @@ class LanguageModelTask(Task):
     self._given_tokenizer = tokenizer_folder(config)
     if saved:
       self.vocab = vocab_lib.load(folder)  # the run's own: predict reads nothing else.
-      self._given_tokenizer = self._given_tokenizer and folder
+      self._given_tokenizer = folder if d.tokenizer == 'huggingface' else ''
     elif d.tokenizer == 'huggingface':
       if not self._given_tokenizer:
         raise UserError('data.tokenizer=huggingface reads a Hugging Face tokenizer folder: set '
@@ -101,6 +101,11 @@ class LanguageModelTask(Task):
       self.vocab = vocab_lib.load(self._given_tokenizer)
     else:
       self.vocab = self.corpus.vocab
+    if (d.tokenizer == 'huggingface') != isinstance(self.vocab, vocab_lib.HuggingFaceVocab):
+      raise UserError(f'data.tokenizer={d.tokenizer!r}, but the tokenizer in '
+                      f'{folder if saved else self._given_tokenizer} is '
+                      f'{type(self.vocab).__name__}: use the run\'s own data.tokenizer, or a '
+                      'new workdir')
     if folder and not saved and jax.process_index() == 0:
       vocab_lib.save(self.vocab, folder)
     self.model = models.get(config.model.name, 'language_model').from_config(

@@ -9,6 +9,7 @@ in workdir/tokenizer_source/ and workdir/tokenizer_target/, so predict reads
 nothing else.
 """
 import dataclasses
+import json
 import os
 import tempfile
 
@@ -129,17 +130,23 @@ class TranslationTask(Task):
     with a MarianTokenizer's files for a SentencePiece vocabulary, and the run's
     tokenizer in out_dir/seqlab_tokenizer/."""
     m = self.config.model
+    if vocab_lib.fingerprint(self.src_vocab) != vocab_lib.fingerprint(self.tgt_vocab):
+      raise UserError('MarianMTModel\'s export holds one vocabulary for source and target; this '
+                      'run has two (data.shared_vocab=False)')
     if m.norm_epsilon != 1e-5:
       logging.warning('model.norm_epsilon=%g; Marian\'s layer norms use 1e-5, so its outputs '
                       'differ from this model\'s by that much', m.norm_epsilon)
     paths = huggingface.write(
         out_dir, huggingface.marian_config(len(self.tgt_vocab), m),
         huggingface.marian_tensors(params, m.num_layers, m.num_decoder_layers or m.num_layers))
+    generation = os.path.join(out_dir, 'generation_config.json')
+    with open(generation, 'w', encoding='utf-8') as f:
+      json.dump(huggingface.marian_generation(m.max_len, self.config.eval.beam_size), f, indent=1)
     folder = os.path.join(out_dir, 'seqlab_tokenizer')
     vocab_lib.save(self.tgt_vocab, folder)
     if isinstance(self.tgt_vocab, vocab_lib.SentencePieceVocab):
-      paths += huggingface.write_marian_tokenizer(out_dir, self.tgt_vocab)
-    return paths + [folder]
+      paths += huggingface.write_marian_tokenizer(out_dir, self.tgt_vocab, m.max_len)
+    return paths + [generation, folder]
 
   # --- data ---------------------------------------------------------------------------
 
