@@ -140,8 +140,9 @@ class Experiment:
     try:
       cpu = jax.local_devices(backend='cpu')[0]
     except RuntimeError as e:
-      raise UserError('train.init_on=host needs JAX\'s CPU backend, which this process '
-                      f'lacks ({e}); add cpu to JAX_PLATFORMS, or use device') from None
+      raise UserError('train.init_on=host (and a start from pretrained parameters) needs JAX\'s '
+                      f'CPU backend, which this process lacks ({e}); add cpu to JAX_PLATFORMS'
+                      ) from None
     with jax.default_device(cpu):
       host = jax.device_get(jax.jit(self._init_fn)(pretrained))
     return jax.tree.map(

@@ -98,14 +98,14 @@ def marian_refusal(model) -> str:
   if m.name != 'transformer':
     return (f'model.name={m.name!r} (a recurrent encoder-decoder) has no Hugging Face '
             'counterpart; the Transformer (model.name=transformer) exports to MarianMTModel')
-  d = m.model_dim
+  d, h = m.model_dim, max(m.num_heads, 1)
   reasons = [why for bad, why in [
       (m.pre_ln, 'model.pre_ln=True (Marian is post-LN)'),
       (m.positions != 'sinusoidal', f'model.positions={m.positions!r} (Marian\'s are sinusoidal)'),
       (m.share_embeddings != 'all', f'model.share_embeddings={m.share_embeddings!r} (Marian\'s '
        'export shares one vocabulary between source, target and output: all)'),
-      ((m.qk_dim or d // m.num_heads) != d // m.num_heads or (m.v_dim or d // m.num_heads)
-       != d // m.num_heads, 'model.qk_dim or model.v_dim other than model_dim / num_heads'),
+      ((m.qk_dim or d // h) != d // h or (m.v_dim or d // h) != d // h,
+       'model.qk_dim or model.v_dim other than model_dim / num_heads'),
       (d % 2, f'an odd model.model_dim={d}')] if bad]
   if reasons:
     return ('this Transformer has no MarianMTModel counterpart: ' + '; '.join(reasons)

@@ -72,6 +72,9 @@ class LanguageModelTask(Task):
     if config.init.from_hf and d.tokenizer != 'huggingface':
       raise UserError(f'init.from_hf starts from a checkpoint that brings its own tokenizer; '
                       f'set --config.data.tokenizer=huggingface (not {d.tokenizer!r})')
+    if d.name == 'random' and d.tokenizer == 'huggingface':
+      raise UserError('data.name=random draws char or byte ids; a Hugging Face tokenizer needs '
+                      'a corpus (data.name=text)')
     lm_corpus.mixture(d)  # a bad weight: one error line before any work.
     if not 0 < d.eval_stride <= d.context and d.eval_stride != 0:
       raise UserError(f'data.eval_stride={d.eval_stride} must be in 1..data.context='
