@@ -68,19 +68,10 @@ def main():
   prompt = text[1000:1400]
   ids = fast(prompt)['input_ids'][:64]
   same_ids = exp.task.vocab.encode(prompt)[:64] == ids
-  tokens = np.array([ids], np.int32)
-  ours = np.asarray(exp.task.model.forward(params, tokens), np.float32)
-  with torch.no_grad():
-    theirs = model(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
-  diff = np.abs(ours - theirs)
-  print(json.dumps({
-      'parameters': sum(p.numel() for p in model.parameters()), 'vocab': len(fast),
-      'prompt_tokens': tokens.shape[1], 'same_token_ids': bool(same_ids),
-      'max_abs_diff': float(diff.max()),
-      'max_rel_diff': float((diff / np.maximum(np.abs(ours), 1e-3)).max()),
-      'logit_scale': float(np.abs(ours).max()),
-      'same_argmax': bool((ours.argmax(-1) == theirs.argmax(-1)).all()),
-      'import_seconds': round(import_seconds, 1)}))
+  from hf_gpt2_small import logit_agreement  # pylint: disable=g-import-not-at-top
+  print(json.dumps({'vocab': len(fast), 'same_token_ids': bool(same_ids),
+                    **logit_agreement(exp.task.model, params, model, np.array([ids], np.int32)),
+                    'import_seconds': round(import_seconds, 1)}))
 
 
 if __name__ == '__main__':

@@ -38,7 +38,6 @@ def main():
     sys.exit(proc.stderr[-3000:])
   export_seconds = time.time() - started
 
-  import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   from research import config as config_lib  # pylint: disable=g-import-not-at-top
   from research.experiment import Experiment  # pylint: disable=g-import-not-at-top
@@ -48,17 +47,24 @@ def main():
   exp = Experiment(config, '')
   params = exp.runtime.whole(exp.fresh_state().params)
   tokens = exp.task.corpus.splits['test'].read(0, 64).astype(np.int32)[None]
-  ours = np.asarray(exp.task.model.forward(params, tokens), np.float32)
+  print(json.dumps({'class': type(model).__name__,
+                    **logit_agreement(exp.task.model, params, model, tokens),
+                    'export_seconds': round(export_seconds, 1)}))
+
+
+def logit_agreement(ours, params, theirs, tokens) -> dict:
+  """seqlab's LM `ours` against a transformers model on tokens [1, T]: the size of
+  theirs, the largest logit differences and whether the argmax agrees."""
+  import torch  # pylint: disable=g-import-not-at-top
+  mine = np.asarray(ours.forward(params, tokens), np.float32)
   with torch.no_grad():
-    theirs = model(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
-  diff = np.abs(ours - theirs)
-  print(json.dumps({
-      'class': type(model).__name__, 'parameters': sum(p.numel() for p in model.parameters()),
-      'prompt_tokens': tokens.shape[1], 'max_abs_diff': float(diff.max()),
-      'max_rel_diff': float((diff / np.maximum(np.abs(ours), 1e-3)).max()),
-      'logit_scale': float(np.abs(ours).max()),
-      'same_argmax': bool((ours.argmax(-1) == theirs.argmax(-1)).all()),
-      'export_seconds': round(export_seconds, 1)}))
+    other = theirs(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
+  diff = np.abs(mine - other)
+  return {'parameters': sum(p.numel() for p in theirs.parameters()),
+          'prompt_tokens': tokens.shape[1], 'max_abs_diff': float(diff.max()),
+          'max_rel_diff': float((diff / np.maximum(np.abs(mine), 1e-3)).max()),
+          'logit_scale': float(np.abs(mine).max()),
+          'same_argmax': bool((mine.argmax(-1) == other.argmax(-1)).all())}
 
 
 if __name__ == '__main__':

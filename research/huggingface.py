@@ -84,11 +84,28 @@ def write(out_dir: str, config: dict, tensors: dict) -> list[str]:
   """config.json and model.safetensors in out_dir; returns their paths."""
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
   os.makedirs(out_dir, exist_ok=True)
-  paths = [os.path.join(out_dir, 'config.json'), os.path.join(out_dir, 'model.safetensors')]
-  with open(paths[0], 'w', encoding='utf-8') as f:
-    json.dump(config, f, indent=2)
+  paths = write_files(out_dir, {'config.json': config}) + [
+      os.path.join(out_dir, 'model.safetensors')]
   # Tied: transformers rebuilds lm_head from wte, so only wte is stored.
   save_file(tensors, paths[1], metadata={'format': 'pt'})
+  return paths
+
+
+def write_files(out_dir: str, files: dict) -> list[str]:
+  """Each {name: content} into out_dir (a dict as JSON, str as text, bytes as they
+  are); returns their paths."""
+  paths = []
+  for name, content in files.items():
+    paths.append(os.path.join(out_dir, name))
+    if isinstance(content, bytes):
+      with open(paths[-1], 'wb') as f:
+        f.write(content)
+      continue
+    with open(paths[-1], 'w', encoding='utf-8') as f:
+      if isinstance(content, str):
+        f.write(content)
+      else:
+        json.dump(content, f, ensure_ascii=False, indent=1)
   return paths
 
 
@@ -203,32 +220,21 @@ def write_lm_tokenizer(out_dir: str, vocab) -> list[str]:
   Hugging Face tokenizer's tokenizer.json; for bytes, GPT-2's byte-level BPE with
   no merges (GPT2TokenizerFast), byte b as id 4 + b after <pad>, <s>, </s>, <unk>."""
   from research.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
-  settings = {'eos_token': '</s>', 'bos_token': '<s>', 'unk_token': '<unk>',
-              'pad_token': '<pad>', 'add_prefix_space': False, 'model_max_length': 1 << 20}
   if isinstance(vocab, vocab_lib.HuggingFaceVocab):
     end = vocab.tokenizer.id_to_token(vocab.eos_id)
-    files = {'tokenizer.json': None,
-             'tokenizer_config.json': {'eos_token': end, 'bos_token': end, 'unk_token': end,
-                                       'model_max_length': 1 << 20}}
-    vocab.tokenizer.save(os.path.join(out_dir, 'tokenizer.json'))
-  elif isinstance(vocab, vocab_lib.ByteVocab):
+    return write_files(out_dir, {
+        'tokenizer.json': vocab.tokenizer.to_str(),
+        'tokenizer_config.json': {'eos_token': end, 'bos_token': end, 'unk_token': end,
+                                  'model_max_length': 1 << 20}})
+  if isinstance(vocab, vocab_lib.ByteVocab):
     table = {s: i for i, s in enumerate(vocab_lib.SPECIALS)}
     table.update({c: len(vocab_lib.SPECIALS) + b for b, c in bytes_to_unicode().items()})
-    files = {'vocab.json': table, 'merges.txt': '#version: 0.2\n',
-             'tokenizer_config.json': {'tokenizer_class': 'GPT2Tokenizer', **settings}}
-  else:
-    return []
-  paths = []
-  for name, content in files.items():
-    paths.append(os.path.join(out_dir, name))
-    if content is None:
-      continue
-    with open(paths[-1], 'w', encoding='utf-8') as f:
-      if isinstance(content, str):
-        f.write(content)
-      else:
-        json.dump(content, f, ensure_ascii=False, indent=1)
-  return paths
+    return write_files(out_dir, {
+        'vocab.json': table, 'merges.txt': '#version: 0.2\n',
+        'tokenizer_config.json': {'tokenizer_class': 'GPT2Tokenizer', 'eos_token': '</s>',
+                                  'bos_token': '<s>', 'unk_token': '<unk>', 'pad_token': '<pad>',
+                                  'add_prefix_space': False, 'model_max_length': 1 << 20}})
+  return []
 
 
 def write_marian_tokenizer(out_dir: str, vocab, max_len: int) -> list[str]:
@@ -236,19 +242,12 @@ def write_marian_tokenizer(out_dir: str, vocab, max_len: int) -> list[str]:
   pieces' (source.spm and target.spm, the same model; vocab.json; its config).
   seqlab's sources carry no </s>: tokenize them with add_special_tokens=False."""
   proto = vocab.sp.serialized_model_proto()
-  paths = []
-  for name in ('source.spm', 'target.spm'):
-    paths.append(os.path.join(out_dir, name))
-    with open(paths[-1], 'wb') as f:
-      f.write(proto)
-  pieces = {vocab.sp.id_to_piece(i): i for i in range(len(vocab))}
-  settings = {'tokenizer_class': 'MarianTokenizer', 'pad_token': '<pad>', 'eos_token': '</s>',
-              'unk_token': '<unk>', 'model_max_length': max_len}
-  for name, obj in (('vocab.json', pieces), ('tokenizer_config.json', settings)):
-    paths.append(os.path.join(out_dir, name))
-    with open(paths[-1], 'w', encoding='utf-8') as f:
-      json.dump(obj, f, ensure_ascii=False, indent=1)
-  return paths
+  return write_files(out_dir, {
+      'source.spm': proto, 'target.spm': proto,
+      'vocab.json': {vocab.sp.id_to_piece(i): i for i in range(len(vocab))},
+      'tokenizer_config.json': {'tokenizer_class': 'MarianTokenizer', 'pad_token': '<pad>',
+                                'eos_token': '</s>', 'unk_token': '<unk>',
+                                'model_max_length': max_len}})
 
 
 def marian_generation(max_len: int, beam_size: int) -> dict:
@@ -295,7 +294,8 @@ def read_gpt2(folder: str, abstract, model) -> dict:
         h + 'attn.c_attn.weight': (d, qkv), h + 'attn.c_attn.bias': (qkv,),
         h + 'attn.c_proj.weight': (int(np.prod(att['out']['kernel'].shape[:-1])), d),
         h + 'attn.c_proj.bias': (d,), h + 'ln_2.weight': (d,), h + 'ln_2.bias': (d,),
-        h + 'mlp.c_fc.weight': ff['inner']['kernel'].shape, h + 'mlp.c_fc.bias': ff['inner']['bias'].shape,
+        h + 'mlp.c_fc.weight': ff['inner']['kernel'].shape,
+        h + 'mlp.c_fc.bias': ff['inner']['bias'].shape,
         h + 'mlp.c_proj.weight': ff['outer']['kernel'].shape, h + 'mlp.c_proj.bias': (d,)})
   expected.update({'ln_f.weight': (d,), 'ln_f.bias': (d,)})
   for name, shape in expected.items():  # the first array that disagrees, in GPT-2's order.
@@ -349,7 +349,8 @@ def read_gpt2(folder: str, abstract, model) -> dict:
                            'value': {'kernel': v, 'bias': vb},
                            'out': {'kernel': t[h + 'attn.c_proj.weight'],
                                    'bias': t[h + 'attn.c_proj.bias']}},
-        'feed_forward': {'inner': {'kernel': t[h + 'mlp.c_fc.weight'], 'bias': t[h + 'mlp.c_fc.bias']},
+        'feed_forward': {'inner': {'kernel': t[h + 'mlp.c_fc.weight'],
+                                   'bias': t[h + 'mlp.c_fc.bias']},
                          'outer': {'kernel': t[h + 'mlp.c_proj.weight'],
                                    'bias': t[h + 'mlp.c_proj.bias']}},
         'norm1': {'scale': t[h + 'ln_1.weight'], 'bias': t[h + 'ln_1.bias']},

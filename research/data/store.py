@@ -417,19 +417,20 @@ def _present(points: np.ndarray, size: int) -> np.ndarray:
 
 
 def _encoder(tokenizer: str, vocab):
+  """text -> ids: SentencePiece and Hugging Face tokenizers encode pieces of it on
+  every core; the others one array at a time."""
   if tokenizer == 'sentencepiece':
     threads = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    encode_pieces = lambda pieces: vocab.sp.encode(pieces, num_threads=threads)
+  elif tokenizer == 'huggingface':
+    encode_pieces = vocab.encode_many
+  else:
+    return vocab.encode_array
 
-    def encode(text):
-      pieces = vocab.sp.encode(_pieces(text, 1 << 16), num_threads=threads)
-      return np.fromiter((i for p in pieces for i in p), np.int64)
-    return encode
-  if tokenizer == 'huggingface':
-    def encode(text):
-      pieces = vocab.encode_many(_pieces(text, 1 << 16, tokenizer))
-      return np.fromiter((i for p in pieces for i in p), np.int64)
-    return encode
-  return vocab.encode_array
+  def encode(text):
+    pieces = encode_pieces(_pieces(text, 1 << 16, tokenizer))
+    return np.fromiter((i for p in pieces for i in p), np.int64)
+  return encode
 
 
 # Where GPT-2's byte-level pre-tokenizer always starts a pre-token: whitespace after

@@ -9,7 +9,6 @@ in workdir/tokenizer_source/ and workdir/tokenizer_target/, so predict reads
 nothing else.
 """
 import dataclasses
-import json
 import os
 import tempfile
 
@@ -139,14 +138,13 @@ class TranslationTask(Task):
     paths = huggingface.write(
         out_dir, huggingface.marian_config(len(self.tgt_vocab), m),
         huggingface.marian_tensors(params, m.num_layers, m.num_decoder_layers or m.num_layers))
-    generation = os.path.join(out_dir, 'generation_config.json')
-    with open(generation, 'w', encoding='utf-8') as f:
-      json.dump(huggingface.marian_generation(m.max_len, self.config.eval.beam_size), f, indent=1)
+    generation = huggingface.marian_generation(m.max_len, self.config.eval.beam_size)
+    paths += huggingface.write_files(out_dir, {'generation_config.json': generation})
     folder = os.path.join(out_dir, 'seqlab_tokenizer')
     vocab_lib.save(self.tgt_vocab, folder)
     if isinstance(self.tgt_vocab, vocab_lib.SentencePieceVocab):
       paths += huggingface.write_marian_tokenizer(out_dir, self.tgt_vocab, m.max_len)
-    return paths + [generation, folder]
+    return paths + [folder]
 
   # --- data ---------------------------------------------------------------------------
 
