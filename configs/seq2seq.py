@@ -29,8 +29,9 @@ Presets:
             dot 35.72 / 35.53 (18 min 22 s), general 35.55 / 35.37 (17 min 34 s).
   bench     the shapes of ../shared/bench/torch_rnn_attention.py (emb 256, hidden 512,
             vocab 8000, batch 64 x 32) on random tokens, no data; with --mode=benchmark.
-            Expected on 2 CPU cores: 2,736-2,911 target tokens/s, 3.3-3.4x
-            PyTorch 2.13 (818-845) run beside it; like for like with the peer
+            Expected on 2 CPU cores (Intel Xeon, 2026-12-07): 2,068 / 2,037
+            target tokens/s, 2.22x PyTorch 2.13 (932 / 919) run beside it (3.3-3.4x
+            on 2026-11-25's machine); like for like with the peer
             (--config.model.readout_dim=0 --config.model.dropout=0): 1,896-1,968,
             2.3x.
   tiny      the test-suite size; give it --config.data.path.

@@ -35,9 +35,10 @@ Presets:
   bench     the throughput shapes of ../shared/bench/torch_transformer.py: d 256,
             h 4, d_ff 1024, 3 + 3 layers, vocab 8000, batch 64 x 32, dropout 0.1,
             label smoothing 0.1, pre-LN, learned positions, shared embeddings;
-            random tokens, no data. Expected on 2 CPU cores, beside the peer:
-            4,175-4,229 target tokens/s, 1.66-1.70x PyTorch 2.13 (2,491-2,516);
-            MFU 0.44-0.48.
+            random tokens, no data. Expected on 2 CPU cores (Intel Xeon,
+            2026-12-07), beside the peer: 2,923 / 3,220 target tokens/s,
+            1.09x / 1.15x PyTorch 2.13 (2,682 / 2,795); MFU 0.45-0.51. The
+            target, 1.3x, is not met there (1.66-1.70x on 2026-11-25's machine).
   tiny      the test-suite size; give it --config.data.path.
 
 Run:  python launch.py --config=configs/transformer.py:multi30k
