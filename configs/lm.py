@@ -76,6 +76,7 @@ def get_config(preset: str = 'char'):
   c.model.attention_block = 32     # queries a block of causal attention; 0: all at once.
   c.model.attention_impl = 'xla'   # xla | cudnn (fused; an NVIDIA GPU in bfloat16) | auto.
   c.model.norm_epsilon = 1e-6      # layer norms' epsilon (GPT-2's: 1e-5).
+  c.model.init = 'seqlab'          # seqlab | gpt2 (nanoGPT's: N(0, 0.02), unscaled embeddings).
   add_precision_keys(c.model)
 
   # torch_gpt.py's recipe: AdamW (0.9, 0.95), weight decay 0.1, clipping at 1,
@@ -118,7 +119,9 @@ def get_config(preset: str = 'char'):
     c.optimizer.learning_rate = 3e-3
     c.eval.validation_tokens = 1 << 18
   elif preset == 'peer':  # torch_gpt.py --corpus PATH --steps 3000, like for like.
-    c.optimizer.schedule = 'warmup_times_cosine'  # its ramp times a cosine over every step.
+    c.model.init = 'gpt2'            # nanoGPT's initialization, as the peer's.
+    c.optimizer.schedule, c.optimizer.final_lr_fraction = 'nanogpt', 0.1
+    c.optimizer.weight_decay_on = 'weights'  # not biases or layer norms, as nanoGPT.
     c.eval.validation_tokens = c.eval.test_tokens = 50 * 32 * 256  # its 50 batches of windows.
   elif preset == 'bench':
     c.data.name, c.data.train_size = 'random', 1 << 16
@@ -135,6 +138,8 @@ def get_config(preset: str = 'char'):
   elif preset == 'gpt2':
     c.model.num_layers, c.model.model_dim, c.model.num_heads, c.model.ff_dim = 12, 768, 12, 3072
     c.model.norm_epsilon = 1e-5      # GPT-2's layer_norm_epsilon.
+    c.model.init = 'gpt2'            # GPT-2's parametrization: its arrays as they are.
+    c.optimizer.weight_decay_on = 'weights'
     c.model.attention_block = 0
     c.model.attention_impl = 'auto'
     c.data.tokenizer, c.data.context = 'huggingface', 1024

@@ -40,10 +40,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'adam'      # adam | adamw | sgd
   c.optimizer.learning_rate = 1e-3
-  c.optimizer.schedule = 'cosine'  # constant | cosine | linear | rsqrt | warmup_times_cosine
+  c.optimizer.schedule = 'cosine'  # constant | cosine | linear | rsqrt | nanogpt | warmup_times_cosine
   c.optimizer.warmup_steps = 0
   c.optimizer.final_lr_fraction = 0.0
   c.optimizer.weight_decay = 0.0
+  c.optimizer.weight_decay_on = 'all'  # adamw: all | weights (not biases or norm scales)
   c.optimizer.b1 = 0.9
   c.optimizer.b2 = 0.999
   c.optimizer.eps = 1e-8

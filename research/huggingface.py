@@ -17,7 +17,8 @@ The two models are the same function:
   of c_attn [d, 3d] (GPT-2's Conv1D keeps weights as [in, out]);
 - seqlab scales the input embeddings by sqrt(d) and GPT-2 does not, so wte is
   sqrt(d) E, and the final layer norm's scale and bias are divided by sqrt(d),
-  which keeps the tied output layer's logits LN(x) E^T the same;
+  which keeps the tied output layer's logits LN(x) E^T the same; with
+  model.init=gpt2 (unscaled embeddings) the arrays are GPT-2's as they are;
 - the layer norms' epsilon is model.norm_epsilon (layer_norm_epsilon).
 
 The post-LN Transformer with sinusoidal positions and one vocabulary shared by
@@ -41,11 +42,12 @@ import numpy as np
 from research.errors import UserError
 
 
-def gpt2_tensors(params, num_layers: int) -> dict:
-  """{GPT-2 state-dict name: float32 array} from the LM's parameters (host arrays)."""
+def gpt2_tensors(params, num_layers: int, embed_scale: bool = True) -> dict:
+  """{GPT-2 state-dict name: float32 array} from the LM's parameters (host arrays);
+  embed_scale: the model multiplies its input embeddings by sqrt(d)."""
   p = _plain(params)
   table = p['embed']['embedding']
-  scale = np.float32(np.sqrt(table.shape[1]))
+  scale = np.float32(np.sqrt(table.shape[1]) if embed_scale else 1.0)
   out = {'transformer.wte.weight': table * scale,
          'transformer.wpe.weight': p['position_embeddings'],
          'transformer.ln_f.weight': p['final_norm']['scale'] / scale,
@@ -261,10 +263,11 @@ def marian_generation(max_len: int, beam_size: int) -> dict:
 GELU_TANH = ('gelu_new', 'gelu_pytorch_tanh')
 
 
-def read_gpt2(folder: str, abstract, model) -> dict:
+def read_gpt2(folder: str, abstract, model, embed_scale: bool = True) -> dict:
   """The LM's parameters (nested dicts of numpy arrays shaped and typed as the leaves
   of `abstract`, the unboxed jax.eval_shape of its init) from a GPT-2 folder; `model`
-  is the config's model block. The inverse of gpt2_tensors."""
+  is the config's model block, embed_scale as gpt2_tensors'. The inverse of
+  gpt2_tensors."""
   hf = _read_config(folder)
   if hf.get('model_type') != 'gpt2':
     raise UserError(f'{folder}/config.json: model_type {hf.get("model_type")!r}; init.from_hf '
@@ -336,7 +339,7 @@ def read_gpt2(folder: str, abstract, model) -> dict:
                       'float32 or float16') from None
     t.update({n[len(prefix):]: v.astype(np.float32) for n, v in loaded.items()
               if n.startswith(prefix) and n[len(prefix):] in expected})
-  scale = np.float32(np.sqrt(d))
+  scale = np.float32(np.sqrt(d) if embed_scale else 1.0)
   out = {'embed': {'embedding': t['wte.weight'] / scale},
          'position_embeddings': t['wpe.weight'][:p['position_embeddings'].shape[0]],
          'final_norm': {'scale': t['ln_f.weight'] * scale, 'bias': t['ln_f.bias'] * scale}}

@@ -71,6 +71,7 @@ COMMON = [
     ('optimizer.b2', PROBABILITY),
     ('optimizer.eps', number(0.0, open_low=True)),
     ('optimizer.weight_decay', number(0.0)),
+    ('optimizer.weight_decay_on', one_of(*optim.DECAYED)),
     ('optimizer.grad_clip_norm', number(0.0)),
     ('optimizer.momentum', PROBABILITY),
     ('optimizer.final_lr_fraction', FRACTION),

@@ -113,10 +113,11 @@ def gpt2_config(corpus, folder, **overrides):  # noqa: F811
                          **GPT2_SHAPES, **overrides})
 
 
+@pytest.mark.parametrize('init', ['seqlab', 'gpt2'])
 def test_a_gpt2_import_gives_transformers_logits_tokens_and_tensors(corpus, gpt2_folder,  # noqa: F811
-                                                                    tmp_path):
+                                                                    tmp_path, init):
   from research.experiment import Experiment  # pylint: disable=g-import-not-at-top
-  config = gpt2_config(corpus, gpt2_folder)
+  config = gpt2_config(corpus, gpt2_folder, **{'model.init': init})
   exp = Experiment(config, str(tmp_path / 'run'))
   params = jax.device_get(exp.runtime.whole(exp.fresh_state().params))
 
@@ -143,6 +144,10 @@ def test_a_gpt2_import_gives_transformers_logits_tokens_and_tensors(corpus, gpt2
     want = original[name]
     want = want[:len(value)] if name.endswith('wpe.weight') else want
     np.testing.assert_allclose(value, want, atol=1e-5, err_msg=name)
+  # GPT-2's parametrization holds its embedding table as it is; seqlab's over sqrt(d).
+  scale = 1.0 if init == 'gpt2' else np.sqrt(GPT2_SHAPES['model.model_dim'])
+  np.testing.assert_allclose(params['embed']['embedding'] * scale,
+                             original['transformer.wte.weight'], atol=1e-6)
 
 
 def test_fine_tuning_a_gpt2_import_under_fsdp_in_bfloat16_resumes(corpus, gpt2_folder,  # noqa: F811
@@ -151,7 +156,8 @@ def test_fine_tuning_a_gpt2_import_under_fsdp_in_bfloat16_resumes(corpus, gpt2_f
   moved = tmp_path / 'gpt2'
   shutil.copytree(gpt2_folder, moved)
   settings = {'parallel.mode': 'fsdp', 'parallel.fsdp_min_size': 16, 'model.dtype': 'bfloat16',
-              'train.steps': 2, 'eval.every': 2, 'checkpoint.every': 2}
+              'train.steps': 2, 'eval.every': 2, 'checkpoint.every': 2,
+              'model.init': 'gpt2', 'optimizer.weight_decay_on': 'weights'}  # lm.py:gpt2's.
   config = gpt2_config(corpus, moved, **settings)
   workdir = tmp_path / 'run'
   first = train.train_and_evaluate(config, str(workdir))

@@ -77,6 +77,54 @@ def test_the_model_is_causal_with_tied_embeddings_and_learned_positions(corpus):
   assert not np.allclose(a[:, 9:], b[:, 9:])
 
 
+def test_gpt2_init_draws_nanogpts_scales_and_leaves_embeddings_unscaled(corpus):
+  settings = {'model.num_layers': 4, 'model.model_dim': 64, 'model.ff_dim': 256}
+  ours, gpt2 = (task_of(tiny(corpus, **{**settings, 'model.init': init}))
+                for init in ('seqlab', 'gpt2'))
+  params = nn.meta.unbox(gpt2.init(jax.random.PRNGKey(0)))
+  block = params['block_1']
+  for leaf in (params['embed']['embedding'], params['position_embeddings'],
+               block['self_attention']['query']['kernel'], block['feed_forward']['inner']['kernel']):
+    assert np.std(leaf) == pytest.approx(0.02, rel=0.15) and abs(np.mean(leaf)) < 0.005
+  for leaf in (block['self_attention']['out']['kernel'], block['feed_forward']['outer']['kernel']):
+    assert np.std(leaf) == pytest.approx(0.02 / np.sqrt(8), rel=0.15)  # 2 x 4 layers.
+  assert not np.any(block['self_attention']['query']['bias'])
+  assert not np.any(block['feed_forward']['inner']['bias'])
+  assert np.all(block['norm1']['scale'] == 1) and np.all(params['final_norm']['scale'] == 1)
+  # The same parameters: seqlab's model scales the input embeddings by sqrt(d), GPT-2's does not.
+  x = jnp.asarray(np.random.default_rng(3).integers(0, len(gpt2.vocab), (2, 16)), jnp.int32)
+  unscaled = nn.meta.unbox(gpt2.init(jax.random.PRNGKey(0)))
+  scaled = jax.tree.map(lambda a: a, unscaled)
+  scaled['embed'] = {'embedding': unscaled['embed']['embedding'] / 8.0}  # sqrt(64)
+  scaled['final_norm'] = {k: v * 8.0 for k, v in unscaled['final_norm'].items()}
+  np.testing.assert_allclose(ours.model.forward(scaled, x), gpt2.model.forward(unscaled, x),
+                             rtol=1e-4, atol=1e-5)
+  with pytest.raises(UserError, match="model.init='xavier'.*seqlab, gpt2"):
+    task_of(tiny(corpus, **{'model.init': 'xavier'}))
+
+
+def test_weight_decay_on_weights_spares_biases_and_norms(corpus):
+  from research import optim  # pylint: disable=g-import-not-at-top
+  params = nn.meta.unbox(task_of(tiny(corpus)).init(jax.random.PRNGKey(0)))
+  params = jax.tree.map(lambda a: a + 0.5, params)  # no zero bias: decay would not move it.
+  cfg = config_lib.base_config().optimizer
+  cfg.update(name='adamw', learning_rate=1.0, schedule='constant', weight_decay=0.5,
+             grad_clip_norm=0.0)
+  moved = {}
+  for on in ('all', 'weights'):
+    cfg.weight_decay_on = on
+    tx, _ = optim.make_optimizer(cfg, 10)
+    zeros = jax.tree.map(jnp.zeros_like, params)  # only the decay moves a parameter.
+    updates, _ = tx.update(zeros, tx.init(params), params)
+    moved[on] = jax.tree.map(lambda u: bool(np.any(u)), updates)
+  block = moved['weights']['block_0']
+  assert block['self_attention']['query']['kernel'] and block['feed_forward']['outer']['kernel']
+  assert moved['weights']['embed']['embedding'] and moved['weights']['position_embeddings']
+  assert not block['self_attention']['query']['bias'] and not block['feed_forward']['inner']['bias']
+  assert not block['norm1']['scale'] and not moved['weights']['final_norm']['bias']
+  assert all(jax.tree.leaves(moved['all']))
+
+
 def test_blocked_causal_attention_equals_one_masked_softmax(corpus):
   whole, blocked = (task_of(tiny(corpus, **{'model.attention_block': b})) for b in (0, 4))
   params = nn.meta.unbox(whole.init(jax.random.PRNGKey(0)))

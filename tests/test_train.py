@@ -235,6 +235,18 @@ def test_warmup_times_cosine_is_torch_gpts_schedule():
   assert float(cosine(0)) == 0.0 and float(cosine(100)) == pytest.approx(1e-3)
 
 
+def test_the_nanogpt_schedule_is_nanogpts_get_lr():
+  cfg = config_lib.base_config().optimizer
+  cfg.update(learning_rate=1e-3, warmup_steps=100, schedule='nanogpt', final_lr_fraction=0.1)
+  schedule = optim.make_schedule(cfg, 3000)
+  for i in (0, 1, 50, 99, 100, 101, 1500, 2999, 3000):  # torch_gpt.py's lr at its step i.
+    if i < 100:
+      want = 1e-3 * (i + 1) / 101
+    else:
+      want = 1e-4 + 0.5 * (1 + np.cos(np.pi * (i - 100) / 2900)) * 0.9e-3
+    assert float(schedule(jnp.int32(i))) == pytest.approx(want, rel=1e-5, abs=1e-9), i
+
+
 def test_perplexity_is_exp_of_the_mean_nll_over_real_target_tokens():
   config = config_lib.load_config_file(os.path.join(ROOT, 'configs/dates.py'), 'tiny')
   config.eval.batch_size = 8  # several batches, the last one partial.

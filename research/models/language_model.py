@@ -4,6 +4,10 @@
   from research/models/transformer.py's Attention, FeedForward, dropout and
   residual pieces; a final layer norm.
 - Learned positions, and input embeddings tied to the output layer.
+- model.init: seqlab's initialization (the Transformer's: embeddings N(0, 1/d)
+  scaled by sqrt(d) on the way in, LeCun-normal kernels), or GPT-2's (nanoGPT's):
+  unscaled embeddings, every weight N(0, 0.02), each block's two residual
+  outputs N(0, 0.02 / sqrt(2 layers)), biases zero.
 - model.attention_impl: causal self-attention in XLA's einsums, or cuDNN's fused
   (flash) attention on an NVIDIA GPU in bfloat16.
 - Sampling with a key/value cache: the prompt is encoded once (every layer's
@@ -96,8 +100,7 @@ class TransformerLM(nn.Module):
 
   def step(self, tokens, index, caches):
     """tokens [B] at positions index [B] -> (logits [B, V], caches)."""
-    x = self.embed(tokens)[:, None]
-    x = x * jnp.asarray(np.sqrt(self.sizes.model_dim), x.dtype)
+    x = transformer.scale_embeddings(self.embed(tokens)[:, None], self.sizes)
     x = x + self.position_table[index][:, None].astype(x.dtype)
     new = []
     for block, cache in zip(self.blocks, caches):
@@ -126,11 +129,37 @@ def sample_logits(rng, logits, temperature: float, top_k: int, top_p: float):
   return jax.random.categorical(rng, logits).astype(jnp.int32)
 
 
+INITS = ('seqlab', 'gpt2')
+GPT2_STD = 0.02
+
+
+def gpt2_initialization(params, rng, num_layers: int):
+  """params redrawn as GPT-2 (and nanoGPT) draws them: biases zero, layer-norm scales
+  one, each block's residual outputs (attention's `out`, the feed-forward's `outer`)
+  N(0, 0.02 / sqrt(2 layers)), every other array N(0, 0.02). Boxes (logical axes)
+  are kept."""
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  keys = jax.random.split(rng, len(leaves))
+  drawn = []
+  for (path, leaf), key in zip(leaves, keys):
+    names = [p.key for p in path if isinstance(p, jax.tree_util.DictKey)]
+    if names[-1] == 'bias':
+      drawn.append(jnp.zeros_like(leaf))
+    elif names[-1] == 'scale':
+      drawn.append(jnp.ones_like(leaf))
+    else:
+      residual = names[-2:-1] in (['out'], ['outer'])
+      std = GPT2_STD / np.sqrt(2 * num_layers) if residual else GPT2_STD
+      drawn.append(std * jax.random.normal(key, leaf.shape, leaf.dtype))
+  return treedef.unflatten(drawn)
+
+
 @register('transformer_lm', 'language_model')
 @dataclasses.dataclass(frozen=True)
 class LanguageModel:
   """Pure functions of (params, tokens) around the TransformerLM module."""
   module: TransformerLM
+  init_scheme: str = 'seqlab'  # model.init: seqlab | gpt2
 
   @property
   def context(self) -> int:
@@ -139,7 +168,10 @@ class LanguageModel:
   def init(self, rng):
     # XLA's attention: the same parameters, and an init that runs on any backend.
     module = transformer.with_attention(self.module, 'xla')
-    return module.init(rng, jnp.zeros((1, self.context), jnp.int32))['params']
+    params = module.init(rng, jnp.zeros((1, self.context), jnp.int32))['params']
+    if self.init_scheme == 'gpt2':
+      params = gpt2_initialization(params, jax.random.fold_in(rng, 1), self.module.num_layers)
+    return params
 
   def forward(self, params, tokens, *, rng=None, train=False):
     """Logits [B, T, V] of each next token."""
@@ -191,6 +223,9 @@ class LanguageModel:
     d, h = cfg.model_dim, cfg.num_heads
     if d % h:
       raise UserError(f'model.model_dim={d} is not divisible by model.num_heads={h}')
+    if cfg.init not in INITS:
+      raise UserError(f'model.init={cfg.init!r} is not an initialization seqlab has; use '
+                      + ', '.join(INITS))
     dtype, param_dtype = model_dtypes(cfg)
     attention = transformer.check_attention(cfg.attention_impl, dtype,
                                             cfg.attention_dropout, d // h)
@@ -199,7 +234,7 @@ class LanguageModel:
                               attention_dropout=cfg.attention_dropout, relu_dropout=0.0,
                               pre_ln=True, activation='gelu', dtype=dtype,
                               param_dtype=param_dtype, remat=cfg.remat, attention_impl=attention,
-                              norm_epsilon=cfg.norm_epsilon)
+                              norm_epsilon=cfg.norm_epsilon, embed_scale=cfg.init != 'gpt2')
     return cls(TransformerLM(vocab_size, sizes, cfg.num_layers, context,
-                             cfg.attention_block))
+                             cfg.attention_block), cfg.init)
 

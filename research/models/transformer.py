@@ -247,6 +247,10 @@ class Sublayers(nn.Module):
     return dropout(self, y, self.dropout, train)
 
 
+def scale_embeddings(x, sizes):
+  return x * jnp.asarray(np.sqrt(sizes.model_dim), x.dtype) if sizes.embed_scale else x
+
+
 def position_table(module, positions: str, max_len: int, sizes):
   """Learned positions (a parameter) or the paper's sinusoids, [max_len, d]."""
   if positions == 'learned':
@@ -257,9 +261,9 @@ def position_table(module, positions: str, max_len: int, sizes):
 
 
 def embed_tokens(module, table, positions, tokens, offset, train):
-  """sqrt(d) * E[tokens] + positions[offset:], with dropout (section 3.4)."""
-  x = table(tokens)
-  x = x * jnp.asarray(np.sqrt(table.features), x.dtype)
+  """sqrt(d) * E[tokens] + positions[offset:], with dropout (section 3.4); E[tokens]
+  unscaled where sizes.embed_scale is False."""
+  x = scale_embeddings(table(tokens), module.sizes)
   pos = jax.lax.dynamic_slice_in_dim(positions, offset, tokens.shape[1])
   return dropout(module, x + pos[None].astype(x.dtype), module.sizes.dropout, train)
 
@@ -281,6 +285,7 @@ class Sizes:
   remat: bool = False             # rematerialize each layer in the backward pass.
   attention_impl: str = 'xla'     # attention's kernel: xla | cudnn (check_attention).
   norm_epsilon: float = 1e-6      # flax's default; GPT-2 and Marian use 1e-5.
+  embed_scale: bool = True        # input embeddings times sqrt(d) (section 3.4); GPT-2's are not.
 
   @property
   def dtypes(self) -> dict:

@@ -157,7 +157,8 @@ class LanguageModelTask(Task):
     if not self.config.init.from_hf:
       return None
     abstract = nn.meta.unbox(jax.eval_shape(self.init, jax.random.PRNGKey(0)))
-    params = huggingface.read_gpt2(self.config.init.from_hf, abstract, self.config.model)
+    params = huggingface.read_gpt2(self.config.init.from_hf, abstract, self.config.model,
+                                   self.model.module.sizes.embed_scale)
     logging.info('starting from the GPT-2 checkpoint %s', self.config.init.from_hf)
     return params
 
@@ -217,7 +218,8 @@ class LanguageModelTask(Task):
     m = self.config.model
     config = huggingface.gpt2_config(len(self.vocab), self.context, m.model_dim, m.num_layers,
                                      m.num_heads, m.ff_dim, self.vocab.eos_id, m.norm_epsilon)
-    paths = huggingface.write(out_dir, config, huggingface.gpt2_tensors(params, m.num_layers))
+    tensors = huggingface.gpt2_tensors(params, m.num_layers, self.model.module.sizes.embed_scale)
+    paths = huggingface.write(out_dir, config, tensors)
     folder = os.path.join(out_dir, 'seqlab_tokenizer')
     vocab_lib.save(self.vocab, folder)
     return paths + huggingface.write_lm_tokenizer(out_dir, self.vocab) + [folder]
