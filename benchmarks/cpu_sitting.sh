@@ -40,6 +40,13 @@ for i in 1 2; do
   if [ -n "$PEER" ]; then timed "torch_transformer-$i" "$PEER" "$BENCH/torch_transformer.py"; fi
   timed "transformer-$i" "$PY" launch.py --config=configs/transformer.py:bench --mode=benchmark
 done
+for i in 1 2; do  # torch_gpt.py eager, then through torch.compile (needs a C++ compiler).
+  if [ -n "$PEER" ]; then
+    timed "torch_gpt-$i" "$PEER" "$BENCH/torch_gpt.py"
+    timed "torch_gpt_compile-$i" "$PEER" "$BENCH/torch_gpt.py" --compile
+  fi
+  timed "lm-$i" "$PY" launch.py --config=configs/lm.py:bench --mode=benchmark
+done
 for i in 1 2; do
   if [ -n "$PEER" ]; then
     timed "torch_rnn-$i" "$PEER" "$BENCH/torch_rnn_attention.py" --steps 10
@@ -55,6 +62,7 @@ echo
 echo "commit $(git rev-parse --short HEAD), $(date -u +%F), $(nproc) cores," \
   "$(lscpu | sed -n 's/^Model name: *//p')"
 for name in torch_transformer-1 transformer-1 torch_transformer-2 transformer-2 \
+            torch_gpt-1 torch_gpt_compile-1 lm-1 torch_gpt-2 torch_gpt_compile-2 lm-2 \
             torch_rnn-1 seq2seq-1 torch_rnn-2 seq2seq-2; do
   [ -e "$OUT/$name.log" ] && echo "$name: $(rate "$name")"
 done

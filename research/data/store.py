@@ -34,6 +34,7 @@ Reads never map the file: TokenFile.windows reads each row with one pread, so a
 process's memory does not grow with the corpus or with the rows it has read.
 """
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -88,8 +89,13 @@ class Spec:
     if self.tokenizer in ('word', 'sentencepiece') and not self.base:
       out['vocab_size'] = self.vocab_size
     if self.base:
-      out['base'] = vocab_lib.fingerprint(vocab_lib.load(self.base))
+      out['base'] = self._base_fingerprint
     return out
+
+  @functools.cached_property
+  def _base_fingerprint(self) -> str:
+    # Read once per spec: a GPT-2 BPE takes tenths of a second to load.
+    return vocab_lib.fingerprint(vocab_lib.load(self.base))
 
   def folder(self) -> str:
     """The store's folder name: the source's name and fingerprint, the settings'."""
