@@ -6,7 +6,8 @@
 #
 # Steps already finished (a marker in $SITTING, or named in $SKIP) are skipped,
 # so a second call on the same machine continues where a first one ran out of
-# time. Each step's log and the JSON rows collect in $SITTING, with the profiled
+# time; with $ONLY set, only the steps it names run (ONLY=char_gpu: the
+# 10-minute character model, a lease of its own). Each step's log and the JSON rows collect in $SITTING, with the profiled
 # steps' kernel times (NAME.kernels) and the bench_gpu step's optimized HLO; a
 # summary table is printed last, and with $OUT set all of it is packed there.
 # Packages missing from the machine can come as wheels in .whl/base (installed
@@ -36,6 +37,7 @@ fi
 step() {
   local name=$1 max=$2; shift 2
   [ -e "$SITTING/$name.done" ] && return 0
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
   local budget; budget=$(left)
   [ "$budget" -gt "$max" ] && budget=$max
   if [ "$budget" -lt 30 ]; then echo "$name: skipped, ${budget}s left"; return 1; fi
@@ -119,6 +121,8 @@ XLA_FLAGS=--xla_gpu_enable_triton_gemm=false bench transformer_cublas 90 $T
 # cuBLASLt folds bias adds and activations into the gemms' epilogues.
 XLA_FLAGS=--xla_gpu_enable_cublaslt=true bench transformer_cublaslt 90 $T
 XLA_FLAGS=--xla_gpu_enable_cublaslt=true bench gpt2_cublaslt 90 "${LM[@]}"
+# The GPU character model: test bpc within 10 minutes, start-up and test included.
+step char_gpu 660 $PY launch.py --config=configs/lm.py:char_gpu --workdir="$SITTING/char_gpu"
 
 echo "== rows"
 for f in "$SITTING"/*.json; do
@@ -130,6 +134,9 @@ keys = ('tokens_per_second', 'target_tokens_per_second', 'steps_per_second', 'mf
 print(os.path.basename(sys.argv[1])[:-5], {k: row[k] for k in keys if k in row})
 EOF
 done
+r=$SITTING/char_gpu/results.json
+[ -e "$r" ] && $PY -c "import json; r=json.load(open('$r')); print('char_gpu', {k: r.get(k)
+for k in ('test/bpc', 'validation/bpc', 'wall_seconds', 'time/start_to_trained_seconds')})"
 for r in "$SITTING"/multi30k*-*/results.json; do
   [ -e "$r" ] && $PY -c "import json; r=json.load(open('$r')); print('$r'.split('/')[-2], {k: r.get(k)
 for k in ('test/bleu_lowercase', 'test/bleu', 'validation/bleu', 'wall_seconds',
