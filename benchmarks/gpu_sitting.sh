@@ -25,6 +25,10 @@ mkdir -p "$SITTING"
 for name in ${SKIP:-}; do touch "$SITTING/$name.done"; done  # done on an earlier machine.
 
 left() { echo $((DEADLINE - $(date +%s))); }
+# skipped NAME: done already, or not among $ONLY.
+skipped() {
+  [ -e "$SITTING/$1.done" ] || { [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $1 "* ]]; }
+}
 
 if [ -d .whl/base ] && [ ! -e "$SITTING/site.done" ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -36,8 +40,7 @@ fi
 # the time left; the last line of a benchmark's log is its JSON row.
 step() {
   local name=$1 max=$2; shift 2
-  [ -e "$SITTING/$name.done" ] && return 0
-  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
+  skipped "$name" && return 0
   local budget; budget=$(left)
   [ "$budget" -gt "$max" ] && budget=$max
   if [ "$budget" -lt 30 ]; then echo "$name: skipped, ${budget}s left"; return 1; fi
@@ -60,7 +63,7 @@ bench() {  # bench NAME MAX ARGS...: launch.py --mode=benchmark.
 # dumped (hlo-NAME/); their kernels and op groups in NAME.kernels.
 profile() {
   local name=$1; shift
-  [ -e "$SITTING/$name.done" ] && return 0
+  skipped "$name" && return 0
   XLA_FLAGS="${XLA_FLAGS:-} --xla_dump_to=$SITTING/hlo-$name --xla_dump_hlo_as_text \
     --xla_dump_hlo_module_re=.*train_step.*" bench "$name" "$@" --config.bench.profile_steps=3 ||
     return 1
@@ -126,6 +129,7 @@ step char_gpu 660 $PY launch.py --config=configs/lm.py:char_gpu --workdir="$SITT
 
 echo "== rows"
 for f in "$SITTING"/*.json; do
+  [ -e "$f" ] || continue
   $PY - "$f" <<'EOF'
 import json, os, sys
 row = json.loads(open(sys.argv[1]).read())
