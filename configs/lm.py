@@ -14,8 +14,7 @@ Presets:
               the same corpus, 3,000 steps, scoring its 409,600 characters of
               validation and test: like for like with `torch_gpt.py --corpus
               PATH --steps 3000`, which reaches test 1.7578 bpc (2 Intel Xeon
-              cores, 1 h 25 min). seqlab's run of this preset is not finished
-              yet (about 1 h 50 min of training at 3,700 tokens/s).
+              cores, 1 h 25 min); seqlab's figure is in docs/benchmarks.md.
   bench       the shapes of ../shared/bench/torch_gpt.py (d 256, 8 heads, 6
               layers, context 256, batch 32, vocabulary 27) on random tokens,
               for --mode=benchmark. Measured on 2 Intel Xeon cores: 3,723 /
@@ -90,8 +89,8 @@ def get_config(preset: str = 'char'):
   c.model.init = 'seqlab'          # seqlab | gpt2 (nanoGPT's: N(0, 0.02), unscaled embeddings).
   add_precision_keys(c.model)
 
-  # torch_gpt.py's recipe: AdamW (0.9, 0.95), weight decay 0.1, clipping at 1,
-  # 100 steps of warmup and a cosine decay (the peer preset takes its exact schedule).
+  # torch_gpt.py's optimizer: AdamW (0.9, 0.95), weight decay 0.1, clipping at 1,
+  # 100 steps of warmup and a cosine decay (the peer preset takes its whole recipe).
   # A fresh run starts from a local GPT-2 checkpoint folder (config.json,
   # model.safetensors, vocab.json and merges.txt) instead of a random init.
   c.init = ml_collections.ConfigDict()
@@ -131,6 +130,7 @@ def get_config(preset: str = 'char'):
     c.eval.validation_tokens = 1 << 18
   elif preset == 'peer':  # torch_gpt.py --corpus PATH --steps 3000, like for like.
     c.model.init = 'gpt2'            # nanoGPT's initialization, as the peer's.
+    c.model.norm_epsilon = 1e-5      # nn.LayerNorm's.
     c.optimizer.schedule, c.optimizer.final_lr_fraction = 'nanogpt', 0.1
     c.optimizer.weight_decay_on = 'weights'  # not biases or layer norms, as nanoGPT.
     c.eval.validation_tokens = c.eval.test_tokens = 50 * 32 * 256  # its 50 batches of windows.

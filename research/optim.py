@@ -41,6 +41,9 @@ def make_schedule(cfg, total_steps: int):
 def make_optimizer(cfg, total_steps: int):
   """(optax transformation, schedule) for config.optimizer."""
   schedule = make_schedule(cfg, total_steps)
+  if cfg.weight_decay_on != 'all' and cfg.name != 'adamw':
+    raise UserError(f'optimizer.weight_decay_on={cfg.weight_decay_on!r} needs '
+                    f'optimizer.name=adamw (here {cfg.name!r}), the optimizer that decays')
   if cfg.name == 'adam':
     opt = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
   elif cfg.name == 'adamw':
@@ -63,6 +66,6 @@ def decays_weights(params):
   """True for the weights: every parameter but biases and layer-norm scales (GPT-2's
   and nanoGPT's rule, which decays the 2-D weights and embeddings)."""
   def weight(path, _):
-    name = [p.key for p in path if isinstance(p, jax.tree_util.DictKey)][-1]
-    return name not in ('bias', 'scale')
+    names = [p.key for p in path if isinstance(p, jax.tree_util.DictKey)]
+    return not names or names[-1] not in ('bias', 'scale')
   return jax.tree_util.tree_map_with_path(weight, params)

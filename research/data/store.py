@@ -94,7 +94,7 @@ class Spec:
 
   @functools.cached_property
   def _base_fingerprint(self) -> str:
-    # Read once per spec: a GPT-2 BPE takes tenths of a second to load.
+    # Read once per spec: a large BPE is slow to load.
     return vocab_lib.fingerprint(vocab_lib.load(self.base))
 
   def folder(self) -> str:

@@ -131,6 +131,7 @@ def sample_logits(rng, logits, temperature: float, top_k: int, top_p: float):
 
 INITS = ('seqlab', 'gpt2')
 GPT2_STD = 0.02
+GPT2_STREAM = 2  # the redraw's key: fold_in(key, 1) is the train state's.
 
 
 def gpt2_initialization(params, rng, num_layers: int):
@@ -170,7 +171,8 @@ class LanguageModel:
     module = transformer.with_attention(self.module, 'xla')
     params = module.init(rng, jnp.zeros((1, self.context), jnp.int32))['params']
     if self.init_scheme == 'gpt2':
-      params = gpt2_initialization(params, jax.random.fold_in(rng, 1), self.module.num_layers)
+      params = gpt2_initialization(params, jax.random.fold_in(rng, GPT2_STREAM),
+                                   self.module.num_layers)
     return params
 
   def forward(self, params, tokens, *, rng=None, train=False):
