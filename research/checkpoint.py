@@ -65,8 +65,8 @@ class Checkpointer:
     """Returns (state, step) from the newest readable checkpoint, or (None, 0).
 
     A checkpoint that fails to read is reported, remembered in `unreadable`,
-    and the one before it is tried. One whose shapes differ from
-    `abstract_state` is a UserError: the workdir belongs to another config.
+    and the one before it is tried. One whose shapes or optimizer state differ
+    from `abstract_state` is a UserError: the workdir belongs to another config.
     """
     self.unreadable = []
     for step in reversed(self.steps()):
@@ -76,6 +76,13 @@ class Checkpointer:
       except UserError:
         raise
       except Exception as e:  # pylint: disable=broad-except
+        if isinstance(e, ValueError) and 'tree structures do not match' in str(e):
+          # Every array fits, but this config builds the optimizer's state otherwise.
+          raise UserError(
+              f'checkpoint at step {step} in {self.directory} holds another optimizer state '
+              'than this config makes (a changed optimizer.name or optimizer.weight_decay_on?); '
+              'use the config that wrote it (config.json beside it) or another --workdir'
+          ) from None
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         logging.warning('checkpoint at step %d in %s could not be restored (%s: %s); '
                         'trying the previous one', step, self.directory,

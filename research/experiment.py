@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from research import checkpoint, layers, tasks
+from research import checkpoint, layers, tasks, workdir as workdir_lib
 from research.errors import UserError
 from research.optim import make_optimizer
 from research.parallel import Runtime, to_host
@@ -171,6 +171,8 @@ class Experiment:
     keep = max(self.config.checkpoint.keep, self.config.eval.average_last)
     self.checkpointer = checkpoint.Checkpointer(os.path.join(self.workdir, 'checkpoints'), keep)
     state, step = self.checkpointer.restore_latest(self.abstract_state())
+    if state is not None:
+      workdir_lib.check_fixed_keys(self.workdir, self.config.to_dict())
     if state is None:
       if required:
         raise UserError(f'no checkpoint found in {self.workdir}/checkpoints; train first')

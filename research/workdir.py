@@ -140,6 +140,28 @@ def _changes(old: dict, new: dict) -> list[tuple]:
           if json.dumps(a.get(k)) != json.dumps(b.get(k))]
 
 
+# Keys that change what saved parameters mean, with the value a config without
+# the key had: model.init=gpt2 reads the input embeddings unscaled.
+FIXED_ON_RESUME = {'model.init': 'seqlab'}
+
+
+def check_fixed_keys(workdir: str, config: dict):
+  """A UserError where the workdir's config.json holds another value than `config`
+  for a key of FIXED_ON_RESUME: its checkpoints would be read as another function."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    old = flatten(json.load(f))
+  new = flatten(config)
+  for key, default in FIXED_ON_RESUME.items():
+    if key in new and old.get(key, default) != new[key]:
+      was = old.get(key, default)
+      raise UserError(f'{workdir} was trained with {key}={was!r} and its checkpoints need it; '
+                      f'this config has {new[key]!r}: use --config.{key}={was} or another '
+                      '--workdir')
+
+
 def record_config(workdir: str, config: dict, step: int):
   """Before a run writes config.json: when it resumes at `step` > 0 with a config
   that differs from the saved one, logs each change and keeps the saved one as

@@ -125,6 +125,20 @@ def test_weight_decay_on_weights_spares_biases_and_norms(corpus):
   assert all(jax.tree.leaves(moved['all']))
 
 
+def test_a_resume_that_would_read_the_checkpoints_otherwise_is_refused(corpus, tmp_path):
+  from research.experiment import Experiment  # pylint: disable=g-import-not-at-top
+  settings = {'train.steps': 2, 'eval.every': 2, 'checkpoint.every': 2}
+  train.train_and_evaluate(tiny(corpus, **settings), str(tmp_path))
+  unscaled = Experiment(tiny(corpus, **settings, **{'model.init': 'gpt2'}), str(tmp_path))
+  with pytest.raises(UserError, match="trained with model.init='seqlab'.*--config.model.init=seqlab"):
+    unscaled.restore()
+  masked = Experiment(tiny(corpus, **settings, **{'optimizer.weight_decay_on': 'weights'}),
+                      str(tmp_path))
+  with pytest.raises(UserError, match='another optimizer state.*optimizer.weight_decay_on'):
+    masked.restore()
+  assert Experiment(tiny(corpus, **settings), str(tmp_path)).restore()[1] == 2
+
+
 def test_blocked_causal_attention_equals_one_masked_softmax(corpus):
   whole, blocked = (task_of(tiny(corpus, **{'model.attention_block': b})) for b in (0, 4))
   params = nn.meta.unbox(whole.init(jax.random.PRNGKey(0)))
