@@ -2,7 +2,8 @@
 
 Out: a trained tiny LM's export loads as GPT2LMHeadModel, gives the same logits on
 the same tokens (float32, 1e-4) and the same greedy continuation; tasks without a
-counterpart refuse. In: a random GPT-2 that transformers saved starts a run with
+counterpart refuse. lm.py:peer's recipe trained on the export by torch's AdamW, clipping
+and nanoGPT's schedule gives the same losses and weights. In: a random GPT-2 that transformers saved starts a run with
 the same logits and tokens, fine-tunes under fsdp in bfloat16 and resumes. Out
 again: a tiny post-LN Transformer loads as MarianMTModel with the same
 logits, greedy tokens and SentencePiece ids; pre-LN ones are refused."""
@@ -15,7 +16,7 @@ import torch
 import transformers
 
 from conftest import ROOT, launch
-from research import tasks, train
+from research import config as config_lib, huggingface, tasks, train
 from research.errors import UserError
 from research.data import vocab as vocab_lib
 from test_language_model import corpus, task_of, tiny  # noqa: F401  (a fixture and helpers)
@@ -56,6 +57,56 @@ def test_an_lm_export_loads_in_transformers_with_the_same_logits(corpus, tmp_pat
       params, prompt, np.array([tokens.shape[1]], np.int32), jax.random.PRNGKey(0),
       num_tokens=new, temperature=0.0))[0]
   assert list(generated[tokens.shape[1]:]) == list(mine[:new])
+
+
+def test_the_peer_recipe_trains_as_nanogpt_does_in_torch(corpus, tmp_path):  # noqa: F811
+  # lm.py:peer's model and optimizer keys against torch_gpt.py's recipe written in torch
+  # (AdamW on nanoGPT's parameter groups, clipping, get_lr) on the exported model: the
+  # same batches give the same losses and the same weights, step by step.
+  peer = config_lib.load_config_file(str(ROOT / 'configs/lm.py'), 'peer')
+  config = tiny(corpus, **{'train.steps': 0})
+  config.model.init, config.model.norm_epsilon = peer.model.init, peer.model.norm_epsilon
+  config.optimizer = peer.optimizer
+  config.optimizer.warmup_steps, config.optimizer.learning_rate = 2, 3e-2  # moves that show.
+  workdir, out = tmp_path / 'run', tmp_path / 'hf'
+  train.export(config, str(workdir), str(out))
+  model = transformers.AutoModelForCausalLM.from_pretrained(out).train()
+
+  steps = 6
+  config.train.steps = steps
+  from research.experiment import Experiment  # pylint: disable=g-import-not-at-top
+  exp = Experiment(config, str(workdir))
+  state, step_fn = exp.fresh_state(), exp.compile_train_step()
+  params = [w for w in model.parameters()]
+  opt = torch.optim.AdamW([{'params': [w for w in params if w.dim() >= 2], 'weight_decay': 0.1},
+                           {'params': [w for w in params if w.dim() < 2], 'weight_decay': 0.0}],
+                          lr=1.0, betas=(0.9, 0.95))
+  lr, warmup = config.optimizer.learning_rate, config.optimizer.warmup_steps
+  for i in range(steps):
+    batch = exp.task.train_batch(i)
+    state, metrics = step_fn(state, exp.runtime.put_batch(batch))
+    tokens = torch.tensor(batch['tokens'], dtype=torch.long)
+    logits = model(tokens[:, :-1]).logits
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                             tokens[:, 1:].reshape(-1))
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    for group in opt.param_groups:  # nanoGPT's get_lr.
+      group['lr'] = lr * (i + 1) / (warmup + 1) if i < warmup else lr / 10 + 0.5 * (
+          1 + np.cos(np.pi * (i - warmup) / (steps - warmup))) * lr * 0.9
+    opt.step()
+    assert float(metrics['loss']) == pytest.approx(loss.item(), rel=1e-5), i
+
+  ours = huggingface.gpt2_tensors(jax.device_get(state.params), config.model.num_layers,
+                                  embed_scale=False)
+  theirs = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+  d = config.model.model_dim
+  for name, array in ours.items():
+    if name.endswith('c_attn.bias'):  # the keys' bias: its true gradient is zero, and Adam
+      keep = np.r_[0:d, 2 * d:3 * d]  # scales rounding noise up to whole steps.
+      array, theirs[name] = array[keep], theirs[name][keep]
+    np.testing.assert_allclose(array, theirs[name], atol=1e-5, err_msg=name)
 
 
 def test_export_of_a_task_without_a_counterpart_is_one_error_line(tmp_path):
