@@ -2,11 +2,12 @@
 
 Out: a trained tiny LM's export loads as GPT2LMHeadModel, gives the same logits on
 the same tokens (float32, 1e-4) and the same greedy continuation; tasks without a
-counterpart refuse. lm.py:peer's recipe trained on the export by torch's AdamW, clipping
-and nanoGPT's schedule gives the same losses and weights. In: a random GPT-2 that transformers saved starts a run with
-the same logits and tokens, fine-tunes under fsdp in bfloat16 and resumes. Out
-again: a tiny post-LN Transformer loads as MarianMTModel with the same
-logits, greedy tokens and SentencePiece ids; pre-LN ones are refused."""
+counterpart refuse. lm.py:peer's recipe, and the export trained by torch's AdamW,
+clipping and nanoGPT's schedule, give the same losses and weights. In: a random
+GPT-2 that transformers saved starts a run with the same logits and tokens,
+fine-tunes under fsdp in bfloat16 and resumes. Out again: a tiny post-LN
+Transformer loads as MarianMTModel with the same logits, greedy tokens and
+SentencePiece ids; pre-LN ones are refused."""
 import json
 
 import jax
