@@ -10,11 +10,12 @@ Presets:
               test <= 1.60, is not met. In a fixed time it beats the peer's
               shapes (2.3320 in 44 minutes): it sees five times the characters.
   peer        torch_gpt.py's shapes and nanoGPT's recipe (its initialization,
-              weight decay on the weights only, its learning-rate schedule) on
-              the same corpus, 3,000 steps, scoring its 409,600 characters of
-              validation and test: like for like with `torch_gpt.py --corpus
-              PATH --steps 3000`, which reaches test 1.7578 bpc (2 Intel Xeon
-              cores, 1 h 25 min); seqlab's figure is in docs/benchmarks.md.
+              weight decay on the weights only, its learning-rate schedule,
+              F.gelu's exact GELU) on the same corpus, 3,000 steps, scoring
+              its 409,600 characters of validation and test: like for like
+              with `torch_gpt.py --corpus PATH --steps 3000`, which reaches
+              test 1.7578 bpc (2 Intel Xeon cores, 1 h 25 min); seqlab's
+              figure is in docs/benchmarks.md.
   bench       the shapes of ../shared/bench/torch_gpt.py (d 256, 8 heads, 6
               layers, context 256, batch 32, vocabulary 27) on random tokens,
               for --mode=benchmark. Measured on 2 Intel Xeon cores: 3,723 /
@@ -87,6 +88,7 @@ def get_config(preset: str = 'char'):
   c.model.attention_impl = 'xla'   # xla | cudnn (fused; an NVIDIA GPU in bfloat16) | auto.
   c.model.norm_epsilon = 1e-6      # layer norms' epsilon (GPT-2's: 1e-5).
   c.model.init = 'seqlab'          # seqlab | gpt2 (nanoGPT's: N(0, 0.02), unscaled embeddings).
+  c.model.activation = 'gelu'      # gelu (tanh form: GPT-2's gelu_new) | gelu_exact (F.gelu's erf).
   add_precision_keys(c.model)
 
   # torch_gpt.py's optimizer: AdamW (0.9, 0.95), weight decay 0.1, clipping at 1,
@@ -131,6 +133,7 @@ def get_config(preset: str = 'char'):
   elif preset == 'peer':  # torch_gpt.py --corpus PATH --steps 3000, like for like.
     c.model.init = 'gpt2'            # nanoGPT's initialization, as the peer's.
     c.model.norm_epsilon = 1e-5      # nn.LayerNorm's.
+    c.model.activation = 'gelu_exact'  # F.gelu's.
     c.optimizer.schedule, c.optimizer.final_lr_fraction = 'nanogpt', 0.1
     c.optimizer.weight_decay_on = 'weights'  # not biases or layer norms, as nanoGPT.
     c.eval.validation_tokens = c.eval.test_tokens = 50 * 32 * 256  # its 50 batches of windows.

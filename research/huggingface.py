@@ -11,8 +11,9 @@ read by research/data/vocab.py with Hugging Face's `tokenizers`); every array's
 shape is checked against the config's model before any is read.
 
 The two models are the same function:
-- seqlab's pre-LN blocks, learned positions, tanh-approximated GELU (flax's
-  default: GPT-2's gelu_new) and tied embeddings are GPT-2's;
+- seqlab's pre-LN blocks, learned positions and tied embeddings are GPT-2's;
+  model.activation=gelu (GELU's tanh form) is GPT-2's gelu_new, gelu_exact its
+  exact gelu;
 - seqlab's per-head query, key and value kernels [d, H, d/H] become the columns
   of c_attn [d, 3d] (GPT-2's Conv1D keeps weights as [in, out]);
 - seqlab scales the input embeddings by sqrt(d) and GPT-2 does not, so wte is
@@ -40,6 +41,11 @@ import os
 import numpy as np
 
 from research.errors import UserError
+
+
+# GPT-2's GELU is the tanh approximation under either name.
+GELU_TANH = ('gelu_new', 'gelu_pytorch_tanh')
+HF_GELU = {'gelu': 'gelu_new', 'gelu_exact': 'gelu'}  # model.activation -> activation_function
 
 
 def gpt2_tensors(params, num_layers: int, embed_scale: bool = True) -> dict:
@@ -71,12 +77,13 @@ def gpt2_tensors(params, num_layers: int, embed_scale: bool = True) -> dict:
 
 
 def gpt2_config(vocab_size: int, context: int, model_dim: int, num_layers: int, num_heads: int,
-                ff_dim: int, eos_id: int, norm_epsilon: float) -> dict:
-  """GPT2Config's keys for these shapes: no dropout, seqlab's GELU and epsilon."""
+                ff_dim: int, eos_id: int, norm_epsilon: float, activation: str = 'gelu') -> dict:
+  """GPT2Config's keys for these shapes: no dropout, seqlab's GELU (model.activation) and
+  epsilon."""
   return {'architectures': ['GPT2LMHeadModel'], 'model_type': 'gpt2',
           'vocab_size': vocab_size, 'n_positions': context, 'n_embd': model_dim,
           'n_layer': num_layers, 'n_head': num_heads, 'n_inner': ff_dim,
-          'activation_function': 'gelu_new', 'layer_norm_epsilon': norm_epsilon,
+          'activation_function': HF_GELU[activation], 'layer_norm_epsilon': norm_epsilon,
           'resid_pdrop': 0.0, 'embd_pdrop': 0.0, 'attn_pdrop': 0.0,
           'scale_attn_weights': True, 'tie_word_embeddings': True,
           'bos_token_id': eos_id, 'eos_token_id': eos_id, 'torch_dtype': 'float32'}
@@ -259,10 +266,6 @@ def marian_generation(max_len: int, beam_size: int) -> dict:
           'max_length': max_len + 1, 'num_beams': beam_size, 'suppress_tokens': [0, 1]}
 
 
-# GPT-2's GELU is the tanh approximation under either name.
-GELU_TANH = ('gelu_new', 'gelu_pytorch_tanh')
-
-
 def read_gpt2(folder: str, abstract, model, embed_scale: bool = True) -> dict:
   """The LM's parameters (nested dicts of numpy arrays shaped and typed as the leaves
   of `abstract`, the unboxed jax.eval_shape of its init) from a GPT-2 folder; `model`
@@ -320,10 +323,14 @@ def read_gpt2(folder: str, abstract, model, embed_scale: bool = True) -> dict:
   for key, theirs, ours, flag in checks:
     if theirs != ours:
       raise UserError(f'{folder}/config.json has {key}={theirs}; set --config.{flag}={theirs}')
-  if hf.get('activation_function', 'gelu_new') not in GELU_TANH:
-    raise UserError(f'{folder}/config.json: activation_function '
-                    f'{hf.get("activation_function")!r}; seqlab\'s LM computes GELU\'s tanh '
-                    f'approximation ({", ".join(GELU_TANH)})')
+  theirs = hf.get('activation_function', 'gelu_new')
+  wanted = 'gelu' if theirs in GELU_TANH else 'gelu_exact' if theirs == 'gelu' else None
+  if wanted is None:
+    raise UserError(f'{folder}/config.json: activation_function {theirs!r}; seqlab\'s LM '
+                    f'computes GELU, in its tanh form ({", ".join(GELU_TANH)}) or exactly (gelu)')
+  if wanted != model.get('activation', 'gelu'):
+    raise UserError(f'{folder}/config.json has activation_function={theirs}; set '
+                    f'--config.model.activation={wanted}')
   if (not hf.get('tie_word_embeddings', True) or hf.get('scale_attn_by_inverse_layer_idx')
       or not hf.get('scale_attn_weights', True)):
     raise UserError(f'{folder}/config.json: untied output embeddings, or attention scores '

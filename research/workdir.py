@@ -141,8 +141,9 @@ def _changes(old: dict, new: dict) -> list[tuple]:
 
 
 # Keys that change what saved parameters mean, with the value a config without
-# the key had: model.init=gpt2 reads the input embeddings unscaled.
-FIXED_ON_RESUME = {'model.init': 'seqlab'}
+# the key had: model.init=gpt2 reads the input embeddings unscaled, and
+# model.activation computes another GELU from the same weights.
+FIXED_ON_RESUME = {'model.init': 'seqlab', 'model.activation': 'gelu'}
 
 
 def check_fixed_keys(workdir: str, config: dict):

@@ -210,6 +210,8 @@ def _cases(d, t):
       # --- language model --------------------------------------------------------------
       Case('lm_context_one', lm + ['--config.data.context=1'], says='data.context=1'),
       Case('lm_top_p_zero', lm + ['--config.eval.top_p=0.0'], says='eval.top_p'),
+      Case('lm_unknown_activation', lm + ['--config.model.activation=relu'],
+           says='model.activation'),
       Case('lm_corpus_shorter_than_a_window', [LM, f'--config.data.path={d["short"]}'],
            says='fewer'),
       Case('lm_predict_odd_prompts', lm + ['--mode=predict'], code=0, workdir='lm',

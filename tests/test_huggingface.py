@@ -66,7 +66,8 @@ def test_the_peer_recipe_trains_as_nanogpt_does_in_torch(corpus, tmp_path):  # n
   # same batches give the same losses and the same weights, step by step.
   peer = config_lib.load_config_file(str(ROOT / 'configs/lm.py'), 'peer')
   config = tiny(corpus, **{'train.steps': 0})
-  config.model.init, config.model.norm_epsilon = peer.model.init, peer.model.norm_epsilon
+  for key in ('init', 'norm_epsilon', 'activation'):  # the shapes stay tiny's.
+    config.model[key] = peer.model[key]
   config.optimizer = peer.optimizer
   config.optimizer.warmup_steps, config.optimizer.learning_rate = 2, 3e-2  # moves that show.
   workdir, out = tmp_path / 'run', tmp_path / 'hf'
@@ -245,6 +246,11 @@ def test_bad_gpt2_folders_are_one_error_line(corpus, gpt2_folder, tmp_path):  # 
                      str(tmp_path / 'heads'))
   with pytest.raises(UserError, match='n_head=2; set --config.model.num_heads=2'):
     heads.task.pretrained_params()
+  exact = Experiment(gpt2_config(corpus, gpt2_folder, **{'model.activation': 'gelu_exact'}),
+                     str(tmp_path / 'exact'))
+  with pytest.raises(UserError, match='activation_function=gelu_new; set --config.model.activation'
+                                      '=gelu$'):
+    exact.task.pretrained_params()
   with pytest.raises(UserError, match='data.tokenizer=huggingface'):
     tasks.validate(tiny(corpus, **{'init.from_hf': str(gpt2_folder)}))
 

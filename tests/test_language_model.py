@@ -132,6 +132,9 @@ def test_a_resume_that_would_read_the_checkpoints_otherwise_is_refused(corpus, t
   unscaled = Experiment(tiny(corpus, **settings, **{'model.init': 'gpt2'}), str(tmp_path))
   with pytest.raises(UserError, match="trained with model.init='seqlab'.*--config.model.init=seqlab"):
     unscaled.restore()
+  exact = Experiment(tiny(corpus, **settings, **{'model.activation': 'gelu_exact'}), str(tmp_path))
+  with pytest.raises(UserError, match="model.activation='gelu'.*--config.model.activation=gelu "):
+    exact.restore()
   masked = Experiment(tiny(corpus, **settings, **{'optimizer.weight_decay_on': 'weights'}),
                       str(tmp_path))
   with pytest.raises(UserError, match='another optimizer state.*optimizer.weight_decay_on'):

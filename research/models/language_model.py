@@ -130,6 +130,7 @@ def sample_logits(rng, logits, temperature: float, top_k: int, top_p: float):
 
 
 INITS = ('seqlab', 'gpt2')
+ACTIVATIONS = ('gelu', 'gelu_exact')  # model.activation: GELU's tanh form (GPT-2's), or erf's.
 GPT2_STD = 0.02
 GPT2_STREAM = 2  # the redraw's key: fold_in(key, 1) is the train state's.
 
@@ -234,7 +235,7 @@ class LanguageModel:
     sizes = transformer.Sizes(model_dim=d, ff_dim=cfg.ff_dim, num_heads=h, qk_dim=d // h,
                               v_dim=d // h, dropout=cfg.dropout,
                               attention_dropout=cfg.attention_dropout, relu_dropout=0.0,
-                              pre_ln=True, activation='gelu', dtype=dtype,
+                              pre_ln=True, activation=cfg.get('activation', 'gelu'), dtype=dtype,
                               param_dtype=param_dtype, remat=cfg.remat, attention_impl=attention,
                               norm_epsilon=cfg.norm_epsilon, embed_scale=cfg.init != 'gpt2')
     return cls(TransformerLM(vocab_size, sizes, cfg.num_layers, context,

@@ -215,7 +215,7 @@ class FeedForward(nn.Module):
   ff_dim: int
   model_dim: int
   dropout: float = 0.0
-  activation: str = 'relu'  # relu (the paper) | gelu (GPT-2)
+  activation: str = 'relu'  # relu (the paper) | gelu (GPT-2's tanh form) | gelu_exact (erf)
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -224,7 +224,10 @@ class FeedForward(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     h = nn.Dense(self.ff_dim, kernel_init=logical(_KERNEL, 'embed', 'mlp'),
                  bias_init=logical(_ZEROS, 'mlp'), name='inner', **kw)(x)
-    h = nn.gelu(h) if self.activation == 'gelu' else nn.relu(h)
+    if self.activation == 'relu':
+      h = nn.relu(h)
+    else:
+      h = nn.gelu(h, approximate=self.activation == 'gelu')
     h = dropout(self, h, self.dropout, train)
     return nn.Dense(self.model_dim, kernel_init=logical(_KERNEL, 'mlp', 'embed'),
                     bias_init=logical(_ZEROS, 'embed'), name='outer', **kw)(h)

@@ -64,6 +64,7 @@ class LanguageModelTask(Task):
         ('model.num_layers', V.integer(1)), ('model.model_dim', V.integer(1)),
         ('model.num_heads', V.integer(1)), ('model.ff_dim', V.integer(1)),
         ('model.attention_block', V.integer(0)),
+        ('model.activation', V.one_of(*language_model.ACTIVATIONS)),
         ('model.attention_impl', V.one_of(*transformer.ATTENTION))])
     m = config.model
     V.require(m.model_dim % m.num_heads == 0, f'model.model_dim={m.model_dim} is not divisible '
@@ -217,7 +218,8 @@ class LanguageModelTask(Task):
     out_dir/seqlab_tokenizer/ (docs/language_model.md)."""
     m = self.config.model
     config = huggingface.gpt2_config(len(self.vocab), self.context, m.model_dim, m.num_layers,
-                                     m.num_heads, m.ff_dim, self.vocab.eos_id, m.norm_epsilon)
+                                     m.num_heads, m.ff_dim, self.vocab.eos_id, m.norm_epsilon,
+                                     self.model.module.sizes.activation)
     tensors = huggingface.gpt2_tensors(params, m.num_layers, self.model.module.sizes.embed_scale)
     paths = huggingface.write(out_dir, config, tensors)
     folder = os.path.join(out_dir, 'seqlab_tokenizer')
