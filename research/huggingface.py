@@ -43,8 +43,9 @@ import numpy as np
 from research.errors import UserError
 
 
-# GPT-2's GELU is the tanh approximation under either name.
-GELU_TANH = ('gelu_new', 'gelu_pytorch_tanh')
+# transformers' names for GELU's tanh form (GPT-2's), and for the exact one.
+GELU_TANH = ('gelu_new', 'gelu_pytorch_tanh', 'gelu_fast')
+GELU_EXACT = ('gelu', 'gelu_python')
 HF_GELU = {'gelu': 'gelu_new', 'gelu_exact': 'gelu'}  # model.activation -> activation_function
 
 
@@ -324,10 +325,12 @@ def read_gpt2(folder: str, abstract, model, embed_scale: bool = True) -> dict:
     if theirs != ours:
       raise UserError(f'{folder}/config.json has {key}={theirs}; set --config.{flag}={theirs}')
   theirs = hf.get('activation_function', 'gelu_new')
-  wanted = 'gelu' if theirs in GELU_TANH else 'gelu_exact' if theirs == 'gelu' else None
+  wanted = 'gelu' if theirs in GELU_TANH else 'gelu_exact' if theirs in GELU_EXACT else None
   if wanted is None:
     raise UserError(f'{folder}/config.json: activation_function {theirs!r}; seqlab\'s LM '
-                    f'computes GELU, in its tanh form ({", ".join(GELU_TANH)}) or exactly (gelu)')
+                    f'computes GELU in its tanh form ({", ".join(GELU_TANH)}: '
+                    f'--config.model.activation=gelu) or exactly ({", ".join(GELU_EXACT)}: '
+                    '--config.model.activation=gelu_exact)')
   if wanted != model.get('activation', 'gelu'):
     raise UserError(f'{folder}/config.json has activation_function={theirs}; set '
                     f'--config.model.activation={wanted}')

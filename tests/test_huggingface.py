@@ -10,7 +10,9 @@ Transformer loads as MarianMTModel with the same logits, greedy tokens and
 SentencePiece ids; pre-LN ones are refused."""
 import json
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -60,6 +62,33 @@ def test_an_lm_export_loads_in_transformers_with_the_same_logits(corpus, tmp_pat
   assert list(generated[tokens.shape[1]:]) == list(mine[:new])
 
 
+@pytest.mark.parametrize('activation, theirs', [('gelu', 'gelu_new'), ('gelu_exact', 'gelu')])
+def test_each_gelu_exports_as_the_transformers_activation_that_computes_it(  # noqa: F811
+    corpus, activation, theirs):
+  task = task_of(tiny(corpus, **{'model.activation': activation}))
+  m = task.config.model
+  config = huggingface.gpt2_config(len(task.vocab), task.context, m.model_dim, m.num_layers,
+                                   m.num_heads, m.ff_dim, task.vocab.eos_id, m.norm_epsilon,
+                                   activation)
+  assert config['activation_function'] == theirs
+  # Feed-forward inputs a few units wide, where the two GELUs differ by up to 5e-4.
+  params = jax.tree_util.tree_map_with_path(
+      lambda path, x: x * 4 if 'inner' in jax.tree_util.keystr(path) else x,
+      nn.meta.unbox(task.init(jax.random.PRNGKey(0))))
+  tensors = huggingface.gpt2_tensors(jax.device_get(params), m.num_layers)
+  tokens = np.random.default_rng(0).integers(4, len(task.vocab), (2, task.context))
+  ours = np.asarray(task.model.forward(params, jnp.asarray(tokens, jnp.int32)))
+  for name in ('gelu_new', 'gelu'):
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        **{**config, 'activation_function': name})).eval()
+    missing, unexpected = model.load_state_dict(
+        {k: torch.tensor(v) for k, v in tensors.items()}, strict=False)
+    assert not unexpected and set(missing) <= {'lm_head.weight'}  # tied to wte.
+    with torch.no_grad():
+      gap = np.abs(model(torch.tensor(tokens)).logits.numpy() - ours).max()
+    assert gap < 2e-5 if name == theirs else gap > 2e-4, (name, gap)
+
+
 def test_the_peer_recipe_trains_as_nanogpt_does_in_torch(corpus, tmp_path):  # noqa: F811
   # lm.py:peer's model and optimizer keys against torch_gpt.py's recipe written in torch
   # (AdamW on nanoGPT's parameter groups, clipping, get_lr) on the exported model: the
@@ -73,6 +102,7 @@ def test_the_peer_recipe_trains_as_nanogpt_does_in_torch(corpus, tmp_path):  # n
   workdir, out = tmp_path / 'run', tmp_path / 'hf'
   train.export(config, str(workdir), str(out))
   model = transformers.AutoModelForCausalLM.from_pretrained(out).train()
+  assert model.config.activation_function == 'gelu'  # F.gelu's, as the peer's.
 
   steps = 6
   config.train.steps = steps

@@ -226,8 +226,10 @@ class FeedForward(nn.Module):
                  bias_init=logical(_ZEROS, 'mlp'), name='inner', **kw)(x)
     if self.activation == 'relu':
       h = nn.relu(h)
-    else:
+    elif self.activation in ('gelu', 'gelu_exact'):
       h = nn.gelu(h, approximate=self.activation == 'gelu')
+    else:
+      raise ValueError(f'unknown activation {self.activation!r}: relu, gelu or gelu_exact')
     h = dropout(self, h, self.dropout, train)
     return nn.Dense(self.model_dim, kernel_init=logical(_KERNEL, 'mlp', 'embed'),
                     bias_init=logical(_ZEROS, 'embed'), name='outer', **kw)(h)
