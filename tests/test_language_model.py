@@ -146,12 +146,12 @@ def test_blocked_causal_attention_equals_one_masked_softmax(corpus):
   whole, blocked = (task_of(tiny(corpus, **{'model.attention_block': b})) for b in (0, 4))
   params = nn.meta.unbox(whole.init(jax.random.PRNGKey(0)))
   x = jnp.asarray(np.random.default_rng(2).integers(0, len(whole.vocab), (3, 16)), jnp.int32)
-  assert np.isfinite(whole.model.forward(params, x)).all()
-  loss = lambda task: lambda p: jnp.mean(task.model.forward(p, x) ** 2)
-  np.testing.assert_allclose(blocked.model.forward(params, x), whole.model.forward(params, x),
-                             rtol=1e-5, atol=1e-6)
-  for g, h in zip(jax.tree.leaves(jax.grad(loss(blocked))(params)),
-                  jax.tree.leaves(jax.grad(loss(whole))(params))):
+  # Compiled: op by op, the forward and gradient passes took half a minute.
+  forward = lambda task: jax.jit(task.model.forward)(params, x)
+  grad = lambda task: jax.jit(jax.grad(lambda p: jnp.mean(task.model.forward(p, x) ** 2)))(params)
+  assert np.isfinite(forward(whole)).all()
+  np.testing.assert_allclose(forward(blocked), forward(whole), rtol=1e-5, atol=1e-6)
+  for g, h in zip(jax.tree.leaves(grad(blocked)), jax.tree.leaves(grad(whole))):
     np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-7)
 
 

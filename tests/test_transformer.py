@@ -78,13 +78,13 @@ def test_sinusoids_match_the_formula():
 @pytest.mark.parametrize('pre_ln', [False, True])
 def test_decoder_is_causal_and_source_padding_is_masked(pre_ln):
   model, params = _model(pre_ln=pre_ln)
-  logits, _ = model.forward(params, SRC, TGT_IN)
+  forward = jax.jit(model.forward)
+  logits, _ = forward(params, SRC, TGT_IN)
   changed = TGT_IN.at[:, 3:].set(15)  # later target tokens must not change earlier outputs.
-  np.testing.assert_allclose(model.forward(params, SRC, changed)[0][:, :3], logits[:, :3],
-                             atol=1e-5)
-  assert not np.allclose(model.forward(params, SRC, changed)[0][:, 3:], logits[:, 3:])
+  np.testing.assert_allclose(forward(params, SRC, changed)[0][:, :3], logits[:, :3], atol=1e-5)
+  assert not np.allclose(forward(params, SRC, changed)[0][:, 3:], logits[:, 3:])
   padded = jnp.pad(SRC, ((0, 0), (0, 3)))  # more padding changes nothing.
-  np.testing.assert_allclose(model.forward(params, padded, TGT_IN)[0], logits, atol=1e-5)
+  np.testing.assert_allclose(forward(params, padded, TGT_IN)[0], logits, atol=1e-5)
 
 
 @pytest.mark.parametrize('pre_ln,positions', [(False, 'sinusoidal'), (True, 'learned')])
@@ -120,16 +120,18 @@ def test_the_fused_attention_path_computes_what_the_masked_one_does(monkeypatch)
   src = jnp.concatenate([SRC, jnp.zeros_like(SRC[:1])])  # the last row is all padding.
   tgt = jnp.concatenate([TGT_IN, TGT_IN[:1]])
 
-  def rows(m, p, n):  # the first n rows' logits, and the gradient of their sum.
+  def rows(m, p, n):  # the first n rows' logits, and the gradient of a weighted sum of them.
     f = lambda p: m.forward(p, src, tgt)[0][:n]
-    return f(p), jax.grad(lambda p: (f(p) * jnp.arange(f(p).size).reshape(f(p).shape)).sum())(p)
+    out = jax.jit(f)(p)  # compiled: op by op, this test took a minute.
+    weights = jnp.arange(out.size).reshape(out.shape)
+    return out, jax.jit(jax.grad(lambda p: (f(p) * weights).sum()))(p)
 
   (want, want_grads), (got, got_grads) = rows(model, params, 2), rows(fused, params, 2)
   np.testing.assert_allclose(got, want, atol=1e-5)
   for g, w in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads)):
     np.testing.assert_allclose(g, w, atol=1e-3, rtol=1e-5)
   calls.clear()
-  logits, cross = fused.forward(params, src, tgt)
+  logits, cross = jax.jit(fused.forward)(params, src, tgt)
   assert np.isfinite(logits).all() and cross is None  # the all-padding row too.
   # 2 encoder self-attentions and 2 cross-attentions by key length, 2 causal ones.
   assert collections.Counter(calls) == {('cudnn', False, True): 4, ('cudnn', True, False): 2}
