@@ -14,11 +14,11 @@ Presets:
               F.gelu's exact GELU) on the same corpus, 3,000 steps, scoring
               its 409,600 characters of validation and test: like for like
               with `torch_gpt.py --corpus PATH --steps 3000`, which reaches
-              test 1.7578 bpc (2 Intel Xeon cores, 1 h 25 min). Measured with
-              GELU's tanh form (--config.model.activation=gelu, the preset's
-              until 36b319c): test 1.7748, validation 1.7434, about 1 h 50 min
-              of training on the same cores; the target, within 0.01 of the
-              peer or better, is not met by 0.007.
+              test 1.7578 bpc (2 Intel Xeon cores, 1 h 25 min). Measured: test
+              1.7720, validation 1.7352, about 1 h 50 min of training on the
+              same cores (GELU's tanh form, --config.model.activation=gelu:
+              1.7748); the target, within 0.01 of the peer or better, is not
+              met, by 0.004.
   bench       the shapes of ../shared/bench/torch_gpt.py (d 256, 8 heads, 6
               layers, context 256, batch 32, vocabulary 27) on random tokens,
               for --mode=benchmark. Measured on 2 Intel Xeon cores: 3,723 /
