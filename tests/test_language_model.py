@@ -149,8 +149,9 @@ def test_blocked_causal_attention_equals_one_masked_softmax(corpus):
   # Compiled: op by op, the forward and gradient passes took half a minute.
   forward = lambda task: jax.jit(task.model.forward)(params, x)
   grad = lambda task: jax.jit(jax.grad(lambda p: jnp.mean(task.model.forward(p, x) ** 2)))(params)
-  assert np.isfinite(forward(whole)).all()
-  np.testing.assert_allclose(forward(blocked), forward(whole), rtol=1e-5, atol=1e-6)
+  want = forward(whole)
+  assert np.isfinite(want).all()
+  np.testing.assert_allclose(forward(blocked), want, rtol=1e-5, atol=1e-6)
   for g, h in zip(jax.tree.leaves(grad(blocked)), jax.tree.leaves(grad(whole))):
     np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-7)
 

@@ -81,8 +81,9 @@ def test_decoder_is_causal_and_source_padding_is_masked(pre_ln):
   forward = jax.jit(model.forward)
   logits, _ = forward(params, SRC, TGT_IN)
   changed = TGT_IN.at[:, 3:].set(15)  # later target tokens must not change earlier outputs.
-  np.testing.assert_allclose(forward(params, SRC, changed)[0][:, :3], logits[:, :3], atol=1e-5)
-  assert not np.allclose(forward(params, SRC, changed)[0][:, 3:], logits[:, 3:])
+  moved, _ = forward(params, SRC, changed)
+  np.testing.assert_allclose(moved[:, :3], logits[:, :3], atol=1e-5)
+  assert not np.allclose(moved[:, 3:], logits[:, 3:])
   padded = jnp.pad(SRC, ((0, 0), (0, 3)))  # more padding changes nothing.
   np.testing.assert_allclose(forward(params, padded, TGT_IN)[0], logits, atol=1e-5)
 
